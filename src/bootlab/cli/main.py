@@ -1,0 +1,88 @@
+"""The `bootlab` entry point: parses arguments, dispatches to a command module, maps errors to exit codes.
+
+Each command group lives in its own module under ``bootlab.cli`` and exposes ``register(subparsers)``, which adds
+its parser(s) and sets ``func`` to a handler ``(argparse.Namespace) -> int``. Modules are imported lazily by name
+so that ``bootlab doctor`` does not pay for scipy or the observer: keep module-level imports in command modules
+light and import heavy libraries inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bootlab import __version__
+from bootlab.errors import EXIT_USAGE, BootlabError
+
+# command name -> module under bootlab.cli that registers it. Order is the order of `bootlab --help`.
+COMMANDS: dict[str, str] = {
+    "doctor": "doctor",
+    "run": "run",
+    "boot": "boot",
+    "script": "script",
+    "lock": "lock",
+    "lint": "lint",
+    "profiles": "profiles",
+    "classify": "classify",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2 (argparse already uses 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"bootlab: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the parser; with ``only``, import just that command's module (fast path for dispatch)."""
+    parser = _Parser(prog="bootlab", description="Boot OS images in QEMU, observe them, measure them.")
+    parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
+        try:
+            mod = importlib.import_module(f"bootlab.cli.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bootlab.cli.{module}":
+                continue  # command not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def _command_name(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    parser = build_parser(only=_command_name(args_list))
+    args = parser.parse_args(args_list)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except BootlabError as exc:
+        if debug:
+            raise
+        print(f"bootlab: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
