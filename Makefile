@@ -1,0 +1,47 @@
+# The README's two commands: `make demo` and `make test`. Both install what is missing (system packages,
+# the Python environment in .venv, the test guests) and are quiet when everything is already there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: all setup system venv guests demo test check unit e2e clean
+
+all: test
+
+setup: system venv
+
+system:
+	@bash scripts/setup-system.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' >/dev/null
+	@touch $@
+
+guests: setup
+	@if [ -f guests/build.sh ]; then bash guests/build.sh; fi
+
+demo: setup guests
+	@if [ -x demo/run.sh ]; then bash demo/run.sh; else $(BIN)/bootlab doctor; fi
+
+check: venv
+	@$(BIN)/ruff check src tests bench
+	@$(BIN)/ruff format --check --quiet src tests bench
+	@$(BIN)/mypy
+
+test: setup guests check
+	@$(BIN)/pytest -q $(PYTEST_ARGS)
+
+unit: venv
+	@$(BIN)/pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+e2e: setup guests
+	@$(BIN)/pytest -q -m e2e $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) guests/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""`bootlab doctor`: what this host offers (QEMU binaries, accelerators, firmware) and what to install."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("doctor", help="probe this host: QEMU binaries, accelerators, firmware")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def advice(host: object) -> list[str]:
+    """What to install for anything missing, one line each."""
+    from bootlab.host import ARCHES, QEMU_PACKAGES, Host, firmware_install_hint
+
+    assert isinstance(host, Host)
+    mac = host.os == "darwin"
+    tips: list[str] = []
+    for arch in ARCHES[:2]:
+        if arch not in host.qemu:
+            tips.append(f"qemu-system-{arch} missing: " + ("brew install qemu" if mac else f"sudo apt install {QEMU_PACKAGES[arch]}"))
+    for name in ("edk2-aarch64-code.fd", "edk2-x86_64-code.fd"):
+        if name not in host.firmware:
+            tips.append(f"firmware {name} missing: {firmware_install_hint(name)}")
+    return tips
+
+
+def run(args: argparse.Namespace) -> int:
+    from bootlab.host import probe
+
+    host = probe()
+    if args.json:
+        print(json.dumps(host.to_json(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"host: {host.os} {host.arch}", title_justify="left")
+    for col in ("arch", "qemu", "version", "accelerators (best first)", "unavailable"):
+        table.add_column(col)
+    for arch in sorted(set(host.qemu) | {"aarch64", "x86_64"}):
+        b = host.qemu.get(arch)
+        why = host.unavailable.get(arch, {})
+        table.add_row(
+            arch,
+            b.path if b else "[red]missing[/red]",
+            b.version if b else "",
+            ", ".join(host.accelerators.get(arch, [])),
+            "; ".join(f"{a}: {r}" for a, r in why.items()),
+        )
+    console.print(table)
+    fw = Table(title="firmware", title_justify="left")
+    fw.add_column("name")
+    fw.add_column("path")
+    for name, path in sorted(host.firmware.items()):
+        fw.add_row(name, path)
+    console.print(fw)
+    tips = advice(host)
+    for tip in tips:
+        console.print(f"[yellow]to install[/yellow] {tip}")
+    if not tips:
+        console.print("[green]everything bootlab needs is here[/green]")
+    return 0

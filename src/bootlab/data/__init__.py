@@ -1,0 +1,1 @@
+"""Data files shipped with bootlab (firmware names, ...)."""

@@ -1,0 +1,233 @@
+"""What this machine offers: QEMU binaries and versions, usable accelerators, firmware files.
+
+Accelerator availability follows QEMU's own python/qemu/utils/accel.py: KVM needs `/dev/kvm` openable and the
+guest arch equal to the host arch; HVF needs macOS with `kern.hv_support` = 1; TCG always works. Each claim is
+confirmed against the binary's `-accel help`. Binary facts (version, accelerators) are cached per binary
+(path, size, mtime) so a boot does not pay for two extra QEMU start-ups.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bootlab.errors import UsageError
+
+ARCHES = ("aarch64", "x86_64", "riscv64")
+QEMU_PACKAGES = {
+    "aarch64": "qemu-system-arm",
+    "x86_64": "qemu-system-x86",
+    "riscv64": "qemu-system-misc",
+}
+_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
+
+
+def host_arch() -> str:
+    m = platform.machine().lower()
+    return _MACHINE_ALIASES.get(m, m)
+
+
+def host_os() -> str:
+    return "darwin" if sys.platform == "darwin" else "linux" if sys.platform.startswith("linux") else sys.platform
+
+
+@dataclass
+class QemuBinary:
+    arch: str
+    path: str
+    version: str
+    accels: list[str]  # what `-accel help` lists (compiled in), not what works here
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in re.findall(r"\d+", self.version)[:3])
+
+
+@dataclass
+class Host:
+    """The probe's result. ``accelerators[arch]`` lists usable accelerators, best first."""
+
+    os: str
+    arch: str
+    qemu: dict[str, QemuBinary] = field(default_factory=dict)
+    accelerators: dict[str, list[str]] = field(default_factory=dict)
+    unavailable: dict[str, dict[str, str]] = field(default_factory=dict)  # arch -> accel -> why not
+    firmware: dict[str, str] = field(default_factory=dict)  # well-known name -> path (as -bios)
+    pflash: dict[str, str] = field(default_factory=dict)  # well-known name -> path usable as pflash
+    firmware_files: dict[str, str] = field(default_factory=dict)  # every *.fd found: file name -> path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "qemu": {a: {"path": b.path, "version": b.version} for a, b in self.qemu.items()},
+            "accelerators": self.accelerators,
+            "firmware": self.firmware,
+        }
+
+    def binary(self, arch: str) -> QemuBinary:
+        if arch not in self.qemu:
+            pkg = QEMU_PACKAGES.get(arch, "qemu-system")
+            raise UsageError(
+                f"qemu-system-{arch} not found on PATH; install it: sudo apt install {pkg} "
+                f"(macOS: brew install qemu), then check with `bootlab doctor`"
+            )
+        return self.qemu[arch]
+
+    def find_firmware(self, name: str, *, pflash: bool = False) -> str | None:
+        """A well-known name (edk2-aarch64-code.fd) or any firmware file name found in the usual places."""
+        known = self.pflash.get(name) if pflash else self.firmware.get(name)
+        return known or self.firmware_files.get(name)
+
+
+@cache
+def firmware_table() -> dict[str, Any]:
+    text = (resources.files("bootlab.data") / "firmware.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def firmware_search_dirs() -> list[Path]:
+    """`$BOOTLAB_FIRMWARE_PATH` (colon-separated) first, then the platform locations, then QEMU's data dirs."""
+    dirs = [Path(p) for p in os.environ.get("BOOTLAB_FIRMWARE_PATH", "").split(os.pathsep) if p]
+    dirs += [Path(p) for p in firmware_table()["search_dirs"]]
+    return dirs
+
+
+def probe_firmware() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    files: dict[str, str] = {}
+    for d in firmware_search_dirs():
+        try:
+            entries = sorted(d.iterdir())
+        except OSError:
+            continue
+        for f in entries:
+            if f.suffix == ".fd" and f.is_file():
+                files.setdefault(f.name, str(f))
+    names: dict[str, str] = {}
+    pflash: dict[str, str] = {}
+    for name, spec in firmware_table()["names"].items():
+        for table, key in ((names, "candidates"), (pflash, "pflash_candidates")):
+            for cand in spec.get(key, spec["candidates"]):
+                if cand in files:
+                    table[name] = files[cand]
+                    break
+    return names, pflash, files
+
+
+def firmware_install_hint(name: str) -> str:
+    spec = firmware_table()["names"].get(name)
+    return spec["install"] if spec else "install your distribution's edk2/OVMF package or give a path"
+
+
+def _cache_file() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("bootlab")) / "qemu-binaries.json"
+
+
+def _binary_facts(path: str) -> tuple[str, list[str]]:
+    """(version, accelerators compiled in) for a QEMU binary, cached by (path, size, mtime)."""
+    st = os.stat(path)
+    key = f"{path}:{st.st_size}:{int(st.st_mtime)}"
+    cache_path = _cache_file()
+    try:
+        cached = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cached = {}
+    if key in cached:
+        return cached[key]["version"], cached[key]["accels"]
+    env = {**os.environ, "LC_ALL": "C"}
+    out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, env=env).stdout
+    m = re.search(r"version\s+([0-9][^\s(]*)", out)
+    version = m.group(1) if m else "unknown"
+    help_out = subprocess.run([path, "-accel", "help"], capture_output=True, text=True, timeout=30, env=env).stdout
+    accels = [ln.strip() for ln in help_out.splitlines()[1:] if ln.strip() and " " not in ln.strip()]
+    cached[key] = {"version": version, "accels": accels}
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached))
+        tmp.replace(cache_path)
+    except OSError:
+        pass
+    return version, accels
+
+
+def _kvm_usable() -> str | None:
+    """None if /dev/kvm can be opened read-write, else why not."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return "/dev/kvm does not exist (no KVM in this kernel or VM)"
+    except PermissionError:
+        return "/dev/kvm is not accessible (add yourself to the kvm group)"
+    except OSError as exc:
+        return f"/dev/kvm cannot be opened ({exc.strerror})"
+    os.close(fd)
+    return None
+
+
+def _hvf_usable(os_name: str) -> str | None:
+    if os_name != "darwin":
+        return "not macOS"
+    try:
+        out = subprocess.run(["sysctl", "-n", "kern.hv_support"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "sysctl not available"
+    return None if out.stdout.strip() == "1" else "kern.hv_support is not 1 (no Hypervisor.framework)"
+
+
+def accel_reasons(
+    guest_arch: str, binary_accels: list[str], os_name: str, cpu_arch: str
+) -> tuple[list[str], dict[str, str]]:
+    """Usable accelerators for ``guest_arch`` (best first) and, for the others, why not."""
+    usable: list[str] = []
+    why: dict[str, str] = {}
+    for accel in ("hvf", "kvm", "tcg"):
+        if accel == "hvf":
+            reason = _hvf_usable(os_name)
+        elif accel == "kvm":
+            reason = None if os_name == "linux" else "not Linux"
+            reason = reason or _kvm_usable()
+        else:
+            reason = None
+        if reason is None and accel in ("hvf", "kvm") and guest_arch != cpu_arch:
+            reason = f"guest is {guest_arch}, host CPU is {cpu_arch}"
+        if reason is None and binary_accels and accel not in binary_accels:
+            reason = f"qemu-system-{guest_arch} was built without {accel}"
+        if reason is None:
+            usable.append(accel)
+        else:
+            why[accel] = reason
+    return usable, why
+
+
+@cache
+def probe() -> Host:
+    """Probe this machine once per process."""
+    host = Host(os=host_os(), arch=host_arch())
+    for arch in ARCHES:
+        path = shutil.which(f"qemu-system-{arch}")
+        if not path:
+            continue
+        try:
+            version, accels = _binary_facts(path)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        host.qemu[arch] = QemuBinary(arch=arch, path=path, version=version, accels=accels)
+        host.accelerators[arch], host.unavailable[arch] = accel_reasons(arch, accels, host.os, host.arch)
+    host.firmware, host.pflash, host.firmware_files = probe_firmware()
+    return host
+
+
+def as_dict(host: Host) -> dict[str, Any]:
+    return asdict(host)

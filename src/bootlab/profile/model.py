@@ -1,0 +1,221 @@
+"""The profile model: how to run a guest, validated.
+
+Field names are part of the contract (scripts and project files rely on them): see the README's profile reference.
+A profile is validated *after* `extends` chains are merged, `--set` overrides applied and `{var}` templates
+filled, so every check below sees the final values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+ARCHES = ("aarch64", "x86_64", "riscv64")
+ACCELS = ("hvf", "kvm", "tcg", "whpx")
+Accel = Literal["hvf", "kvm", "tcg", "whpx"]
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_UNIT_MIB = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
+
+
+def parse_size_mib(value: object) -> int:
+    """Parse a QEMU-style size (`2G`, `512M`, `2048` = MiB, as `-m` reads it) into MiB."""
+    if isinstance(value, bool):
+        raise ValueError("a size such as 2G or 512M")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a size; write it like 2G or 512M")
+    mib = float(m.group(1)) * _UNIT_MIB[m.group(2).upper()]
+    if mib < 1 or mib != int(mib):
+        raise ValueError(f"{value!r} is not a whole number of MiB")
+    return int(mib)
+
+
+def format_size_mib(mib: int) -> str:
+    """The shortest `-m` spelling: 2048 -> `2G`, 512 -> `512M`."""
+    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
+
+
+def _split_list(value: object) -> object:
+    """Accept `accel = "kvm,tcg"` (as `--set accel=kvm,tcg` gives) as well as a TOML list."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _to_str(value: object) -> object:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Machine(_Strict):
+    """`machine = "virt"` or `machine = {type = "virt", highmem = "off"}`; options go after the type in `-M`."""
+
+    type: str
+    options: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_toml(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"type": data}
+        if isinstance(data, dict) and "options" not in data:
+            data = dict(data)
+            if "type" not in data:
+                raise ValueError("a machine table needs `type`, e.g. {type = \"virt\", highmem = \"off\"}")
+            mtype = data.pop("type")
+            return {"type": mtype, "options": {k: _to_str(v) for k, v in data.items()}}
+        return data
+
+    def option_string(self) -> str:
+        return ",".join([self.type, *(f"{k}={v}" for k, v in self.options.items())])
+
+
+class Firmware(_Strict):
+    """Either `bios` (loaded with -bios) or pflash `code` (+ optional `vars`, run with a snapshot so it is never
+    written). Each is a path or a well-known name (e.g. `edk2-aarch64-code.fd`) that the host probe finds."""
+
+    bios: str | None = None
+    code: str | None = None
+    vars: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Firmware:
+        if self.bios and (self.code or self.vars):
+            raise ValueError("firmware takes either `bios` or pflash `code` (+ `vars`), not both")
+        if self.vars and not self.code:
+            raise ValueError("firmware `vars` needs a pflash `code` file too")
+        if not (self.bios or self.code):
+            raise ValueError("firmware needs `bios` or `code`")
+        return self
+
+
+class Drive(_Strict):
+    """A disk image. Runs on a snapshot overlay (the image is never written) unless `persistent = true`."""
+
+    file: str
+    format: str = "raw"
+    interface: Literal["virtio", "nvme"] = "virtio"
+    persistent: bool = False
+    readonly: bool = False
+
+
+class Share(_Strict):
+    """A host directory exported to the guest over 9p (virtio-9p-pci) under a mount tag."""
+
+    path: str
+    tag: str
+    readonly: bool = False
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,31}", v):
+            raise ValueError(f"mount tag {v!r} must be 1-31 letters, digits, '.', '_' or '-'")
+        return v
+
+
+class Forward(_Strict):
+    """A host TCP port forwarded to a guest port through user-mode networking (bound to 127.0.0.1)."""
+
+    host: int = Field(ge=1, le=65535)
+    guest: int = Field(ge=1, le=65535)
+    proto: Literal["tcp", "udp"] = "tcp"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*(?:/(tcp|udp))?\s*", data)
+            if not m:
+                raise ValueError(f"forward {data!r} must look like HOST_PORT:GUEST_PORT, e.g. 2222:22")
+            return {"host": int(m.group(1)), "guest": int(m.group(2)), "proto": m.group(3) or "tcp"}
+        return data
+
+
+def _shares(value: object) -> object:
+    """`shares = {"/host/dir" = "tag"}` is the short form of `[{path = "/host/dir", tag = "tag"}]`."""
+    if isinstance(value, dict):
+        return [{"path": k, "tag": v} for k, v in value.items()]
+    return value
+
+
+def _forwards(value: object) -> object:
+    """`forwards = {2222 = 22}` and `forwards = ["2222:22"]` are short forms of `[{host = 2222, guest = 22}]`."""
+    if isinstance(value, dict):
+        return [{"host": int(k), "guest": v} for k, v in value.items()]
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()]
+    return value
+
+
+class Profile(_Strict):
+    """A resolved profile: every template filled, every override applied. See README "Profiles"."""
+
+    name: str
+    description: str = ""
+    arch: Literal["aarch64", "x86_64", "riscv64"]
+    machine: Machine
+    accel: Annotated[list[Accel], BeforeValidator(_split_list)] = Field(
+        default_factory=lambda: ["hvf", "kvm", "tcg"], min_length=1
+    )
+    cpu: str | dict[Accel, str] | None = None
+    smp: int = Field(default=1, ge=1, le=512)
+    memory: Annotated[int, BeforeValidator(parse_size_mib)] = 1024
+    firmware: Firmware | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    append: str | None = None
+    drives: list[Drive] = Field(default_factory=list)
+    persistent: bool = False
+    shares: Annotated[list[Share], BeforeValidator(_shares)] = Field(default_factory=list)
+    forwards: Annotated[list[Forward], BeforeValidator(_forwards)] = Field(default_factory=list)
+    network: bool | None = None  # None: QEMU's default NIC; false: -nic none; true: user-mode net
+    pack: Annotated[list[str], BeforeValidator(_split_list)] = Field(default_factory=list)
+    timeout: float = Field(default=300.0, gt=0)
+    quiet_timeout: float = Field(default=60.0, gt=0)
+    vars: dict[str, str] = Field(default_factory=dict)
+    symbols: str | None = None
+    fallback: str | None = None
+    extra_args: list[str] = Field(default_factory=list)
+    seed: int = Field(default=0, ge=0, le=0xFFFFFFFF)
+    boot: int = Field(default=0, ge=0)
+
+    @field_validator("vars", mode="before")
+    @classmethod
+    def _vars_str(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: _to_str(x) for k, x in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        if (self.initrd or self.append) and not self.kernel:
+            raise ValueError("`initrd`/`append` need a `kernel` (direct boot)")
+        if isinstance(self.cpu, dict) and not self.cpu:
+            raise ValueError("`cpu` table is empty; give one cpu per accelerator, e.g. {tcg = \"max\"}")
+        return self
+
+    def cpu_for(self, accel: str) -> str | None:
+        """The cpu model to use under ``accel`` (a per-accelerator table or one string for all)."""
+        if isinstance(self.cpu, dict):
+            return self.cpu.get(accel)  # type: ignore[call-overload, no-any-return]
+        return self.cpu
+
+    @property
+    def writes_disks(self) -> bool:
+        return any(d.persistent for d in self.drives) or (self.persistent and bool(self.drives))
+
+    def drive_persistent(self, drive: Drive) -> bool:
+        return drive.persistent or self.persistent

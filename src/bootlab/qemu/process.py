@@ -1,0 +1,147 @@
+"""Start QEMU so that it can never outlive bootlab.
+
+QEMU runs in its own session (its own process group, no controlling terminal) and, on Linux, with a
+parent-death signal: if bootlab dies, even by SIGKILL, the kernel signals QEMU. Stopping kills the whole process
+group. Nothing is ever found or killed by name. macOS has no parent-death signal; there the child is started
+the same way and a watchdog (untested on real hardware) is the documented gap.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from bootlab.errors import UsageError
+
+PR_SET_PDEATHSIG = 1
+
+
+def _set_pdeathsig(sig: int) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL) -> Any:
+    """A ``preexec_fn`` for subprocess/asyncio: parent-death signal, private umask, bail out if the parent is gone."""
+
+    def setup() -> None:
+        os.umask(0o077)
+        _set_pdeathsig(death_signal)
+        if os.getppid() != parent_pid:  # the parent died between fork and prctl
+            os._exit(1)
+
+    return setup
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal QEMU's whole process group (it leads its own session)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class QemuProcess:
+    """A supervised QEMU child. Use as a context manager: leaving it always kills the process group."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
+        stdout: int | IO[Any] | None = subprocess.DEVNULL,
+        stderr_path: Path | None = None,
+        death_signal: int = signal.SIGKILL,
+    ) -> None:
+        self.argv = argv
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr_path = stderr_path
+        self.death_signal = death_signal
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, "QemuProcess not started"
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.popen is None else self.popen.poll()
+
+    def start(self) -> QemuProcess:
+        stderr: Any = subprocess.PIPE
+        handle = None
+        if self.stderr_path is not None:
+            handle = self.stderr_path.open("wb")
+            stderr = handle
+        try:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdin=self.stdin,
+                stdout=self.stdout,
+                stderr=stderr if self.stderr_path is not None else None,
+                start_new_session=True,
+                preexec_fn=child_setup(os.getpid(), self.death_signal),  # noqa: PLW1509
+            )
+        except FileNotFoundError:
+            raise UsageError(
+                f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)"
+            ) from None
+        finally:
+            if handle is not None:
+                handle.close()
+        return self
+
+    def stderr_text(self) -> str:
+        if self.stderr_path is None or not self.stderr_path.exists():
+            return ""
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self.popen is not None
+        return self.popen.wait(timeout)
+
+    def terminate(self, grace: float = 3.0) -> None:
+        """SIGTERM the group (QEMU exits cleanly and restores the terminal), SIGKILL after ``grace`` seconds."""
+        if self.popen is None or self.popen.poll() is not None:
+            self.kill()
+            return
+        kill_group(self.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.kill()
+
+    def kill(self) -> None:
+        if self.popen is None:
+            return
+        kill_group(self.popen.pid, signal.SIGKILL)
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def __enter__(self) -> QemuProcess:
+        return self.start() if self.popen is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
+
+
+def exit_status(returncode: int) -> int:
+    """A shell-style exit status: 128+N when killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
