@@ -1,0 +1,101 @@
+"""The verdict of one boot, and crash-title normalisation.
+
+The verdict is the contract between the observer and everything built on it (trials count outcomes and group
+titles, the store saves it, ``--json`` prints exactly these fields). Titles are normalised the way syzkaller's
+``pkg/report`` does it, so that the same bug gets the same title across boots: addresses, numbers and line
+numbers vary from build to build and boot to boot, the function and the kind of failure do not.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["pass", "crash", "hang", "timeout", "qemu-error", "infra-error", "incomplete"]
+GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout"})
+INFRA: frozenset[str] = frozenset({"qemu-error", "infra-error"})
+
+_FILE_LINE = re.compile(r"(\.(?:c|h|rs|S|s|cc|cpp|go|py|zig)):\d+(?::\d+)?")
+_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
+_CPU = re.compile(r"\bCPU#\s*\d+")
+_NUM = re.compile(r"(?<![\w.])\d+(?![\w])")
+
+
+def normalise_title(title: str) -> str:
+    """``file.c:123`` -> ``file.c:LINE``, hex addresses -> ADDR, ``CPU#3`` -> CPU, other numbers -> NUM.
+
+    Numbers inside identifiers (``jbd2_journal_commit``, ``ext4``) are kept: they name things, not instances.
+    """
+    title = _FILE_LINE.sub(r"\1:LINE", title)
+    title = _HEX.sub("ADDR", title)
+    title = _CPU.sub("CPU", title)
+    title = _NUM.sub("NUM", title)
+    return " ".join(title.split())
+
+
+class StageTime(BaseModel):
+    name: str
+    t: float | None
+
+
+class Incident(BaseModel):
+    kind: str
+    title: str
+    process: str | None
+    line: str
+    t: float | None
+
+
+class VcpuRegisters(BaseModel):
+    """One vCPU's registers as QEMU's ``info registers`` shows them, with the ones a developer looks at
+    first."""
+
+    cpu: int
+    pc: str | None = None
+    sp: str | None = None
+    lr: str | None = None
+    elr: str | None = None
+    esr: str | None = None
+    far: str | None = None
+    symbols: dict[str, str] = Field(default_factory=dict)
+    raw: str
+
+
+class Verdict(BaseModel):
+    """What one boot came to. ``--json`` prints exactly these fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    stage: str | None = None
+    stages: list[StageTime] = Field(default_factory=list)
+    title: str | None = None
+    fatal_line: str | None = None
+    fatal_t: float | None = None
+    incidents: list[Incident] = Field(default_factory=list)
+    duration_s: float | None = None
+    log: str | None = None
+    seed: int | None = None
+    accel: str | None = None
+    registers: list[VcpuRegisters] = Field(default_factory=list)
+    argv: list[str] = Field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+    @property
+    def guest_failed(self) -> bool:
+        return self.outcome in GUEST_FAILED
+
+    @property
+    def infra_failed(self) -> bool:
+        return self.outcome in INFRA
+
+    def exit_code(self) -> int:
+        """The stable CLI exit code: 0 pass, 1 guest failed (``incomplete`` too), 3 qemu/infra error."""
+        if self.outcome == "pass":
+            return 0
+        return 3 if self.outcome in INFRA else 1
