@@ -134,6 +134,17 @@ def _cache_file() -> Path:
     return Path(user_cache_dir("bootlab")) / "qemu-binaries.json"
 
 
+def parse_version(text: str) -> str:
+    """`QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)` -> `7.2.22`."""
+    m = re.search(r"version\s+([0-9][^\s(]*)", text)
+    return m.group(1) if m else "unknown"
+
+
+def parse_accel_help(text: str) -> list[str]:
+    """`-accel help` prints a header line, then one accelerator per line (`tcg`, `kvm`, `hvf`, ...)."""
+    return [ln.strip() for ln in text.splitlines()[1:] if re.fullmatch(r"[a-z0-9_-]+", ln.strip())]
+
+
 def _binary_facts(path: str) -> tuple[str, list[str]]:
     """(version, accelerators compiled in) for a QEMU binary, cached by (path, size, mtime)."""
     st = os.stat(path)
@@ -146,11 +157,12 @@ def _binary_facts(path: str) -> tuple[str, list[str]]:
     if key in cached:
         return cached[key]["version"], cached[key]["accels"]
     env = {**os.environ, "LC_ALL": "C"}
-    out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, env=env).stdout
-    m = re.search(r"version\s+([0-9][^\s(]*)", out)
-    version = m.group(1) if m else "unknown"
-    help_out = subprocess.run([path, "-accel", "help"], capture_output=True, text=True, timeout=30, env=env).stdout
-    accels = [ln.strip() for ln in help_out.splitlines()[1:] if ln.strip() and " " not in ln.strip()]
+    version = parse_version(
+        subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, env=env).stdout
+    )
+    accels = parse_accel_help(
+        subprocess.run([path, "-accel", "help"], capture_output=True, text=True, timeout=30, env=env).stdout
+    )
     cached[key] = {"version": version, "accels": accels}
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)

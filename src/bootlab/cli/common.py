@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bootlab.host import Host
@@ -18,9 +18,15 @@ if TYPE_CHECKING:
 
 def add_profile_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
     parser.add_argument("profile", metavar="PROFILE", help="a profile from bootlab.toml or a preset")
-    parser.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
     parser.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        "--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a profile field (dotted keys: cpu=max, machine.highmem=off, vars.build=x); repeatable",
     )
     if seed:
@@ -50,8 +56,12 @@ def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index
 
     project = load_project(args.config)
     profile = resolve_profile(
-        args.profile, project=project, sets=args.sets, seed=getattr(args, "seed", None),
-        boot_index=boot_index, keep_builtins=keep_builtins,
+        args.profile,
+        project=project,
+        sets=args.sets,
+        seed=getattr(args, "seed", None),
+        boot_index=boot_index,
+        keep_builtins=keep_builtins,
     )
     return Resolved(project=project, profile=profile, host=probe())
 
@@ -82,6 +92,7 @@ def prepare(
     check_lock(args)
     res = resolve(args)
     inv = build_invocation(res.profile, res.host, runtime)
+    inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it
     findings = lint_invocation(inv, res)
     errors = [f for f in findings if f.severity == "error"]
     if not quiet:
@@ -92,11 +103,10 @@ def prepare(
             f"profile {res.profile.name}: lint refuses to boot ({', '.join(f.id for f in errors)}); "
             f"fix the profile, or boot anyway with --force"
         )
-    inv.require_runnable()
     return res, inv
 
 
-def lint_invocation(inv: Invocation, res: Resolved) -> list:  # type: ignore[type-arg]
+def lint_invocation(inv: Invocation, res: Resolved) -> list[Any]:
     """Lint findings for an invocation (the lint package may be absent in a partial install)."""
     try:
         from bootlab.lint import check_invocation

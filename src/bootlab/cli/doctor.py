@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="probe this host: QEMU binaries, accelerators, firmware")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -21,7 +21,10 @@ def advice(host: object) -> list[str]:
     tips: list[str] = []
     for arch in ARCHES[:2]:
         if arch not in host.qemu:
-            tips.append(f"qemu-system-{arch} missing: " + ("brew install qemu" if mac else f"sudo apt install {QEMU_PACKAGES[arch]}"))
+            tips.append(
+                f"qemu-system-{arch} missing: "
+                + ("brew install qemu" if mac else f"sudo apt install {QEMU_PACKAGES[arch]}")
+            )
     for name in ("edk2-aarch64-code.fd", "edk2-x86_64-code.fd"):
         if name not in host.firmware:
             tips.append(f"firmware {name} missing: {firmware_install_hint(name)}")

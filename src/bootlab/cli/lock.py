@@ -7,7 +7,7 @@ import argparse
 from bootlab.cli.common import add_profile_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("lock", help="lock a known-good profile: later runs refuse if its command line changes")
     add_profile_args(p, seed=False)
     p.add_argument("--update", action="store_true", help="relock a locked profile whose command line changed")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profiles", help="list profiles and presets, or show one resolved")
     p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved")
     p.add_argument("--config", type=Path, metavar="FILE")

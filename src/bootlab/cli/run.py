@@ -14,7 +14,7 @@ import sys
 from bootlab.cli.common import add_profile_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="boot a profile in the foreground, console on this terminal (Ctrl-A X quits)")
     add_profile_args(p)
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
@@ -26,7 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from bootlab.qemu.process import QemuProcess, exit_status
 
     res, inv = prepare(args, force=args.force)
-    print(f"bootlab: {res.profile.name}: {inv.accel_reason}; seed {res.profile.seed}; Ctrl-A X quits", file=sys.stderr)
+    print(
+        f"bootlab: {res.profile.name}: {inv.accel_reason}; seed {res.profile.seed}; Ctrl-A X quits",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     proc = QemuProcess(inv.argv, stdin=None, stdout=None, death_signal=signal.SIGTERM)
 

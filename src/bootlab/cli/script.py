@@ -15,7 +15,7 @@ from pathlib import Path
 from bootlab.cli.common import add_profile_args
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("script", help="write a standalone sh script that runs the profile's QEMU command")
     add_profile_args(p)
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (made executable) instead of stdout")
@@ -35,7 +35,6 @@ def _option_groups(argv: list[str]) -> list[list[str]]:
 
 def render_script(name: str, profile_hash: str, argv: list[str], seed: int, accel_reason: str) -> str:
     from bootlab import __version__
-
     from bootlab.qemu.argv import argv_sha256
 
     body = " \\\n    ".join(" ".join(shlex.quote(a) for a in group) for group in _option_groups(argv))

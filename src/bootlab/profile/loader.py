@@ -121,26 +121,28 @@ def raw_profile(project: Project, name: str) -> dict[str, Any]:
     """The merged raw table for ``name`` (project profile or preset), `extends` resolved, before overrides."""
 
     def lookup(target: str, from_name: str | None, chain: list[str]) -> dict[str, Any]:
-        if target in chain:
-            raise UsageError(f"profile {target}: `extends` loop ({' -> '.join([*chain, target])}); break the cycle")
         # A project profile may extend the preset of the same name (to tweak a preset in place).
-        if target in project.profiles and target != from_name:
-            table, is_preset = project.profiles[target], False
-        else:
+        is_preset = not (target in project.profiles and target != from_name)
+        key = f"preset {target}" if is_preset else target
+        if key in chain:
+            raise UsageError(f"profile {target}: `extends` loop ({' -> '.join([*chain, key])}); break the cycle")
+        if is_preset:
             preset = _preset_table(target)
             if preset is None:
                 known = sorted(set(project.profiles) | set(preset_names()))
                 where = f"{project.path}: " if project.path else ""
                 src = f"profiles.{from_name}.extends" if from_name else "profile"
                 raise UsageError(f"{where}{src}: unknown profile or preset `{target}` (known: {', '.join(known)})")
-            table, is_preset = preset, True
+            table = preset
+        else:
+            table = project.profiles[target]
         table = _normalise(table)
         parent = table.pop("extends", None)
         if parent is None:
             return table
         if not isinstance(parent, str):
             raise UsageError(f"{_where(project, target, is_preset)}.extends must be a profile or preset name")
-        return _merge(lookup(parent, target if not is_preset else None, [*chain, target]), table)
+        return _merge(lookup(parent, None if is_preset else target, [*chain, key]), table)
 
     return lookup(name, None, [])
 
@@ -173,7 +175,9 @@ def apply_sets(table: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict
             elif isinstance(child, str) and i == 0 and part == "machine":
                 child = node[part] = {"type": child}
             elif not isinstance(child, dict):
-                raise UsageError(f"--set {item}: `{'.'.join(parts[: i + 1])}` is not a table, so it has no `{parts[i + 1]}`")
+                raise UsageError(
+                    f"--set {item}: `{'.'.join(parts[: i + 1])}` is not a table, so it has no `{parts[i + 1]}`"
+                )
             node = child
         node[parts[-1]] = value
     return out
@@ -192,10 +196,14 @@ def _absolutise(table: dict[str, Any], root: Path) -> dict[str, Any]:
         if key in out:
             out[key] = fix(out[key])
     if isinstance(out.get("drives"), list):
-        out["drives"] = [{**d, "file": fix(d.get("file"))} if isinstance(d, dict) and "file" in d else d for d in out["drives"]]
+        out["drives"] = [
+            {**d, "file": fix(d.get("file"))} if isinstance(d, dict) and "file" in d else d for d in out["drives"]
+        ]
     shares = out.get("shares")
     if isinstance(shares, list):
-        out["shares"] = [{**s, "path": fix(s.get("path"))} if isinstance(s, dict) and "path" in s else s for s in shares]
+        out["shares"] = [
+            {**s, "path": fix(s.get("path"))} if isinstance(s, dict) and "path" in s else s for s in shares
+        ]
     elif isinstance(shares, dict):
         out["shares"] = {fix(k): v for k, v in shares.items()}
     fw = out.get("firmware")
@@ -249,9 +257,11 @@ def resolve_profile(
         raise UsageError(f"--seed {seed}: a seed is a 32-bit unsigned number (0..4294967295)")
     raw_vars = table.get("vars", {})
     if not isinstance(raw_vars, dict):
-        raise UsageError(f"profile {name}: `vars` must be a table, e.g. vars = {{build = \"x\"}}")
+        raise UsageError(f'profile {name}: `vars` must be a table, e.g. vars = {{build = "x"}}')
     values = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw_vars.items()}
-    values.update({"seed": "{seed}", "boot": "{boot}"} if keep_builtins else {"seed": str(seed), "boot": str(boot_index)})
+    values.update(
+        {"seed": "{seed}", "boot": "{boot}"} if keep_builtins else {"seed": str(seed), "boot": str(boot_index)}
+    )
     where = f"{project.path}: profiles.{name}" if name in project.profiles else f"preset {name}"
     table = render_tree(table, values, where)
     table = _absolutise(table, project.root)

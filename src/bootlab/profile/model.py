@@ -73,7 +73,7 @@ class Machine(_Strict):
         if isinstance(data, dict) and "options" not in data:
             data = dict(data)
             if "type" not in data:
-                raise ValueError("a machine table needs `type`, e.g. {type = \"virt\", highmem = \"off\"}")
+                raise ValueError('a machine table needs `type`, e.g. {type = "virt", highmem = "off"}')
             mtype = data.pop("type")
             return {"type": mtype, "options": {k: _to_str(v) for k, v in data.items()}}
         return data
@@ -168,7 +168,7 @@ class Profile(_Strict):
     arch: Literal["aarch64", "x86_64", "riscv64"]
     machine: Machine
     accel: Annotated[list[Accel], BeforeValidator(_split_list)] = Field(
-        default_factory=lambda: ["hvf", "kvm", "tcg"], min_length=1
+        default_factory=lambda: list[Accel](["hvf", "kvm", "tcg"]), min_length=1
     )
     cpu: str | dict[Accel, str] | None = None
     smp: int = Field(default=1, ge=1, le=512)
@@ -204,13 +204,13 @@ class Profile(_Strict):
         if (self.initrd or self.append) and not self.kernel:
             raise ValueError("`initrd`/`append` need a `kernel` (direct boot)")
         if isinstance(self.cpu, dict) and not self.cpu:
-            raise ValueError("`cpu` table is empty; give one cpu per accelerator, e.g. {tcg = \"max\"}")
+            raise ValueError('`cpu` table is empty; give one cpu per accelerator, e.g. {tcg = "max"}')
         return self
 
     def cpu_for(self, accel: str) -> str | None:
         """The cpu model to use under ``accel`` (a per-accelerator table or one string for all)."""
         if isinstance(self.cpu, dict):
-            return self.cpu.get(accel)  # type: ignore[call-overload, no-any-return]
+            return self.cpu.get(accel)  # type: ignore[call-overload]
         return self.cpu
 
     @property

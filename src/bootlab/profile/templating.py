@@ -34,7 +34,7 @@ def render(text: str, values: Mapping[str, str], where: str) -> str:
             known = ", ".join(sorted(values)) or "none"
             raise UsageError(
                 f"{where}: unknown variable {{{name}}} (known: {known}); "
-                f"define it with vars.{name} = \"...\" or --set vars.{name}=..."
+                f'define it with vars.{name} = "..." or --set vars.{name}=...'
             )
         return values[name]
 

@@ -82,7 +82,12 @@ def _firmware_args(profile: Profile, host: Host, problems: list[Problem]) -> lis
     def locate(value: str, role: str) -> str:
         if "/" in value:
             if not Path(value).is_file():
-                problems.append(Problem("firmware-missing", f"profile {profile.name}: firmware.{role} file {value} not found; fix the path"))
+                problems.append(
+                    Problem(
+                        "firmware-missing",
+                        f"profile {profile.name}: firmware.{role} file {value} not found; fix the path",
+                    )
+                )
             return value
         found = host.find_firmware(value, pflash=role != "bios")
         if found is None:
@@ -98,10 +103,16 @@ def _firmware_args(profile: Profile, host: Host, problems: list[Problem]) -> lis
 
     if fw.bios:
         return ["-bios", locate(fw.bios, "bios")]
-    args = ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={opt_escape(locate(fw.code or '', 'code'))}"]
+    args = [
+        "-drive",
+        f"if=pflash,format=raw,unit=0,readonly=on,file={opt_escape(locate(fw.code or '', 'code'))}",
+    ]
     if fw.vars:
         # The vars store is writable by the firmware: run it on a snapshot so the user's file is never changed.
-        args += ["-drive", f"if=pflash,format=raw,unit=1,snapshot=on,file={opt_escape(locate(fw.vars, 'vars'))}"]
+        args += [
+            "-drive",
+            f"if=pflash,format=raw,unit=1,snapshot=on,file={opt_escape(locate(fw.vars, 'vars'))}",
+        ]
     return args
 
 
@@ -118,7 +129,7 @@ def build_invocation(profile: Profile, host: Host, runtime: RuntimeDir | None = 
     if cpu is None:
         raise UsageError(
             f"profile {profile.name}: cpu has no entry for accel {accel} (cpu = {profile.cpu}); "
-            f"add {accel} = \"...\" to the cpu table or --set cpu=NAME"
+            f'add {accel} = "..." to the cpu table or --set cpu=NAME'
         )
     problems: list[Problem] = []
     argv = [f"qemu-system-{profile.arch}"]

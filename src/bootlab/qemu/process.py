@@ -8,6 +8,7 @@ the same way and a watchdog (untested on real hardware) is the documented gap.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -44,10 +45,8 @@ def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL) -> Any:
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     """Signal QEMU's whole process group (it leads its own session)."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class QemuProcess:
@@ -91,12 +90,10 @@ class QemuProcess:
                 stdout=self.stdout,
                 stderr=stderr if self.stderr_path is not None else None,
                 start_new_session=True,
-                preexec_fn=child_setup(os.getpid(), self.death_signal),  # noqa: PLW1509
+                preexec_fn=child_setup(os.getpid(), self.death_signal),
             )
         except FileNotFoundError:
-            raise UsageError(
-                f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)"
-            ) from None
+            raise UsageError(f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)") from None
         finally:
             if handle is not None:
                 handle.close()
@@ -128,10 +125,8 @@ class QemuProcess:
         if self.popen is None:
             return
         kill_group(self.popen.pid, signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
     def __enter__(self) -> QemuProcess:
         return self.start() if self.popen is None else self

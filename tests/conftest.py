@@ -1,0 +1,38 @@
+"""Shared fixtures: a fixed fake host (for golden argv files) and helpers to run the CLI in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bootlab.host import Host, QemuBinary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake_host() -> Host:
+    """A host with every binary and firmware at fixed paths, as a Linux x86_64 box with KVM would look."""
+    host = Host(os="linux", arch="x86_64")
+    for arch in ("aarch64", "x86_64"):
+        host.qemu[arch] = QemuBinary(arch, f"/usr/bin/qemu-system-{arch}", "7.2.22", ["kvm", "tcg"])
+    host.accelerators = {"aarch64": ["tcg"], "x86_64": ["kvm", "tcg"]}
+    host.unavailable = {
+        "aarch64": {"hvf": "not macOS", "kvm": "guest is aarch64, host CPU is x86_64"},
+        "x86_64": {"hvf": "not macOS"},
+    }
+    host.firmware = {
+        "edk2-aarch64-code.fd": "/fw/QEMU_EFI.fd",
+        "edk2-x86_64-code.fd": "/fw/OVMF_CODE.fd",
+        "edk2-arm-vars.fd": "/fw/AAVMF_VARS.fd",
+    }
+    host.pflash = {"edk2-aarch64-code.fd": "/fw/AAVMF_CODE.fd", "edk2-arm-vars.fd": "/fw/AAVMF_VARS.fd"}
+    return host
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory as the current directory; tests write bootlab.toml into it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
