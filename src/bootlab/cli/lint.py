@@ -39,27 +39,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PROFILE | -- QEMU ARGS",
         help="a profile, or a QEMU command line after --",
     )
-    p.add_argument(
-        "--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)"
-    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
     p.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="override a profile field (dotted keys: cpu=max, machine.highmem=off); repeatable",
     )  # fmt: skip
-    p.add_argument(
-        "--script", type=Path, metavar="FILE", help="lint the qemu-system command found in a sh script"
-    )
-    p.add_argument(
-        "--rules", type=Path, action="append", default=[], metavar="DIR", help="extra rule folder (*.toml)"
-    )
+    p.add_argument("--script", type=Path, metavar="FILE", help="lint the qemu-system command found in a sh script")
+    p.add_argument("--rules", type=Path, action="append", default=[], metavar="DIR", help="extra rule folder (*.toml)")
     p.add_argument(
         "--no-host",
         action="store_true",
         help="ignore this machine (its OS, arch, QEMU version, firmware): lint the command line on its own",
     )
-    p.add_argument(
-        "--json", action="store_true", help='print [{"id", "severity", "message", "fix", "reference"}]'
-    )
+    p.add_argument("--json", action="store_true", help='print [{"id", "severity", "message", "fix", "reference"}]')
     p.set_defaults(func=run)
 
 
@@ -135,9 +127,7 @@ def lint_raw(argv: list[str], *, use_host: bool, rule_dirs: list[Path]) -> list[
         )
     facts = parse_argv(argv)
     if facts.binary is not None and not _is_qemu(facts.binary):
-        raise UsageError(
-            f"{facts.binary}: not a QEMU binary; expected `bootlab lint -- qemu-system-ARCH ARGS...`"
-        )
+        raise UsageError(f"{facts.binary}: not a QEMU binary; expected `bootlab lint -- qemu-system-ARCH ARGS...`")
     if not use_host:
         return lint(facts, LintContext(), rule_dirs=rule_dirs)
     from bootlab.host import probe
@@ -188,15 +178,8 @@ def run(args: argparse.Namespace) -> int:
             text = args.script.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--script {args.script}: cannot read: {exc.strerror}") from None
-        findings = lint_raw(
-            command_from_script(text, str(args.script)), use_host=not args.no_host, rule_dirs=rule_dirs
-        )
-    elif (
-        len(target) == 1
-        and not target[0].startswith("-")
-        and not _is_qemu(target[0])
-        and " " not in target[0]
-    ):
+        findings = lint_raw(command_from_script(text, str(args.script)), use_host=not args.no_host, rule_dirs=rule_dirs)
+    elif len(target) == 1 and not target[0].startswith("-") and not _is_qemu(target[0]) and " " not in target[0]:
         findings = lint_profile(args, rule_dirs)
     else:
         if args.sets:

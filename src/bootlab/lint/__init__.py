@@ -50,9 +50,7 @@ def check_argv(
 ) -> list[Finding]:
     """Parse ``argv`` and lint it. Host facts left as ``None`` are unknown, and rules needing them stay
     quiet."""
-    context = LintContext(
-        qemu_version=qemu_version, host_os=host_os, host_arch=host_arch, profile_facts=profile_facts
-    )
+    context = LintContext(qemu_version=qemu_version, host_os=host_os, host_arch=host_arch, profile_facts=profile_facts)
     return lint(parse_argv(argv), context, rule_dirs=rule_dirs)
 
 
@@ -87,9 +85,7 @@ def profile_facts(profile: Any, invocation: Any | None = None) -> dict[str, Any]
     return facts
 
 
-def check_invocation(
-    invocation: Any, profile: Any, host: Any, *, rule_dirs: Iterable[Path] = ()
-) -> list[Finding]:
+def check_invocation(invocation: Any, profile: Any, host: Any, *, rule_dirs: Iterable[Path] = ()) -> list[Finding]:
     """Lint what is about to run: the builder's argv with the host probe's and the profile's knowledge.
 
     ``run``/``boot`` print warnings and refuse on errors (unless ``--force``). The QEMU version comes from

@@ -68,9 +68,7 @@ TOP_FACTS = frozenset(
         "arch_matches_host", "pack", "profile", "firmware_missing",
     }
 )  # fmt: skip
-DRIVE_FACTS = frozenset(
-    {"file", "if", "format", "snapshot", "readonly", "id", "media", "device", "persistent"}
-)
+DRIVE_FACTS = frozenset({"file", "if", "format", "snapshot", "readonly", "id", "media", "device", "persistent"})
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 _MISSING = object()
@@ -178,9 +176,7 @@ class Constraint(BaseModel):
         if "contains" in fields:
             checks.append(isinstance(value, list) and any(_same(v, self.contains) for v in value))
         if self.contains_any is not None:
-            checks.append(
-                isinstance(value, list) and any(_same(v, c) for v in value for c in self.contains_any)
-            )
+            checks.append(isinstance(value, list) and any(_same(v, c) for v in value for c in self.contains_any))
         if self.glob is not None:
             checks.append(isinstance(value, str) and fnmatch.fnmatchcase(value.lower(), self.glob.lower()))
         if self.bool_ is not None:
@@ -210,16 +206,12 @@ class Rule(BaseModel):
                 raise ValueError(f"unknown fact {name!r} in when (known: {', '.join(sorted(TOP_FACTS))})")
         for name in self.any_drive or {}:
             if name not in DRIVE_FACTS:
-                raise ValueError(
-                    f"unknown drive fact {name!r} in any_drive (known: {', '.join(sorted(DRIVE_FACTS))})"
-                )
+                raise ValueError(f"unknown drive fact {name!r} in any_drive (known: {', '.join(sorted(DRIVE_FACTS))})")
         for text in (self.message, self.fix):
             for name in _PLACEHOLDER.findall(text):
                 if name.startswith("drive."):
                     if self.any_drive is None or name.removeprefix("drive.") not in DRIVE_FACTS:
-                        raise ValueError(
-                            f"placeholder {{{name}}} needs an any_drive rule and a known drive fact"
-                        )
+                        raise ValueError(f"placeholder {{{name}}} needs an any_drive rule and a known drive fact")
                 elif not _known_top_fact(name):
                     raise ValueError(f"unknown placeholder {{{name}}}")
         return self
@@ -377,9 +369,7 @@ def load_rules(search_path: Iterable[Path] = ()) -> tuple[Rule, ...]:
     seen: dict[str, str] = {}
     for rule in rules:
         if rule.id in seen:
-            raise UsageError(
-                f"lint rules {rule.source}: rule {rule.id}: id already defined in {seen[rule.id]}"
-            )
+            raise UsageError(f"lint rules {rule.source}: rule {rule.id}: id already defined in {seen[rule.id]}")
         seen[rule.id] = rule.source
     return tuple(rules)
 
@@ -409,9 +399,7 @@ def fact_view(facts: Facts, context: LintContext | None = None) -> dict[str, Any
     return view
 
 
-def _merge_drive_persistence(
-    drives: list[dict[str, Any]], profile_drives: Sequence[Mapping[str, Any]]
-) -> None:
+def _merge_drive_persistence(drives: list[dict[str, Any]], profile_drives: Sequence[Mapping[str, Any]]) -> None:
     """Mark command-line drives persistent when the profile says so (by file name; by position as
     fallback)."""
     unmatched: list[Mapping[str, Any]] = []
@@ -430,9 +418,7 @@ def _matches(constraints: Mapping[str, Constraint], view: Mapping[str, Any]) -> 
     return all(constraint.holds(_lookup(view, name)) for name, constraint in constraints.items())
 
 
-def lint(
-    facts: Facts, context: LintContext | None = None, *, rule_dirs: Iterable[Path] = ()
-) -> list[Finding]:
+def lint(facts: Facts, context: LintContext | None = None, *, rule_dirs: Iterable[Path] = ()) -> list[Finding]:
     """Run every rule over the facts; errors first, then warnings, then info, each in rule-file order."""
     view = fact_view(facts, context)
     findings: list[Finding] = []

@@ -425,9 +425,7 @@ class _Builder:
     def _legacy_drive(self, name: str, value: str) -> None:
         cdrom = name == "cdrom"
         self.facts.drives.append(
-            Drive(
-                file=value, interface=_LEGACY_DRIVES[name], readonly=cdrom, media="cdrom" if cdrom else None
-            )
+            Drive(file=value, interface=_LEGACY_DRIVES[name], readonly=cdrom, media="cdrom" if cdrom else None)
         )
 
     def _opt_device(self, value: str | None) -> None:
