@@ -67,6 +67,7 @@ QUIET: list[Case] = [
     ("accel-arch-mismatch", [*GOOD_A64, "-accel", "tcg"], LINUX_X86),
     ("cpu-host-tcg", ["-M", "virt", "-accel", "kvm", "-cpu", "host", "-bios", "f.fd"], LINUX_ARM),
     ("tcg-cpu-fallback", GOOD_A64, {}),
+    ("tcg-cpu-fallback", ["-M", "virt", "-cpu", "max", "-bios", "f.fd"], {"profile_facts": {"pack": ["linux"]}}),
     ("tcg-cpu-fallback", ["-M", "virt", "-accel", "kvm", "-cpu", "max", "-bios", "f.fd"], LINUX_ARM),
     ("virt-default-cpu", GOOD_A64, {}),
     ("virt-highmem-ram", ["-M", "virt,highmem=off", "-cpu", "cortex-a72", "-m", "3G", "-bios", "f.fd"], {}),
