@@ -10,6 +10,7 @@ import pytest
 from bootlab.errors import UsageError
 from bootlab.lint import LintContext, check_invocation, lint, load_rules
 from bootlab.lint.engine import Constraint
+from bootlab.qemu.argv import Problem
 from bootlab.qemu.cmdline import parse_argv
 
 
@@ -138,8 +139,10 @@ def test_check_invocation_uses_host_and_profile_facts() -> None:
 
 
 def test_check_invocation_reports_missing_firmware_by_name() -> None:
-    problem = SimpleNamespace(
-        id="firmware-missing", message="profile p: firmware.bios `edk2-aarch64-code.fd` not found on this host; ..."
+    problem = Problem(
+        "firmware-missing",
+        "profile p: firmware.bios `edk2-aarch64-code.fd` not found on this host; ...",
+        "edk2-aarch64-code.fd",
     )
     invocation = SimpleNamespace(
         argv=["qemu-system-aarch64", "-M", "virt", "-cpu", "max", "-bios", "edk2-aarch64-code.fd"], problems=[problem]

@@ -6,10 +6,11 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bootlab.host import Host
+    from bootlab.lint import Finding
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
     from bootlab.qemu.argv import Invocation
@@ -97,6 +98,8 @@ def prepare(
     errors = [f for f in findings if f.severity == "error"]
     if not quiet:
         for f in findings:
+            if f.severity == "info":
+                continue  # `bootlab lint` shows those; a boot only says what may break it
             print(f"lint {f.severity}: [{f.id}] {f.message}", file=sys.stderr)
     if errors and not force:
         raise UsageError(
@@ -106,10 +109,9 @@ def prepare(
     return res, inv
 
 
-def lint_invocation(inv: Invocation, res: Resolved) -> list[Any]:
-    """Lint findings for an invocation (the lint package may be absent in a partial install)."""
-    try:
-        from bootlab.lint import check_invocation
-    except ImportError:
-        return []
-    return list(check_invocation(inv, res.profile, res.host))
+def lint_invocation(inv: Invocation, res: Resolved) -> list[Finding]:
+    """Lint findings for an invocation, with the project's own rules (`lint/*.toml` beside bootlab.toml)."""
+    from bootlab.lint import check_invocation
+
+    rule_dirs = [res.project.root / "lint"] if res.project.path else []
+    return list(check_invocation(inv, res.profile, res.host, rule_dirs=rule_dirs))

@@ -11,7 +11,6 @@ Entry points:
 from __future__ import annotations
 
 import platform
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,12 +75,9 @@ def profile_facts(profile: Any, invocation: Any | None = None) -> dict[str, Any]
     ]
     if invocation is not None:
         problems = getattr(invocation, "problems", [])
-        missing = [str(p.message) for p in problems if getattr(p, "id", "") == "firmware-missing"]
+        missing = [p.subject for p in problems if p.id == "firmware-missing"]
         if missing:
-            # The builder's message names the file in backticks or as "file PATH not found"; keep just the
-            # name.
-            named = re.search(r"`([^`]+)`|file (\S+) not found", missing[0])
-            facts["firmware_missing"] = (named.group(1) or named.group(2)) if named else missing[0]
+            facts["firmware_missing"] = missing[0]
     return facts
 
 

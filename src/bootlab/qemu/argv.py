@@ -27,6 +27,7 @@ class Problem:
 
     id: str
     message: str
+    subject: str = ""  # the path or well-known name the problem is about
 
 
 @dataclass
@@ -96,6 +97,7 @@ def _firmware_args(profile: Profile, host: Host, problems: list[Problem]) -> lis
                     "firmware-missing",
                     f"profile {profile.name}: firmware.{role} `{value}` not found on this host; "
                     f"{firmware_install_hint(value)}, or give a path (or set $BOOTLAB_FIRMWARE_PATH)",
+                    value,
                 )
             )
             return value
@@ -118,7 +120,9 @@ def _firmware_args(profile: Profile, host: Host, problems: list[Problem]) -> lis
 
 def _need_file(profile: Profile, key: str, value: str | None, problems: list[Problem]) -> None:
     if value and not Path(value).exists():
-        problems.append(Problem(f"{key}-missing", f"profile {profile.name}: {key} {value} not found; fix the path"))
+        problems.append(
+            Problem(f"{key}-missing", f"profile {profile.name}: {key} {value} not found; fix the path", value)
+        )
 
 
 def build_invocation(profile: Profile, host: Host, runtime: RuntimeDir | None = None) -> Invocation:
@@ -157,7 +161,9 @@ def build_invocation(profile: Profile, host: Host, runtime: RuntimeDir | None = 
             argv += ["-device", f"virtio-blk-pci,drive=disk{i}"]
     for i, share in enumerate(profile.shares):
         if not Path(share.path).is_dir():
-            problems.append(Problem("share-missing", f"profile {profile.name}: share {share.path} is not a directory"))
+            problems.append(
+                Problem("share-missing", f"profile {profile.name}: share {share.path} is not a directory", share.path)
+            )
         ro = ",readonly=on" if share.readonly else ""
         argv += ["-fsdev", f"local,id=fsdev{i},path={opt_escape(share.path)},security_model=none{ro}"]
         argv += ["-device", f"virtio-9p-pci,fsdev=fsdev{i},mount_tag={share.tag}"]
