@@ -15,7 +15,7 @@ from pathlib import Path
 _OFFLINE_FIELDS = ("outcome", "stage", "stages", "title", "fatal_line", "incidents")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("classify", help="classify saved console logs with an OS pack (pass/crash/incomplete)")
     p.add_argument("logs", nargs="+", type=Path, metavar="LOGFILE", help="console log file(s)")
     p.add_argument(
