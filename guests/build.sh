@@ -210,7 +210,7 @@ build_initrd() { # build_initrd BUSYBOX KDIR OUTFILE
         list+=("$(basename "$ko")")
     done < <(modules_in_order "$kdir")
     printf '%s\n' "${list[@]}" > "$root/lib/modules/load.list"
-    chmod 755 "$root/init" "$root/redoxsim/init" "$root"/redoxsim/*.sh "$root/etc/udhcpc.script"
+    chmod 755 "$root/init" "$root/redoxsim/init" "$root"/redoxsim/*.sh "$root"/redoxsim/rng.sh "$root"/redoxsim/shrc "$root/etc/udhcpc.script"
     (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6 -n) > "$outfile.tmp"
     mv "$outfile.tmp" "$outfile"
     rm -rf "$root"
