@@ -1,0 +1,435 @@
+"""Named VMs as a library: launch, start, stop, delete, list, exec, logs. The CLI is a thin layer over this.
+
+Every call first cleans up after supervisors that died (their QEMU died with them; their sockets and records
+are stale), so ``bootlab vm list`` right after a SIGKILL says what happened and the next command starts clean.
+The supervisor is reached over its control socket with one JSON line per request (see
+:mod:`bootlab.vm.supervisor`); a plain blocking socket is enough on this side.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bootlab.errors import InfraError, UsageError
+from bootlab.vm.registry import VmDir, all_vms, make_private_dir, same_process, validate_name
+
+START_TIMEOUT = 15.0
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: str
+    tag: str
+
+
+def parse_mount(text: str) -> Mount:
+    """``HOST_DIR:TAG`` (the tag is what the guest mounts: ``hostshare`` for the user's Redox fork)."""
+    host, sep, tag = text.rpartition(":")
+    if not sep or not host or not tag:
+        raise UsageError(f"--mount {text!r}: expected HOST_DIR:TAG, e.g. --mount ./share:hostshare")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,31}", tag):
+        raise UsageError(f"--mount {text!r}: tag {tag!r} must be 1-31 letters, digits, '.', '_' or '-'")
+    path = Path(host).expanduser().resolve()
+    if not path.is_dir():
+        raise UsageError(f"--mount {text!r}: {path} is not a directory; create it or fix the path")
+    return Mount(str(path), tag)
+
+
+def parse_forward(text: str) -> tuple[int, int]:
+    """``HOST_PORT:GUEST_PORT`` (e.g. 2222:22 for ssh); the host side must be free on 127.0.0.1."""
+    m = re.fullmatch(r"(\d{1,5}):(\d{1,5})", text.strip())
+    if not m or not all(1 <= int(g) <= 65535 for g in m.groups()):
+        raise UsageError(f"--forward {text!r}: expected HOST_PORT:GUEST_PORT with ports 1-65535, e.g. 2222:22")
+    return int(m.group(1)), int(m.group(2))
+
+
+def check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise UsageError(f"--forward: host port {port} is already in use on 127.0.0.1; pick another one") from None
+
+
+@dataclass
+class LaunchRequest:
+    name: str
+    profile: str
+    config: Path | None = None
+    sets: list[str] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)
+    forwards: list[str] = field(default_factory=list)
+    persistent: bool = False
+
+
+# ---------------------------------------------------------------------------------------------- control socket
+
+
+def request(vm: VmDir, req: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
+    """One request/reply with the VM's supervisor."""
+    sock = connect(vm, timeout)
+    try:
+        sock.sendall(json.dumps(req).encode() + b"\n")
+        line = _readline(sock)
+    finally:
+        sock.close()
+    if not line:
+        raise InfraError(f"vm {vm.name}: the supervisor closed the connection (see {vm.supervisor_out})")
+    data = json.loads(line)
+    assert isinstance(data, dict)
+    return data
+
+
+def connect(vm: VmDir, timeout: float | None = 30.0) -> socket.socket:
+    path = vm.control_socket()
+    if path is None or not vm.supervisor_alive():
+        raise UsageError(f"vm {vm.name} is not running; start it with `bootlab vm start {vm.name}`")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+    except OSError as exc:
+        sock.close()
+        raise InfraError(f"vm {vm.name}: cannot reach its supervisor at {path}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _readline(sock: socket.socket) -> bytes:
+    buf = bytearray()
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+def reap() -> list[str]:
+    """Clean up after every supervisor that died; returns the names of the VMs concerned."""
+    return [vm.name for vm in all_vms() if vm.cleanup_dead() is not None]
+
+
+def get(name: str) -> VmDir:
+    vm = VmDir.of(name)
+    vm.meta()  # raises a one-line "not found"
+    return vm
+
+
+def info(vm: VmDir) -> dict[str, Any]:
+    """What `vm list` shows: the supervisor's last published state, or `stopped`/`died` without one."""
+    meta = vm.meta()
+    state = vm.read("state.json") or {}
+    died = vm.cleanup_dead()
+    alive = vm.supervisor_alive()
+    sup = vm.supervisor() or {}
+    st = state.get("state", "stopped") if alive else "stopped"
+    if died is not None:
+        st = "died"
+    elif not alive and state.get("note") == "supervisor died":
+        st = "stopped"
+    crash = state.get("crash") if st == "crashed" else None
+    last = state.get("verdict") or {}
+    return {
+        "name": vm.name,
+        "profile": meta.get("profile"),
+        "state": st,
+        "uptime_s": round(time.time() - state["started"], 1) if alive and state.get("started") else None,
+        "accel": state.get("accel"),
+        "forwards": [f"{h}:{g}" for h, g in meta.get("forwards", [])],
+        "mounts": meta.get("mounts", []),
+        "pid": sup.get("pid") if alive else None,
+        "qemu_pid": sup.get("qemu_pid") if alive else None,
+        "title": (crash or {}).get("title") or (last.get("title") if st == "stopped" else None),
+        "last_outcome": last.get("outcome"),
+        "note": state.get("note", "") if died is None else "supervisor died; cleaned up",
+        "log": str(vm.log),
+    }
+
+
+def list_vms() -> list[dict[str, Any]]:
+    return [info(vm) for vm in all_vms()]
+
+
+# ---------------------------------------------------------------------------------------------- launch / start
+
+
+def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
+    """The profile (with mounts and forwards added) and its project, through the same lock check and lint as
+    `bootlab boot` (lint errors refuse: a named VM has no --force)."""
+    import argparse
+
+    from bootlab.cli.common import prepare
+    from bootlab.profile.model import Profile
+
+    mounts = [parse_mount(m) for m in req.mounts]
+    forwards = [parse_forward(f) for f in req.forwards]
+    ns = argparse.Namespace(profile=profile_name, config=req.config, sets=list(req.sets), seed=None)
+    res, _inv = prepare(ns, quiet=False)
+    data = res.profile.model_dump(mode="json")
+    data["shares"] = [*data["shares"], *({"path": m.path, "tag": m.tag} for m in mounts)]
+    data["forwards"] = [*data["forwards"], *({"host": h, "guest": g} for h, g in forwards)]
+    if req.persistent:
+        data["persistent"] = True
+    if not data.get("pack"):
+        raise UsageError(f'profile {profile_name} names no pack; a VM needs one to log in: add pack = ["linux"]')
+    return Profile.model_validate(data), res.project
+
+
+def _overlays(vm: VmDir, profile: Any) -> Any:
+    """Per-VM qcow2 overlays over the profile's disks: the user's image is never written, and what the guest
+    writes survives stop/start (unlike QEMU's snapshot=on). Persistent drives are used as they are."""
+    from bootlab.profile.model import Profile
+
+    data = profile.model_dump(mode="json")
+    drives = []
+    for i, d in enumerate(data["drives"]):
+        if d.get("readonly") or d.get("persistent") or data.get("persistent"):
+            drives.append(d)
+            continue
+        overlay = vm.path / f"disk{i}.qcow2"
+        if not overlay.exists():
+            cmd = [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-b",
+                d["file"],
+                "-F",
+                d.get("format", "raw"),
+                str(overlay),
+            ]
+            try:
+                subprocess.run(cmd, check=True, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise InfraError("qemu-img not found on PATH; install QEMU's tools (see `bootlab doctor`)") from None
+            except subprocess.CalledProcessError as exc:
+                raise InfraError(f"qemu-img create failed for {d['file']}: {exc.stderr.strip()}") from None
+        drives.append({**d, "file": str(overlay), "format": "qcow2", "persistent": True})
+    data["drives"] = drives
+    return Profile.model_validate(data)
+
+
+def launch(req: LaunchRequest, *, wait: bool = True, on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Create the VM and boot it in the background. With ``wait``, returns when it is ready or its boot failed;
+    a profile with ``fallback`` gets one retry under the fallback profile after a crash or hang."""
+    reap()
+    validate_name(req.name)
+    vm = VmDir.of(req.name)
+    if vm.exists:
+        raise UsageError(
+            f"vm {req.name} already exists; `bootlab vm start {req.name}` boots it again, "
+            f"`bootlab vm delete {req.name}` removes it"
+        )
+    for f in req.forwards:
+        check_port_free(parse_forward(f)[0])
+    profile, project = _resolve(req, req.profile)
+    make_private_dir(vm.path)
+    try:
+        _prepare(vm, req, profile, project)
+    except BaseException:
+        shutil.rmtree(vm.path, ignore_errors=True)
+        raise
+    spawn(vm)
+    if not wait:
+        return info(vm)
+    result = wait_settled(vm)
+    verdict = result.get("verdict") or {}
+    if result.get("state") == "stopped" and verdict.get("outcome") in ("crash", "hang") and profile.fallback:
+        first = verdict
+        if on_event:
+            on_event(
+                f"FALLBACK: {profile.name} ended in {first.get('outcome')}"
+                f"{': ' + first['title'] if first.get('title') else ''}; "
+                f"retrying once under its fallback profile {profile.fallback}"
+            )
+        fb, _ = _resolve(req, profile.fallback)
+        for p in vm.path.glob("disk*.qcow2"):
+            p.unlink()
+        _prepare(vm, req, fb, project, fell_back_from=profile.name)
+        spawn(vm)
+        result = wait_settled(vm)
+        result["fallback_from"] = {"profile": profile.name, "verdict": first}
+    return result
+
+
+def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_back_from: str | None = None) -> None:
+    meta = {
+        "name": vm.name,
+        "profile": profile.name,
+        "requested_profile": req.profile,
+        "config": str(req.config.resolve()) if req.config else (str(project.path) if project.path else None),
+        "project_root": str(project.root),
+        "sets": req.sets,
+        "mounts": req.mounts,
+        "forwards": [list(parse_forward(f)) for f in req.forwards],
+        "persistent": req.persistent,
+        "created": time.time(),
+        "fell_back_from": fell_back_from,
+    }
+    vm.write("vm.json", meta)
+    vm.write("profile.json", _overlays(vm, profile).model_dump(mode="json"))
+    with contextlib.suppress(FileNotFoundError):
+        (vm.path / "state.json").unlink()
+
+
+def spawn(vm: VmDir) -> None:
+    """Start the supervisor detached (its own session; adopted by init once the intermediate child exits)."""
+    vm.path.mkdir(parents=True, exist_ok=True)
+    with vm.supervisor_out.open("ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bootlab.vm.supervisor", "--detach", str(vm.path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    child.wait()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if vm.supervisor_alive() and vm.control_socket() and vm.control_socket().exists():  # type: ignore[union-attr]
+            return
+        state = vm.read("state.json") or {}
+        if state.get("state") == "stopped" and not vm.supervisor_alive():
+            return
+        time.sleep(0.02)
+    raise InfraError(f"vm {vm.name}: the supervisor did not start; see {vm.supervisor_out}")
+
+
+def wait_settled(vm: VmDir, timeout: float = 3600) -> dict[str, Any]:
+    """Block until the boot is decided (ready, crashed or stopped); the final state."""
+    if vm.supervisor_alive():
+        with contextlib.suppress(InfraError, UsageError, OSError, ValueError):
+            return request(vm, {"op": "wait", "timeout": timeout}, timeout=timeout + 5)
+    # the supervisor finished (failed boot) before we asked: its last published state says how
+    deadline = time.monotonic() + 5
+    while vm.supervisor_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    state = vm.read("state.json") or {"state": "stopped"}
+    if not vm.supervisor_alive() and state.get("state") != "stopped":
+        state["state"] = "stopped"
+    return dict(state)
+
+
+def start(name: str, *, wait: bool = True) -> dict[str, Any]:
+    reap()
+    vm = get(name)
+    if vm.supervisor_alive():
+        raise UsageError(f"vm {name} is already running; stop it first with `bootlab vm stop {name}`")
+    meta = vm.meta()
+    for h, _g in meta.get("forwards", []):
+        check_port_free(int(h))
+    with contextlib.suppress(FileNotFoundError):
+        (vm.path / "state.json").unlink()
+    spawn(vm)
+    return wait_settled(vm) if wait else info(vm)
+
+
+def stop(name: str, grace: float = 10.0) -> dict[str, Any]:
+    reap()
+    vm = get(name)
+    if not vm.supervisor_alive():
+        return {"ok": True, "how": "already stopped"}
+    sup = vm.supervisor() or {}
+    res = request(vm, {"op": "stop", "grace": grace}, timeout=grace + 30)
+    deadline = time.monotonic() + 10
+    while same_process(sup.get("pid"), sup.get("start")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return res
+
+
+def delete(name: str) -> None:
+    reap()
+    vm = get(name)
+    if vm.supervisor_alive():
+        stop(name, grace=0)
+    shutil.rmtree(vm.path)
+
+
+# ---------------------------------------------------------------------------------------------- exec / logs
+
+
+@dataclass
+class ExecOutcome:
+    stdout: bytes
+    exit_code: int
+    duration_s: float
+    timed_out: bool = False
+
+
+def exec_command(name: str, argv: list[str], timeout: float | None = None) -> ExecOutcome:
+    if not argv:
+        raise UsageError("vm exec: no command given; write it after `--`, e.g. bootlab vm exec dev -- uname -a")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"vm exec --timeout {timeout}: give a positive number of seconds")
+    reap()
+    vm = get(name)
+    if not vm.supervisor_alive():
+        raise UsageError(f"vm {name} is stopped; start it with `bootlab vm start {name}`")
+    res = request(vm, {"op": "exec", "argv": argv, "timeout": timeout}, timeout=None)
+    if "error" in res:
+        if res.get("usage") or res.get("state") in ("booting", "stopped", "stopping"):
+            hint = "; wait for it with `bootlab vm list`" if res.get("state") == "booting" else ""
+            raise UsageError(res["error"] + hint)
+        if res.get("verdict"):
+            raise GuestCrashed(res["error"], res["verdict"])
+        raise InfraError(res["error"])
+    return ExecOutcome(
+        stdout=base64.b64decode(res["stdout_b64"]),
+        exit_code=int(res["exit_code"]),
+        duration_s=float(res["duration_s"]),
+        timed_out=bool(res.get("timed_out")),
+    )
+
+
+class GuestCrashed(Exception):
+    """Exec on a VM whose guest crashed: the verdict instead of an exit status."""
+
+    def __init__(self, message: str, verdict: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+def follow_log(name: str, *, follow: bool, poll: float = 0.2) -> Iterator[bytes]:
+    vm = get(name)
+    pos = 0
+    while True:
+        try:
+            with vm.log.open("rb") as fh:
+                fh.seek(pos)
+                while chunk := fh.read(65536):
+                    pos += len(chunk)
+                    yield chunk
+        except FileNotFoundError:
+            pass
+        if not follow or not vm.supervisor_alive():
+            if follow:  # one last read after the supervisor ended
+                with contextlib.suppress(FileNotFoundError), vm.log.open("rb") as fh:
+                    fh.seek(pos)
+                    rest = fh.read()
+                    if rest:
+                        yield rest
+            return
+        time.sleep(poll)

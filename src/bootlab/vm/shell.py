@@ -1,0 +1,165 @@
+"""Exact command execution over a serial shell: framing, parsing, resync. Pure functions, no I/O.
+
+A serial console is one byte stream shared by the kernel, the tty's echo, the shell's prompt and the command's
+output. The user's old tmux + sed scraping broke on exactly that ("login/root text echoed as commands, output not
+reliably captured"). Instead of trying to undo echo and strip prompts, every exec is framed:
+
+    printf '%s%s\\n' __BL B<id>; { ( CMD ) </dev/null 2>&1; printf '\\n%s%s:%d' __BL R<id> $?; } | base64;
+    printf '%s%s\\n' __BL E<id>
+
+* the begin/end markers are built by ``printf`` from two parts, so the tty's echo of the command line never
+  contains them: the only ``__BLB<id>`` on the console is the one the shell printed;
+* the output travels base64-encoded, so nothing the command prints (prompts, ``root:/# ``, CR/LF, escapes,
+  binary) can be mistaken for framing or mangled by the tty's newline translation, and kernel lines that land
+  between two base64 lines are recognisable (not base64) and dropped;
+* the exit status rides inside the encoded stream, after the output, behind a marker with the exec's id;
+* stdin is ``/dev/null``: a command that reads stdin sees EOF instead of swallowing the next exec;
+* the shell itself is left alone (no ``stty -echo``, no new PS1), so a person attached to the console still
+  sees what they type.
+
+The wrapper is POSIX sh (busybox ash, dash, bash). Redox's ion would need its own wrapper; the pack's shell is
+what decides, see :func:`wrap`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import shlex
+from dataclasses import dataclass
+
+PREFIX = "__BL"
+# busybox ash line editing holds at most 1024 bytes per line; the tty's canonical buffer 4095
+MAX_LINE = 1000
+_B64_LINE = re.compile(rb"^[A-Za-z0-9+/=]+$")
+
+
+def new_id() -> str:
+    """A fresh marker id: random, so output of an earlier (interrupted) exec can never match a later one."""
+    return secrets.token_hex(6)
+
+
+@dataclass(frozen=True)
+class Framed:
+    """One wrapped command: the line to type and the markers that delimit its answer."""
+
+    id: str
+    line: str
+
+    @property
+    def begin(self) -> bytes:
+        return f"{PREFIX}B{self.id}".encode()
+
+    @property
+    def end(self) -> bytes:
+        return f"{PREFIX}E{self.id}".encode()
+
+    @property
+    def rc_marker(self) -> bytes:
+        return f"\n{PREFIX}R{self.id}:".encode()
+
+
+def command_text(argv: list[str]) -> str:
+    """The user's argv as one shell command (each argument quoted: `-- sh -c 'exit 7'` stays three words)."""
+    return shlex.join(argv)
+
+
+def wrap(argv: list[str], marker: str | None = None) -> Framed:
+    """The line to type for ``argv``; raises ValueError when it is too long for the guest's line editor."""
+    mid = marker or new_id()
+    cmd = command_text(argv)
+    line = (
+        f"printf '%s%s\\n' {PREFIX} B{mid}; "
+        f"{{ ( {cmd} ) </dev/null 2>&1; printf '\\n%s%s:%d' {PREFIX} R{mid} $?; }} | base64; "
+        f"printf '%s%s\\n' {PREFIX} E{mid}"
+    )
+    if len(line.encode()) > MAX_LINE:
+        raise ValueError(
+            f"the command is {len(cmd.encode())} bytes, too long for a serial shell line "
+            f"(max about {MAX_LINE - len(line.encode()) + len(cmd.encode())}); put it in a script on a --mount share"
+        )
+    return Framed(mid, line + "\n")
+
+
+def sync_line(marker: str) -> tuple[str, bytes]:
+    """A line that prints a fresh marker: when it appears, the shell is at a prompt and reads our input."""
+    return f"printf '%s%s\\n' {PREFIX} S{marker}\n", f"{PREFIX}S{marker}".encode()
+
+
+@dataclass
+class ExecResult:
+    output: bytes
+    exit_code: int
+
+
+def find_complete(buf: bytes, framed: Framed) -> ExecResult | None:
+    """Parse the console bytes seen since the command was typed; None until the end marker has arrived."""
+    begin = _marker_line(buf, framed.begin, 0)
+    if begin is None:
+        return None
+    end = _marker_line(buf, framed.end, begin[1])
+    if end is None:
+        return None
+    decoded = decode_body(buf[begin[1] : end[0]])
+    idx = decoded.rfind(framed.rc_marker)
+    if idx < 0:
+        raise ValueError("exec output was damaged on the console (no exit status in the frame)")
+    rc_text = decoded[idx + len(framed.rc_marker) :].strip()
+    try:
+        rc = int(rc_text)
+    except ValueError:
+        raise ValueError(f"exec output was damaged on the console (exit status {rc_text!r})") from None
+    return ExecResult(decoded[:idx], rc)
+
+
+def partial_output(buf: bytes, framed: Framed) -> bytes:
+    """What a timed-out command printed so far (best effort: whole base64 lines only)."""
+    begin = _marker_line(buf, framed.begin, 0)
+    if begin is None:
+        return b""
+    lines = [ln.strip(b"\r") for ln in buf[begin[1] :].split(b"\n")[:-1]]
+    data = b"".join(ln for ln in lines if _B64_LINE.match(ln))
+    data = data[: len(data) - len(data) % 4]
+    try:
+        out = base64.b64decode(data)
+    except binascii.Error:
+        return b""
+    idx = out.rfind(framed.rc_marker)
+    return out if idx < 0 else out[:idx]
+
+
+def decode_body(body: bytes) -> bytes:
+    """Decode the base64 lines between the markers; lines that are not base64 (a kernel message) are dropped."""
+    lines = [ln.strip(b"\r\x00 ") for ln in body.split(b"\n")]
+    data = b"".join(ln for ln in lines if ln and _B64_LINE.match(ln))
+    try:
+        return base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"exec output was damaged on the console ({exc})") from None
+
+
+def has_marker(buf: bytes, marker: bytes) -> bool:
+    """``marker`` has arrived as a complete line (the sync after login or after an interrupted command)."""
+    return _marker_line(buf, marker, 0) is not None
+
+
+def _marker_line(buf: bytes, marker: bytes, start: int) -> tuple[int, int] | None:
+    """(start, end) of the first complete line at or after ``start`` whose text is ``marker``.
+
+    The echoed command line holds the marker only split in two (``__BL B<id>``), so any contiguous occurrence
+    was printed by the shell; it must stand alone on its line, which also rules out a line still being written.
+    """
+    pos = start
+    while True:
+        i = buf.find(marker, pos)
+        if i < 0:
+            return None
+        j = i + len(marker)
+        nl = buf.find(b"\n", j)
+        if nl < 0:
+            return None
+        if buf[j:nl].strip(b"\r") == b"":
+            return (i, nl + 1)
+        pos = j
