@@ -261,7 +261,8 @@ class Observer:
             for rx in self.packs.frame_regex:
                 m = rx.search(line)
                 if m and m.groupdict().get("frame"):
-                    frame = m.group("frame")
+                    # compiler suffixes (.cold, .isra.0, .constprop.0, .part.0) vary between builds
+                    frame = m.group("frame").split(".")[0]
                     if not any(s.search(frame) for s in self.packs.frame_skip):
                         p.captures["frame"] = frame
                     break
@@ -271,9 +272,7 @@ class Observer:
         if p.fatal:
             return
         spec = p.sig.spec
-        p.fatal = spec.fatal or any(
-            k in p.captures and rx.search(p.captures[k]) for k, rx in p.sig.fatal_when
-        )
+        p.fatal = spec.fatal or any(k in p.captures and rx.search(p.captures[k]) for k, rx in p.sig.fatal_when)
         if p.fatal and self._fatal_pending is None and self.fatal is None:
             self._fatal_pending = p
             # findings that came before the fatal one stay incidents; anything pending after
@@ -297,9 +296,7 @@ class Observer:
         try:
             title = spec.title.format_map(p.captures)
         except KeyError:
-            title = (spec.title_fallback or _PLACEHOLDER.sub("?", spec.title)).format_map(
-                _Default(p.captures)
-            )
+            title = (spec.title_fallback or _PLACEHOLDER.sub("?", spec.title)).format_map(_Default(p.captures))
         kind = spec.fatal_kind if (p.fatal and not spec.fatal and spec.fatal_kind) else spec.kind
         finding = Finding(
             signature=spec.id,
