@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "lint": "lint",
     "profiles": "profiles",
     "classify": "classify",
+    "vm": "vm",
 }
 
 

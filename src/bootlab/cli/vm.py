@@ -1,0 +1,282 @@
+"""`bootlab vm ...`: named, long-lived VMs (launch, list, console, exec, logs, stop, start, delete).
+
+A thin layer over :mod:`bootlab.vm.manager`; the work happens in the VM's supervisor process. Exit codes:
+``exec`` exits with the command's status (124 on --timeout, 1 with the verdict when the guest crashed);
+``launch``/``start`` exit like ``bootlab boot`` (0 ready, 1 the boot failed, 3 QEMU/infra), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("vm", help="named VMs in the background: launch, list, console, exec, logs, stop, delete")
+    vsub = p.add_subparsers(dest="vm_command", metavar="VMCOMMAND", parser_class=type(p))
+
+    def usage(_args: argparse.Namespace) -> int:
+        p.print_help(sys.stderr)
+        return 2
+
+    p.set_defaults(func=usage)
+
+    la = vsub.add_parser("launch", help="create a VM from a profile and boot it in the background")
+    la.add_argument("name", metavar="NAME", help="the VM's name (lowercase letters, digits, '-')")
+    la.add_argument("profile", metavar="PROFILE", help="a profile from bootlab.toml or a preset")
+    la.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
+    la.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    la.add_argument(
+        "--mount", dest="mounts", action="append", default=[], metavar="HOST_DIR:TAG", help="9p share; repeatable"
+    )
+    la.add_argument(
+        "--forward",
+        dest="forwards",
+        action="append",
+        default=[],
+        metavar="HOST_PORT:GUEST_PORT",
+        help="TCP port forward on 127.0.0.1 (user-mode networking), e.g. 2222:22; repeatable",
+    )
+    la.add_argument("--persistent", action="store_true", help="write to the profile's disk images (no overlay)")
+    la.add_argument("--no-wait", action="store_true", help="return at once; `bootlab vm list` shows progress")
+    la.add_argument("--json", action="store_true", help="print the final state as JSON")
+    la.set_defaults(func=cmd_launch)
+
+    ls = vsub.add_parser("list", help="the VMs: state, profile, uptime, accel, forwards, pid")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+
+    co = vsub.add_parser("console", help="attach this terminal to the VM's serial console (Ctrl-] detaches)")
+    co.add_argument("name", metavar="NAME")
+    co.set_defaults(func=cmd_console)
+
+    ex = vsub.add_parser("exec", help="run a command in the guest's shell; exits with its status")
+    ex.add_argument("name", metavar="NAME")
+    ex.add_argument("--timeout", type=_seconds, metavar="S", help="interrupt it after S seconds (exit 124)")
+    ex.add_argument("--json", action="store_true", help='print {"stdout", "exit_code", "duration_s"}')
+    # everything after NAME is taken as is; options given after NAME must end with `--` (see _exec_argv)
+    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    ex.set_defaults(func=cmd_exec)
+
+    lo = vsub.add_parser("logs", help="print the VM's console log")
+    lo.add_argument("name", metavar="NAME")
+    lo.add_argument("-f", "--follow", action="store_true", help="keep printing as the guest writes")
+    lo.set_defaults(func=cmd_logs)
+
+    st = vsub.add_parser("stop", help="power the VM down (QMP system_powerdown, then quit after --grace)")
+    st.add_argument("name", metavar="NAME")
+    st.add_argument("--grace", type=_seconds, default=10.0, metavar="S", help="seconds to wait for the guest")
+    st.set_defaults(func=cmd_stop)
+
+    sa = vsub.add_parser("start", help="boot a stopped VM again (same disk overlay)")
+    sa.add_argument("name", metavar="NAME")
+    sa.add_argument("--no-wait", action="store_true")
+    sa.add_argument("--json", action="store_true")
+    sa.set_defaults(func=cmd_start)
+
+    de = vsub.add_parser("delete", help="stop the VM and remove it with its overlay and log")
+    de.add_argument("name", metavar="NAME")
+    de.set_defaults(func=cmd_delete)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
+    """The boot timeline and where it ended; the exit code follows `bootlab boot`."""
+    if as_json:
+        print(json.dumps(state, indent=2))
+    fb = state.get("fallback_from")
+    if fb and not as_json:
+        v = fb["verdict"]
+        _err(f"first attempt ({fb['profile']}): {v.get('outcome')}" + (f": {v['title']}" if v.get("title") else ""))
+    verdict = state.get("verdict") or {}
+    if not as_json:
+        for s in state.get("stages") or verdict.get("stages") or []:
+            t = s.get("t")
+            _err(f"  {t:7.2f}s  {s['name']}" if t is not None else f"     ?     {s['name']}")
+    st = state.get("state")
+    if st == "ready":
+        if not as_json:
+            _err(f"bootlab: vm {name} is ready ({state.get('profile')}, accel {state.get('accel')})")
+        return 0
+    if st == "booting":
+        if not as_json:
+            _err(f"bootlab: vm {name} is booting; `bootlab vm list` shows when it is ready")
+        return 0
+    outcome = verdict.get("outcome", "?")
+    if not as_json:
+        _err(f"bootlab: vm {name}: boot {outcome}" + (f": {verdict['title']}" if verdict.get("title") else ""))
+        if verdict.get("fatal_line"):
+            _err(f"  fatal line: {verdict['fatal_line']}")
+        _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
+    return 3 if outcome in ("qemu-error", "infra-error") else 1
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+    from bootlab.vm.registry import validate_name
+
+    validate_name(args.name)
+    req = manager.LaunchRequest(
+        name=args.name,
+        profile=args.profile,
+        config=args.config,
+        sets=args.sets,
+        mounts=args.mounts,
+        forwards=args.forwards,
+        persistent=args.persistent,
+    )
+    _err(f"bootlab: launching vm {args.name} from {args.profile}")
+    state = manager.launch(req, wait=not args.no_wait, on_event=lambda text: _err(f"bootlab: *** {text} ***"))
+    return _report(args.name, state, args.json)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    state = manager.start(args.name, wait=not args.no_wait)
+    return _report(args.name, state, args.json)
+
+
+def _uptime(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    rows = manager.list_vms()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        _err("no VMs; create one with `bootlab vm launch NAME PROFILE`")
+        return 0
+    header = ("NAME", "PROFILE", "STATE", "UPTIME", "ACCEL", "FORWARDS", "PID")
+    table = [
+        (
+            r["name"],
+            r["profile"] or "-",
+            r["state"] + (f" ({r['title']})" if r.get("title") and r["state"] in ("crashed", "stopped") else ""),
+            _uptime(r["uptime_s"]),
+            r["accel"] or "-",
+            ",".join(r["forwards"]) or "-",
+            str(r["pid"] or "-"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    for row in (header, *table):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for r in rows:
+        if r["state"] == "died":
+            _err(f"bootlab: vm {r['name']}: its supervisor died; QEMU went with it; cleaned up (state now stopped)")
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from bootlab.vm.attach import attach
+
+    return attach(args.name)
+
+
+def _exec_argv(args: argparse.Namespace) -> list[str]:
+    """`vm exec dev -- ls -la` and `vm exec dev --timeout 5 --json -- ls`: bootlab's options may follow NAME
+    when a `--` separates them from the command (argparse's REMAINDER would take them as the command)."""
+    from bootlab.errors import UsageError
+
+    argv = list(args.argv)
+    if "--" not in argv:
+        return argv
+    i = argv.index("--")
+    pre, cmd = argv[:i], argv[i + 1 :]
+    while pre:
+        opt = pre.pop(0)
+        if opt == "--json":
+            args.json = True
+        elif opt == "--timeout" or opt.startswith("--timeout="):
+            value = opt.partition("=")[2] if "=" in opt else (pre.pop(0) if pre else "")
+            try:
+                args.timeout = _seconds(value)
+            except argparse.ArgumentTypeError as exc:
+                raise UsageError(f"vm exec --timeout: {exc}") from None
+        else:
+            raise UsageError(f"vm exec: unknown option {opt!r} before `--` (options: --timeout S, --json)")
+    return cmd
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    argv = _exec_argv(args)
+    try:
+        out = manager.exec_command(args.name, argv, timeout=args.timeout)
+    except manager.GuestCrashed as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "verdict": exc.verdict}, indent=2))
+        _err(f"bootlab: {exc}")
+        return 1
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stdout": out.stdout.decode("utf-8", errors="replace"),
+                    "exit_code": out.exit_code,
+                    "duration_s": out.duration_s,
+                }
+            )
+        )
+    else:
+        sys.stdout.buffer.write(out.stdout)
+        sys.stdout.flush()
+    if out.timed_out:
+        _err(f"bootlab: vm exec: timed out after {args.timeout}s; the command was interrupted")
+    return out.exit_code
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    try:
+        for chunk in manager.follow_log(args.name, follow=args.follow):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    res = manager.stop(args.name, grace=args.grace)
+    _err(f"bootlab: vm {args.name} stopped ({res.get('how', 'ok')})")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from bootlab.vm import manager
+
+    manager.delete(args.name)
+    _err(f"bootlab: vm {args.name} deleted")
+    return 0
