@@ -26,6 +26,13 @@ COMMANDS: dict[str, str] = {
     "lint": "lint",
     "profiles": "profiles",
     "classify": "classify",
+    "trial": "trial",
+    "matrix": "matrix",
+    "compare": "compare",
+    "history": "history",
+    "show": "show",
+    "note": "note",
+    "export": "export",
     "vm": "vm",
 }
 

@@ -1,0 +1,443 @@
+"""Trials, matrices and comparisons as library calls: resolve and lint each arm, record it in the store, run the
+boots (:mod:`bootlab.lab.runner`), summarise. The CLI commands are thin wrappers around :class:`Lab`.
+
+Seeds: every boot's seed is ``derive_seed(seed_base, index, salt)``. The seed base is random unless given, and
+always recorded, so ``--seed-base`` replays a whole trial and each boot's own seed replays it alone with
+``bootlab boot --seed``. A matrix gives every cell the same seeds (differences between cells then come from the
+configuration, not from luck); the two arms of a comparison get independent seeds (salts ``a`` and ``b``),
+because Fisher's test assumes independent samples.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bootlab.errors import UsageError
+from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
+from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p
+from bootlab.lab.trial import BootRecord, Stopper, derive_seed, summarize
+
+if TYPE_CHECKING:
+    from bootlab.host import Host
+    from bootlab.profile.loader import Project
+    from bootlab.profile.model import Profile
+    from bootlab.store.db import Store
+
+
+@dataclass
+class ArmSpec:
+    """What to boot: a profile and its ``--set`` overrides; ``axes`` are a matrix cell's coordinates."""
+
+    profile: str
+    sets: list[str] = field(default_factory=list)
+    label: str = ""
+    axes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Checked:
+    """An arm after resolving and linting its first boot: refused when lint has errors (and no --force)."""
+
+    spec: ArmSpec
+    profile: Profile
+    findings: list[Any]
+    refused: list[str]
+
+
+def parse_axis(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``KEY=V1,V2`` (or ``KEY=["v,with,commas", "v2"]``) -> (key, [(label, --set text)])."""
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    how = "use --axis KEY=V1,V2 (e.g. --axis cpu=cortex-a72,max or --axis smp=1,4)"
+    if not sep or not key or not rest.strip():
+        raise UsageError(f"--axis {text!r}: expected KEY=V1,V2[,...]; {how}")
+    if any(not part for part in key.split(".")):
+        raise UsageError(f"--axis {text!r}: malformed key `{key}`; use dotted names like machine.highmem")
+    values: list[tuple[str, str]]
+    if rest.strip().startswith("["):
+        try:
+            raw = tomllib.loads(f"v = {rest}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"--axis {text!r}: the value list is not valid TOML ({exc}); {how}") from None
+        values = [(str(v), f"{key}={json.dumps(v)}") for v in raw]
+    else:
+        parts = [p.strip() for p in rest.split(",")]
+        if any(not p for p in parts):
+            raise UsageError(f"--axis {text!r}: empty value in the list; {how}")
+        values = [(p, f"{key}={p}") for p in parts]
+    if len({label for label, _ in values}) != len(values):
+        raise UsageError(f"--axis {text!r}: a value is listed twice; list each value once")
+    return key, values
+
+
+def matrix_cells(profile: str, sets: list[str], axes: list[str]) -> tuple[dict[str, list[str]], list[ArmSpec]]:
+    """The product of the axes, in order (the first axis varies slowest, as in the user's notes table)."""
+    parsed = [parse_axis(a) for a in axes]
+    keys = [k for k, _ in parsed]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise UsageError(f"--axis {dup}: given twice; put all its values in one --axis {dup}=V1,V2")
+    if not parsed:
+        raise UsageError("matrix needs at least one --axis KEY=V1,V2 (e.g. --axis cpu=cortex-a72,max)")
+    cells = []
+    for combo in itertools.product(*(vals for _, vals in parsed)):
+        axes_map = {k: label for k, (label, _) in zip(keys, combo, strict=True)}
+        cell_sets = [*sets, *(s for _, s in combo)]
+        label = " ".join(f"{k}={v}" for k, v in axes_map.items())
+        cells.append(ArmSpec(profile=profile, sets=cell_sets, label=label, axes=axes_map))
+    return {k: [label for label, _ in vals] for k, vals in parsed}, cells
+
+
+def check_count(n: int, flag: str = "-n") -> int:
+    if n < 1:
+        raise UsageError(f"{flag} {n}: the number of boots must be at least 1 (e.g. {flag} 10)")
+    if n > 100_000:
+        raise UsageError(f"{flag} {n}: more than 100000 boots is surely a typo; use a smaller {flag}")
+    return n
+
+
+class Lab:
+    """Runs arms against one project, one host and one store. ``boot_fn`` defaults to real observed boots."""
+
+    def __init__(
+        self,
+        project: Project,
+        host: Host,
+        store: Store | None,
+        *,
+        boot_fn: BootFn | None = None,
+        force: bool = False,
+    ) -> None:
+        self.project = project
+        self.host = host
+        self.store = store
+        self.force = force
+        if boot_fn is None:
+            from bootlab.lab.runner import real_boot_fn
+
+            boot_fn = real_boot_fn(host, project.root)
+        self.boot_fn = boot_fn
+
+    # -- arms ------------------------------------------------------------------------------------------------------
+
+    def resolve(self, spec: ArmSpec, seed: int, idx: int) -> Profile:
+        from bootlab.profile.loader import resolve_profile
+
+        return resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=seed, boot_index=idx)
+
+    def check(self, spec: ArmSpec, seed: int) -> Checked:
+        """Resolve the arm's first boot, refuse a changed locked profile, lint; errors refuse unless forced."""
+        from bootlab.lint import check_invocation
+        from bootlab.profile.loader import resolve_profile
+        from bootlab.profile.lock import check_lock
+        from bootlab.qemu.argv import build_invocation
+
+        canonical = resolve_profile(spec.profile, project=self.project, sets=spec.sets, keep_builtins=True)
+        inv0 = build_invocation(canonical, self.host)
+        check_lock(self.project, canonical.name, inv0.argv, inv0.sha256)
+        profile = self.resolve(spec, seed, 0)
+        inv = build_invocation(profile, self.host)
+        inv.require_runnable()
+        rule_dirs = [self.project.root / "lint"] if self.project.path else []
+        findings = list(check_invocation(inv, profile, self.host, rule_dirs=rule_dirs))
+        refused = [f"{f.id}: {f.message}" for f in findings if f.severity == "error"]
+        return Checked(spec, profile, findings, [] if self.force else refused)
+
+    def make_arm(
+        self,
+        checked: Checked,
+        *,
+        n: int,
+        seed_base: int,
+        salt: str = "",
+        strict: bool = False,
+        stopper: Stopper | None = None,
+        trial_id: int | None = None,
+    ) -> Arm:
+        spec = checked.spec
+        return Arm(
+            label=spec.label or spec.profile,
+            make_profile=lambda idx, seed: self.resolve(spec, seed, idx),
+            n=n,
+            cap=n,
+            seed_base=seed_base,
+            seed_salt=salt,
+            strict=strict,
+            smp=checked.profile.smp,
+            trial_id=trial_id,
+            stopper=stopper,
+        )
+
+    def begin_trial(
+        self,
+        checked: Checked,
+        params: dict[str, Any],
+        note: str | None = None,
+        **links: Any,
+    ) -> int | None:
+        if self.store is None:
+            return None
+        from bootlab.profile.loader import profile_hash
+
+        return self.store.begin_trial(
+            checked.spec.profile,
+            profile_hash=profile_hash(checked.profile),
+            sets=checked.spec.sets,
+            params=params,
+            note=note,
+            **links,
+        )
+
+    def run(self, arms: list[Arm], *, jobs: int | None, progress: Progress | None) -> RunResult:
+        return asyncio.run(run_arms(arms, self.boot_fn, jobs=jobs, store=self.store, host=self.host, progress=progress))
+
+    def trial_result(self, arm: Arm, spec: ArmSpec, *, seed_base: int, interrupted: bool) -> dict[str, Any]:
+        """The ``--json`` object of one trial; also what the store keeps as its summary."""
+        summary = summarize(arm.records, strict=arm.strict)
+        sequential = None
+        if arm.stopper is not None:
+            sequential = arm.stopper.report(len(arm.records), arm.cap)
+            sequential["decided_at"] = arm.stopper.decided_at
+        result = {
+            "trial": f"t{arm.trial_id}" if arm.trial_id is not None else None,
+            "profile": spec.profile,
+            "sets": spec.sets,
+            "status": "interrupted" if interrupted else "done",
+            **summary,
+            "stopped_early": arm.stopped_early,
+            "seed_base": seed_base,
+            "sequential": sequential,
+        }
+        if self.store is not None and arm.trial_id is not None:
+            self.store.finish_trial(arm.trial_id, result["status"], result)
+        return result
+
+    # -- the three commands ------------------------------------------------------------------------------------------
+
+    def trial(
+        self,
+        spec: ArmSpec,
+        *,
+        n: int,
+        jobs: int | None = None,
+        strict: bool = False,
+        note: str | None = None,
+        seed_base: int | None = None,
+        stopper: Stopper | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        check_count(n)
+        base = seed_base if seed_base is not None else secrets.randbits(32)
+        checked = self.check(spec, derive_seed(base, 0))
+        if checked.refused:
+            ids = ", ".join(r.split(":")[0] for r in checked.refused)
+            raise UsageError(
+                f"profile {spec.profile}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force"
+            )
+        params: dict[str, Any] = {"n": n, "jobs": jobs, "strict": strict, "seed_base": base}
+        if stopper is not None:
+            params["until_confident"] = {
+                "target": stopper.sprt.target if stopper.sprt else None,
+                "width": stopper.width,
+            }
+        trial_id = self.begin_trial(checked, params, note)
+        if self.store is not None and trial_id is not None and note:
+            from bootlab.store.db import Ref
+
+            self.store.add_note(Ref("trial", trial_id), note)
+        arm = self.make_arm(checked, n=n, seed_base=base, strict=strict, stopper=stopper, trial_id=trial_id)
+        res = self.run([arm], jobs=jobs, progress=progress)
+        out = self.trial_result(arm, spec, seed_base=base, interrupted=res.interrupted)
+        out["lint"] = [f"{f.severity}: [{f.id}] {f.message}" for f in checked.findings if f.severity != "info"]
+        return out
+
+    def matrix(
+        self,
+        profile: str,
+        sets: list[str],
+        axes: list[str],
+        *,
+        n: int,
+        jobs: int | None = None,
+        strict: bool = False,
+        note: str | None = None,
+        seed_base: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        check_count(n)
+        axes_map, specs = matrix_cells(profile, sets, axes)
+        base = seed_base if seed_base is not None else secrets.randbits(32)
+        checks = [self.check(spec, derive_seed(base, 0)) for spec in specs]
+        matrix_id = (
+            self.store.begin_matrix(profile, axes_map, {"n": n, "sets": sets, "seed_base": base}, note)
+            if self.store is not None
+            else None
+        )
+        arms: list[tuple[Checked, Arm | None]] = []
+        for checked in checks:
+            if checked.refused:
+                arms.append((checked, None))
+                continue
+            tid = self.begin_trial(checked, {"n": n, "strict": strict, "seed_base": base}, None, matrix_id=matrix_id)
+            arms.append((checked, self.make_arm(checked, n=n, seed_base=base, strict=strict, trial_id=tid)))
+        res = self.run([a for _, a in arms if a is not None], jobs=jobs, progress=progress)
+        cells: list[dict[str, Any]] = []
+        for checked, arm in arms:
+            if arm is None:
+                cells.append({"axes": checked.spec.axes, "refused": checked.refused, "mark": "refused"})
+                continue
+            cell = self.trial_result(arm, checked.spec, seed_base=base, interrupted=res.interrupted)
+            cells.append({"axes": checked.spec.axes, "refused": None, "mark": mark(cell), **cell})
+        out: dict[str, Any] = {
+            "matrix": f"m{matrix_id}" if matrix_id is not None else None,
+            "profile": profile,
+            "sets": sets,
+            "axes": axes_map,
+            "n": n,
+            "seed_base": base,
+            "status": "interrupted" if res.interrupted else "done",
+            "cells": cells,
+        }
+        if self.store is not None and matrix_id is not None:
+            self.store.finish_matrix(matrix_id, out["status"], out)
+        return out
+
+    def compare(
+        self,
+        a: ArmSpec,
+        b: ArmSpec,
+        *,
+        n: int,
+        jobs: int | None = None,
+        strict: bool = False,
+        note: str | None = None,
+        seed_base: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        check_count(n)
+        base = seed_base if seed_base is not None else secrets.randbits(32)
+        checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
+        for checked in checks:
+            if checked.refused:
+                ids = ", ".join(r.split(":")[0] for r in checked.refused)
+                raise UsageError(
+                    f"{checked.spec.label}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force"
+                )
+        cid = self.store.begin_comparison(note) if self.store is not None else None
+        arms = []
+        for checked, salt in zip(checks, ("a", "b"), strict=True):
+            params = {"n": n, "strict": strict, "seed_base": base, "seed_salt": salt}
+            tid = self.begin_trial(checked, params, None, comparison_id=cid, arm=salt)
+            arms.append(self.make_arm(checked, n=n, seed_base=base, salt=salt, strict=strict, trial_id=tid))
+        res = self.run(arms, jobs=jobs, progress=progress)
+        ra = self.trial_result(arms[0], a, seed_base=base, interrupted=res.interrupted)
+        rb = self.trial_result(arms[1], b, seed_base=base, interrupted=res.interrupted)
+        out = comparison(ra, rb, a.label, b.label)
+        out["comparison"] = f"c{cid}" if cid is not None else None
+        out["status"] = "interrupted" if res.interrupted else "done"
+        if self.store is not None and cid is not None and arms[0].trial_id and arms[1].trial_id:
+            self.store.finish_comparison(cid, arms[0].trial_id, arms[1].trial_id, out)
+        return out
+
+
+def mark(result: dict[str, Any]) -> str:
+    """The user's notes' marks: ✅ all passed, ⚠️ some failed (flaky), ❌ all failed; ❔ nothing counted."""
+    if result.get("refused"):
+        return "refused"
+    boots, passed = result["boots"], result["passed"]
+    if boots == 0:
+        return "none"
+    if passed == boots:
+        return "pass"
+    if passed == 0:
+        return "fail"
+    return "flaky"
+
+
+MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
+
+
+def comparison(ra: dict[str, Any], rb: dict[str, Any], label_a: str, label_b: str) -> dict[str, Any]:
+    """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence."""
+    ka, na, kb, nb = ra["passed"], ra["boots"], rb["passed"], rb["boots"]
+    pa = ka / na if na else None
+    pb = kb / nb if nb else None
+    p = fisher_p(ka, na, kb, nb)
+    lo, hi = diff_interval(ka, na, kb, nb)
+    more: int | None = None
+    significant = p < 0.05 and na > 0 and nb > 0
+    if na == 0 or nb == 0:
+        sentence = "nothing to compare yet: one side has no counted boots"
+    elif significant:
+        better, worse = (label_b, label_a) if (pb or 0) > (pa or 0) else (label_a, label_b)
+        sentence = f"{better} passes more often than {worse} (p = {p:.2g})"
+    else:
+        assert pa is not None and pb is not None
+        need = boots_per_arm(pa, pb)
+        if need is None:
+            sentence = (
+                f"no difference seen ({pa:.0%} both, p = {p:.2g}); a real difference, if any, is smaller than "
+                f"these {min(na, nb)} boots each can show"
+            )
+        else:
+            more = max(1, need - min(na, nb))
+            sentence = (
+                f"not distinguishable yet (p = {p:.2g}): about {more} more boots each would settle a difference "
+                f"this size ({pa:.0%} vs {pb:.0%})"
+            )
+    return {
+        "a": {"label": label_a, **ra},
+        "b": {"label": label_b, **rb},
+        "difference": (pb - pa) if pa is not None and pb is not None else None,
+        "difference_ci95": [lo, hi],
+        "p_value": p,
+        "significant": significant,
+        "more_boots_each": more,
+        "sentence": sentence,
+    }
+
+
+def stored_trial(store: Store, trial_id: int) -> tuple[dict[str, Any], list[BootRecord]]:
+    """A stored trial's summary recomputed from its boots (so ``compare --trials`` and ``export`` agree)."""
+    from bootlab.store.db import Ref
+    from bootlab.verdict import Verdict
+
+    row = store.require(Ref("trial", trial_id))
+    records = [
+        BootRecord(int(b["idx"] or 0), int(b["seed"] or 0), Verdict.model_validate_json(b["verdict"]), f"b{b['id']}")
+        for b in store.boots(trial_id)
+    ]
+    params = json.loads(row["params"] or "{}")
+    saved = json.loads(row["summary"]) if row["summary"] else {}
+    summary = summarize(records, strict=bool(params.get("strict")))
+    result = {
+        "trial": f"t{trial_id}",
+        "profile": row["profile"],
+        "sets": json.loads(row["sets"] or "[]"),
+        "status": store.status_of(row),
+        **summary,
+        "stopped_early": bool(saved.get("stopped_early", False)),
+        "seed_base": params.get("seed_base"),
+        "sequential": saved.get("sequential"),
+        "note": row["note"],
+        "started": row["started"],
+    }
+    return result, records
+
+
+def arm_label(profile: str, sets: list[str], common: list[str]) -> str:
+    own = [s for s in sets if s not in common]
+    return f"{profile} {' '.join(own)}".strip() if own else profile
+
+
+def load_config_project(config: Path | None) -> Project:
+    from bootlab.profile.loader import load_project
+
+    return load_project(config)

@@ -1,0 +1,168 @@
+"""Trials: N boots of one profile, summarised honestly.
+
+A trial is a list of finished boots; :func:`summarize` turns it into the numbers the user reads (pass rate with
+its Wilson interval, outcomes, crash titles with the first boot and seed that showed each, incidents, per-stage
+time percentiles). Running boots is :mod:`bootlab.lab.runner`'s job; this module only counts, so it is tested
+with made-up verdicts and reused for stored trials (``compare --trials``, ``show``, ``export``).
+
+What counts (and why):
+
+- ``qemu-error`` and ``infra-error`` boots say nothing about the guest: they are *excluded* from the rate and
+  reported apart (``excluded``). If they are most of the boots, the summary says so loudly (``warning``).
+- With ``strict``, a boot that reached ready but had incidents (a daemon died on the way) counts as a failure:
+  the user's "works" usually means "works cleanly".
+- ``boots`` in the summary is the number of boots *counted in the rate*; ``boots + excluded`` ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from bootlab.lab.stats import Sprt, percentile, width_fixed_n, wilson
+from bootlab.verdict import INFRA, Verdict
+
+
+def derive_seed(base: int, index: int, salt: str = "") -> int:
+    """The seed of boot ``index`` of a trial with seed base ``base``: the first 32 bits of
+    sha256("base:salt:index"). Hashed, not base+index, so that guests that use the seed directly (an LCG) do not
+    get correlated neighbours; deterministic, so ``--seed-base`` replays a whole trial."""
+    digest = hashlib.sha256(f"{base}:{salt}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+@dataclass
+class BootRecord:
+    """One finished boot of a trial: its index, seed, verdict and store id (``b42``) once stored."""
+
+    idx: int
+    seed: int
+    verdict: Verdict
+    ref: str | None = None
+
+
+def counts_as_pass(verdict: Verdict, strict: bool) -> bool:
+    return verdict.passed and not (strict and verdict.incidents)
+
+
+def failure_title(verdict: Verdict) -> str:
+    """What to group a failed boot under: its crash title, else "<outcome> after <stage>"."""
+    if verdict.title:
+        return verdict.title
+    if verdict.passed:
+        return "incidents (strict)"
+    return f"{verdict.outcome} after {verdict.stage or 'start'}"
+
+
+def _grouped(items: list[tuple[str, BootRecord]]) -> list[dict[str, Any]]:
+    groups: dict[str, dict[str, Any]] = {}
+    for title, rec in sorted(items, key=lambda x: x[1].idx):
+        g = groups.get(title)
+        if g is None:
+            groups[title] = {"title": title, "count": 1, "first_seed": rec.seed, "first_boot": rec.ref}
+        else:
+            g["count"] += 1
+    return sorted(groups.values(), key=lambda g: (-g["count"], g["title"]))
+
+
+def summarize(records: list[BootRecord], *, strict: bool = False) -> dict[str, Any]:
+    """The trial's numbers; the keys are those of ``bootlab trial --json`` (minus id and profile)."""
+    counted = [r for r in records if r.verdict.outcome not in INFRA]
+    excluded = len(records) - len(counted)
+    passed = sum(1 for r in counted if counts_as_pass(r.verdict, strict))
+    n = len(counted)
+    lo, hi = wilson(passed, n)
+    outcomes: dict[str, int] = {}
+    for r in records:
+        outcomes[r.verdict.outcome] = outcomes.get(r.verdict.outcome, 0) + 1
+    titles = _grouped([(failure_title(r.verdict), r) for r in counted if not counts_as_pass(r.verdict, strict)])
+    infra = _grouped([(failure_title(r.verdict), r) for r in records if r.verdict.outcome in INFRA])
+    incidents = _grouped([(i.title, r) for r in records for i in r.verdict.incidents])
+    stage_times: dict[str, list[float]] = {}
+    order: list[str] = []
+    for r in records:
+        for s in r.verdict.stages:
+            if s.t is None:
+                continue
+            if s.name not in stage_times:
+                stage_times[s.name] = []
+                order.append(s.name)
+            stage_times[s.name].append(s.t)
+    stages = {
+        name: {
+            "p50": round(percentile(ts, 50), 3),
+            "p90": round(percentile(ts, 90), 3),
+            "max": round(max(ts), 3),
+            "n": len(ts),
+        }
+        for name, ts in ((name, stage_times[name]) for name in order)
+    }
+    warning = None
+    if excluded and excluded >= len(counted):
+        warning = (
+            f"{excluded} of {len(records)} boots were qemu-error/infra-error: the host or the profile is the "
+            f"problem here, not the guest; the rate covers only {n} boot(s)"
+        )
+    return {
+        "boots": n,
+        "passed": passed,
+        "rate": (passed / n) if n else None,
+        "ci95": [lo, hi],
+        "outcomes": outcomes,
+        "titles": titles,
+        "incidents": incidents,
+        "stages": stages,
+        "excluded": excluded,
+        "excluded_titles": infra,
+        "strict": strict,
+        "warning": warning,
+    }
+
+
+@dataclass
+class Stopper:
+    """``--until-confident``: stop an arm when the SPRT decides (``--target``) or the interval is narrow enough
+    (``--width``). ``check`` is called after every finished boot with the counts so far."""
+
+    sprt: Sprt | None = None
+    width: float | None = None
+    decision: str | None = None  # reached | refuted | narrow
+    decided_at: int | None = None
+    history: list[str] = field(default_factory=list)
+
+    def check(self, passes: int, fails: int) -> bool:
+        n = passes + fails
+        if self.decision is not None:
+            return True
+        if self.sprt is not None:
+            d = self.sprt.decide(passes, fails)
+            if d != "undecided":
+                self.decision, self.decided_at = d, n
+                return True
+        if self.width is not None and n >= 2:
+            lo, hi = wilson(passes, n)
+            if hi - lo < self.width:
+                self.decision, self.decided_at = "narrow", n
+                return True
+        return False
+
+    def report(self, used: int, cap: int) -> dict[str, Any]:
+        """What the sequential stop decided and what it saved against a fixed-N plan with the same guarantees."""
+        out: dict[str, Any] = {"decision": self.decision or "undecided", "boots_used": used, "cap": cap}
+        if self.sprt is not None:
+            fixed = self.sprt.fixed_n()
+            out.update(
+                method="sprt",
+                target=self.sprt.target,
+                refute_below=round(self.sprt.p0, 4),
+                alpha=self.sprt.alpha,
+                beta=self.sprt.beta,
+                fixed_n=fixed,
+                saved=max(0, fixed - used),
+                describe=self.sprt.describe(),
+            )
+        elif self.width is not None:
+            fixed = width_fixed_n(self.width)
+            out.update(method="width", width=self.width, fixed_n=fixed, saved=max(0, fixed - used))
+        return out

@@ -1,0 +1,145 @@
+"""Human-readable reports of trials, matrices and comparisons (the ``--json`` objects, rendered).
+
+Every rate is printed with its 95% interval and its counts ("6/10 60% [31-83%]"), never alone: a bare "60%"
+is how the user's notes ended up claiming more than ten boots can show.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bootlab.lab.session import MARKS
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def rate_text(r: dict[str, Any]) -> str:
+    """``6/10 60% [31-83%]``."""
+    if not r.get("boots"):
+        return "0 counted boots"
+    lo, hi = r["ci95"]
+    return f"{r['passed']}/{r['boots']} {pct(r['rate'])} [{pct(lo)}-{pct(hi)}]"
+
+
+def _console() -> Any:
+    """stdout; when it is not a terminal, wide enough that tables are not wrapped into unreadable columns."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
+def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
+    lines: list[str] = []
+    strict = " (strict: boots with incidents count as failures)" if r.get("strict") else ""
+    lines.append(f"{indent}pass rate: {rate_text(r)} (95% Wilson interval){strict}")
+    if r.get("outcomes"):
+        lines.append(f"{indent}outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(r["outcomes"].items())))
+    if r.get("excluded"):
+        lines.append(f"{indent}excluded from the rate: {r['excluded']} qemu-error/infra-error boot(s)")
+        for t in r.get("excluded_titles", []):
+            lines.append(f"{indent}  {t['count']:>3} x {t['title']}")
+    if r.get("warning"):
+        lines.append(f"{indent}WARNING: {r['warning']}")
+    if r.get("titles"):
+        lines.append(f"{indent}failures by title (replay one with `bootlab boot {r['profile']} --seed SEED`):")
+        for t in r["titles"]:
+            first = f" (first: {t['first_boot']}, " if t.get("first_boot") else " ("
+            lines.append(f"{indent}  {t['count']:>3} x {t['title']}{first}seed {t['first_seed']})")
+    if r.get("incidents"):
+        lines.append(f"{indent}incidents (non-fatal):")
+        for t in r["incidents"]:
+            lines.append(f"{indent}  {t['count']:>3} x {t['title']} (first seed {t['first_seed']})")
+    if r.get("stages"):
+        cells = "  ".join(
+            f"{name} {s['p50']:.2f}/{s['p90']:.2f}/{s['max']:.2f}" for name, s in r["stages"].items()
+        )
+        lines.append(f"{indent}stage times p50/p90/max (s): {cells}")
+    seq = r.get("sequential")
+    if seq:
+        decided = seq.get("decision")
+        if seq.get("method") == "sprt":
+            what = {
+                "reached": f"target {pct(seq['target'])} reached",
+                "refuted": f"target {pct(seq['target'])} refuted (rate <= {pct(seq['refute_below'])})",
+            }.get(decided, "undecided at the cap")
+            lines.append(f"{indent}until-confident: {what} after {seq.get('decided_at') or seq['boots_used']} boots")
+            lines.append(f"{indent}  {seq['describe']}")
+        else:
+            what = f"interval narrower than {pct(seq.get('width'))}" if decided == "narrow" else "undecided at the cap"
+            lines.append(f"{indent}until-confident: {what} after {seq.get('decided_at') or seq['boots_used']} boots")
+        lines.append(
+            f"{indent}  a fixed-N test with the same guarantees needs {seq['fixed_n']} boots: "
+            f"{seq['saved']} saved (cap was {seq['cap']})"
+        )
+    return lines
+
+
+def print_trial(r: dict[str, Any]) -> None:
+    out = _console()
+    sets = " ".join(f"--set {s}" for s in r.get("sets", []))
+    status = "" if r.get("status") == "done" else f" [{r.get('status')}]"
+    out.print(f"trial {r.get('trial') or '-'}: {r['profile']} {sets}{status}".rstrip(), markup=False)
+    for line in trial_lines(r, indent="  "):
+        out.print(line, markup=False)
+    out.print(f"  seed base {r.get('seed_base')} (replay the whole trial with --seed-base)", markup=False)
+    if r.get("status") == "interrupted":
+        out.print("  interrupted: finished boots are kept; the numbers above cover only them", markup=False)
+
+
+def common_title(r: dict[str, Any]) -> str:
+    titles = r.get("titles") or []
+    return titles[0]["title"] if titles else ""
+
+
+def print_matrix(m: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = _console()
+    status = "" if m.get("status") == "done" else f" [{m.get('status')}]"
+    axes = m["axes"]
+    table = Table(
+        title=f"matrix {m.get('matrix') or '-'}: {m['profile']}, {m['n']} boots per cell{status}",
+        title_justify="left",
+    )
+    for key in axes:
+        table.add_column(key, no_wrap=True)
+    for col in ("", "pass rate [95% CI]", "commonest failure"):
+        table.add_column(col, no_wrap=True)
+    for cell in m["cells"]:
+        values = [cell["axes"][k] for k in axes]
+        if cell.get("refused"):
+            table.add_row(*values, MARKS["refused"], "refused by lint", "; ".join(cell["refused"])[:80])
+            continue
+        table.add_row(*values, MARKS[cell["mark"]], rate_text(cell), common_title(cell))
+    out.print(table)
+    out.print(
+        f"{MARKS['pass']} all passed  {MARKS['flaky']} some failed (flaky)  {MARKS['fail']} all failed  "
+        f"{MARKS['refused']} refused by lint (not run); seed base {m.get('seed_base')}, the same seeds in every cell",
+        markup=False,
+    )
+
+
+def print_comparison(c: dict[str, Any]) -> None:
+    out = _console()
+    a, b = c["a"], c["b"]
+    out.print(f"comparison {c.get('comparison') or '-'}", markup=False)
+    out.print(f"  A {a['label']}: {rate_text(a)}  ({a.get('trial') or '-'})", markup=False)
+    out.print(f"  B {b['label']}: {rate_text(b)}  ({b.get('trial') or '-'})", markup=False)
+    if c.get("difference") is not None:
+        lo, hi = c["difference_ci95"]
+        out.print(f"  difference B - A: {c['difference']:+.0%} [{lo:+.0%}, {hi:+.0%}] (95% Newcombe)", markup=False)
+    out.print(f"  Fisher exact two-sided p = {c['p_value']:.3g}", markup=False)
+    mark = MARKS["pass"] if c.get("significant") else MARKS["flaky"]
+    out.print(f"  {mark} {c['sentence']}", markup=False)
+    for side in (a, b):
+        if side.get("warning"):
+            out.print(f"  WARNING ({side['label']}): {side['warning']}", markup=False)
+
+
+def when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
