@@ -38,13 +38,14 @@ def draw(seed: int, k: int) -> int:
     return _mix32((seed ^ (((k + 1) * 0x9E3779B9) & M32)) & M32) % 1000
 
 
-def redox_sim_outcome(seed: int, *, cpu: str, smp: int = 1, highmem: str = "on", build: str = "isb-barriers") -> tuple[bool, bool]:
+def redox_sim_outcome(
+    seed: int, *, cpu: str, smp: int = 1, highmem: str = "on", build: str = "isb-barriers"
+) -> tuple[bool, bool]:
     """(fatal, incident) exactly as the redox-sim init decides them."""
     d_fatal, d_incident, d_highmem = draw(seed, 1), draw(seed, 2), draw(seed, 3)
-    fatal = False
-    if cpu.split(",")[0] == "max":
-        if smp > 1 or d_fatal < THRESHOLDS.get(build, 0) or (highmem == "off" and d_highmem < 500):
-            fatal = True
+    fatal = cpu.split(",")[0] == "max" and (
+        smp > 1 or d_fatal < THRESHOLDS.get(build, 0) or (highmem == "off" and d_highmem < 500)
+    )
     return fatal, d_incident < 300
 
 
@@ -77,9 +78,7 @@ def sim_verdict(seed: int, fatal: bool, incident: bool, duration: float = 0.0) -
     return Verdict(outcome="pass", stage="login", stages=stages, seed=seed, incidents=incidents, duration_s=duration)
 
 
-def sim_boot_fn(
-    outcome: Callable[[Profile], tuple[bool, bool]] = profile_outcome, *, delay: float = 0.0
-) -> BootFn:
+def sim_boot_fn(outcome: Callable[[Profile], tuple[bool, bool]] = profile_outcome, *, delay: float = 0.0) -> BootFn:
     """A boot function that answers from ``outcome(profile)`` instead of booting; ``delay`` simulates its length."""
 
     async def run(profile: Profile, log_path: Path) -> Verdict:
