@@ -46,7 +46,8 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     if r.get("warning"):
         lines.append(f"{indent}WARNING: {r['warning']}")
     if r.get("titles"):
-        lines.append(f"{indent}failures by title (replay one with `bootlab boot {r['profile']} --seed SEED`):")
+        sets = "".join(f" --set {x}" for x in r.get("sets", []))
+        lines.append(f"{indent}failures by title (replay one: `bootlab boot {r['profile']}{sets} --seed SEED`):")
         for t in r["titles"]:
             first = f" (first: {t['first_boot']}, " if t.get("first_boot") else " ("
             lines.append(f"{indent}  {t['count']:>3} x {t['title']}{first}seed {t['first_seed']})")
@@ -55,9 +56,7 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
         for t in r["incidents"]:
             lines.append(f"{indent}  {t['count']:>3} x {t['title']} (first seed {t['first_seed']})")
     if r.get("stages"):
-        cells = "  ".join(
-            f"{name} {s['p50']:.2f}/{s['p90']:.2f}/{s['max']:.2f}" for name, s in r["stages"].items()
-        )
+        cells = "  ".join(f"{name} {s['p50']:.2f}/{s['p90']:.2f}/{s['max']:.2f}" for name, s in r["stages"].items())
         lines.append(f"{indent}stage times p50/p90/max (s): {cells}")
     seq = r.get("sequential")
     if seq:

@@ -1,0 +1,109 @@
+"""`bootlab compare A B` / `compare P --a k=v --b k=v` / `compare --trials ID_A ID_B`: is B really better?
+
+Two trials, booted interleaved (A, B, A, B, ...) so that drift on the host hits both alike, then Fisher's exact
+test and a sentence: "B passes more often than A (p = 0.003)" or "not distinguishable yet: about K more boots
+each would settle a difference this size". With ``--trials`` nothing boots: two stored trials are compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bootlab.cli.trial import add_run_args, emit_json, make_lab, progress_for
+from bootlab.errors import UsageError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("compare", help="two profiles or variants side by side: rates, difference, Fisher p-value")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE", help="A and B, or one profile with --a/--b variants")
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="for both arms")
+    p.add_argument("--a", dest="a_sets", action="append", default=[], metavar="KEY=VALUE", help="arm A only")
+    p.add_argument("--b", dest="b_sets", action="append", default=[], metavar="KEY=VALUE", help="arm B only")
+    p.add_argument("--trials", nargs=2, metavar=("ID_A", "ID_B"), help="compare two stored trials; boots nothing")
+    add_run_args(p, n_default=0)
+    p.set_defaults(func=run_compare)
+
+
+def _label(profile: str, own: list[str], other_profile: str) -> str:
+    if own:
+        return " ".join(own) if profile == other_profile else f"{profile} {' '.join(own)}"
+    return profile
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    if args.trials:
+        if args.profiles or args.a_sets or args.b_sets:
+            raise UsageError("compare --trials ID_A ID_B boots nothing: drop the profiles and --a/--b")
+        return _compare_stored(args)
+    if len(args.profiles) == 1:
+        if not args.a_sets and not args.b_sets:
+            raise UsageError(
+                f"compare {args.profiles[0]}: one profile needs variants, e.g. --a vars.build=dsb-wfi "
+                f"--b vars.build=isb-barriers (or give two profiles)"
+            )
+        pa = pb = args.profiles[0]
+    elif len(args.profiles) == 2:
+        pa, pb = args.profiles
+    else:
+        raise UsageError(
+            "compare needs two profiles (compare A B), one profile with --a/--b variants, or --trials ID_A ID_B"
+        )
+    if args.n < 1:
+        raise UsageError("compare needs -n N boots per arm (e.g. -n 20)")
+    from bootlab.lab.session import ArmSpec
+
+    a = ArmSpec(pa, [*args.sets, *args.a_sets], label=_label(pa, args.a_sets, pb) or "A")
+    b = ArmSpec(pb, [*args.sets, *args.b_sets], label=_label(pb, args.b_sets, pa) or "B")
+    if a.profile == b.profile and a.sets == b.sets:
+        raise UsageError("compare: A and B are the same profile with the same settings; give --a/--b that differ")
+    lab = make_lab(args)
+    try:
+        result = lab.compare(
+            a,
+            b,
+            n=args.n,
+            jobs=args.jobs,
+            strict=args.strict,
+            note=args.note,
+            seed_base=args.seed_base,
+            progress=progress_for(args, "compare"),
+        )
+    finally:
+        if lab.store is not None:
+            lab.store.close()
+    _print(args, result)
+    return 130 if result["status"] == "interrupted" else 0
+
+
+def _compare_stored(args: argparse.Namespace) -> int:
+    from bootlab.lab.session import comparison, stored_trial
+    from bootlab.profile.loader import load_project
+    from bootlab.store.db import open_store, parse_ref
+
+    refs = [parse_ref(t) for t in args.trials]
+    for ref in refs:
+        if ref.kind != "trial":
+            raise UsageError(f"compare --trials: {ref} is a {ref.kind}, not a trial; give two trial ids like t12 t13")
+    with open_store(load_project(args.config)) as store:
+        ra, _ = stored_trial(store, refs[0].id)
+        rb, _ = stored_trial(store, refs[1].id)
+    label_a = " ".join([ra["profile"], *[s for s in ra["sets"] if s not in rb["sets"]]])
+    label_b = " ".join([rb["profile"], *[s for s in rb["sets"] if s not in ra["sets"]]])
+    if label_a == label_b:
+        label_a, label_b = f"{label_a} ({refs[0]})", f"{label_b} ({refs[1]})"
+    result = comparison(ra, rb, label_a, label_b)
+    result["comparison"] = None
+    result["status"] = "done"
+    _print(args, result)
+    return 0
+
+
+def _print(args: argparse.Namespace, result: dict[str, object]) -> None:
+    if args.json:
+        emit_json(result)
+    else:
+        from bootlab.report.text import print_comparison
+
+        print_comparison(result)

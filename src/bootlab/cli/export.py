@@ -1,0 +1,142 @@
+"""`bootlab export ID --format json|csv|junit`: a stored trial's boots for other tools.
+
+JUnit XML makes each boot a test case (failure = the guest failed, error = qemu-error/infra-error, with the crash
+title as message and the fatal line and seed in the body), so CI systems show boots the way they show tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("json", "csv", "junit")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", help="a stored trial (or boot) as JSON, CSV or JUnit XML")
+    p.add_argument("id", metavar="ID", help="a trial (t12) or a boot (b345)")
+    p.add_argument("--format", default="json", metavar="FMT", help="json (default), csv or junit")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from bootlab.errors import UsageError
+    from bootlab.profile.loader import load_project
+    from bootlab.store.db import open_store, parse_ref
+
+    fmt = args.format.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {args.format}: unknown format; use one of {', '.join(FORMATS)}")
+    ref = parse_ref(args.id)
+    if ref.kind not in ("trial", "boot"):
+        raise UsageError(f"export {ref}: a {ref.kind} cannot be exported; export its trials (see `bootlab show {ref}`)")
+    with open_store(load_project(args.config)) as store:
+        trial, boots = collect(store, ref)
+    text = {"json": to_json, "csv": to_csv, "junit": to_junit}[fmt](trial, boots)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
+def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    from bootlab.cli.show import boot_json
+
+    if ref.kind == "boot":
+        return None, [boot_json(store.require(ref))]
+    from bootlab.lab.session import stored_trial
+
+    result, _ = stored_trial(store, ref.id)
+    return result, [boot_json(b) for b in store.boots(ref.id)]
+
+
+def to_json(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
+    return json.dumps({"trial": trial, "boots": boots}, indent=2) + "\n"
+
+
+CSV_FIELDS = ["boot", "trial", "idx", "profile", "seed", "outcome", "stage", "title", "duration_s", "incidents"]
+CSV_FIELDS.append("accel")
+
+
+def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for b in boots:
+        v = b["verdict"]
+        w.writerow(
+            {
+                "boot": b["boot"],
+                "trial": b["trial"],
+                "idx": b["idx"],
+                "profile": b["profile"],
+                "seed": b["seed"],
+                "outcome": b["outcome"],
+                "stage": v.get("stage"),
+                "title": b["title"],
+                "duration_s": v.get("duration_s"),
+                "incidents": "; ".join(i["title"] for i in v.get("incidents", [])),
+                "accel": v.get("accel"),
+            }
+        )
+    return buf.getvalue()
+
+
+def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
+    import xml.etree.ElementTree as ET
+
+    name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
+    failures = sum(1 for b in boots if b["outcome"] not in ("pass", "qemu-error", "infra-error"))
+    errors = sum(1 for b in boots if b["outcome"] in ("qemu-error", "infra-error"))
+    total_time = sum(float(b["verdict"].get("duration_s") or 0) for b in boots)
+    suites = ET.Element("testsuites")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=name,
+        tests=str(len(boots)),
+        failures=str(failures),
+        errors=str(errors),
+        skipped="0",
+        time=f"{total_time:.3f}",
+    )
+    if trial is not None:
+        props = ET.SubElement(suite, "properties")
+        for key in ("rate", "ci95", "seed_base", "sets"):
+            ET.SubElement(props, "property", name=key, value=json.dumps(trial.get(key)))
+    for b in boots:
+        v = b["verdict"]
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"bootlab.{b['profile']}",
+            name=f"boot {b['idx']} seed {b['seed']} ({b['boot']})",
+            time=f"{float(v.get('duration_s') or 0):.3f}",
+        )
+        body = "\n".join(
+            x
+            for x in (
+                f"outcome: {b['outcome']} at stage {v.get('stage')}",
+                f"fatal line: {v['fatal_line']}" if v.get("fatal_line") else "",
+                f"replay: bootlab boot {b['profile']} --seed {b['seed']}",
+                f"log: bootlab show {b['boot']} --log",
+            )
+            if x
+        )
+        if b["outcome"] in ("qemu-error", "infra-error"):
+            ET.SubElement(case, "error", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
+        elif b["outcome"] != "pass":
+            ET.SubElement(case, "failure", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
+        if v.get("incidents"):
+            ET.SubElement(case, "system-out").text = "\n".join(
+                f"incident [{i['kind']}] {i['title']}" for i in v["incidents"]
+            )
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

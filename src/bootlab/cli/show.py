@@ -1,0 +1,136 @@
+"""`bootlab show ID [--log]`: a stored trial (summary and its boots), boot (verdict, seed, host, argv; its console
+log with ``--log``), matrix or comparison, in full."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("show", help="a stored trial, boot, matrix or comparison in full (a boot's log with --log)")
+    p.add_argument("id", metavar="ID", help="t12, b345, m3, c2 (a bare number is a trial)")
+    p.add_argument("--log", action="store_true", help="print the boot's console log (boots only)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    p.add_argument("--json", action="store_true", help="print as JSON")
+    p.set_defaults(func=run_show)
+
+
+def boot_json(row: Any) -> dict[str, Any]:
+    return {
+        "boot": f"b{row['id']}",
+        "trial": f"t{row['trial_id']}" if row["trial_id"] is not None else None,
+        "idx": row["idx"],
+        "profile": row["profile"],
+        "seed": row["seed"],
+        "outcome": row["outcome"],
+        "title": row["title"],
+        "created": row["created"],
+        "note": row["note"],
+        "host": json.loads(row["host"]),
+        "images": json.loads(row["images"]),
+        "argv": json.loads(row["argv"]),
+        "verdict": json.loads(row["verdict"]),
+        "resolved_profile": json.loads(row["profile_json"]),
+        "log": row["log_path"],
+    }
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from bootlab.errors import UsageError
+    from bootlab.profile.loader import load_project
+    from bootlab.store.db import open_store, parse_ref
+
+    ref = parse_ref(args.id)
+    if args.log and ref.kind != "boot":
+        raise UsageError(f"show --log: {ref} is a {ref.kind}; logs belong to boots (see `bootlab show {ref}` for ids)")
+    with open_store(load_project(args.config)) as store:
+        row = store.require(ref)
+        if ref.kind == "boot":
+            if args.log:
+                if not row["log_path"]:
+                    raise UsageError(f"boot {ref} has no stored log")
+                sys.stdout.buffer.write(store.read_log(row["log_path"]))
+                return 0
+            data = boot_json(row)
+            if row["trial_id"] is not None:
+                data["sets"] = json.loads(store.require(parse_ref(f"t{row['trial_id']}"))["sets"] or "[]")
+            data["notes"] = [n["text"] for n in store.notes(ref)]
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                _print_boot(data)
+            return 0
+        if ref.kind == "trial":
+            from bootlab.lab.session import stored_trial
+
+            result, records = stored_trial(store, ref.id)
+            result["notes"] = [n["text"] for n in store.notes(ref)]
+            result["boot_list"] = [
+                {"boot": r.ref, "idx": r.idx, "seed": r.seed, "outcome": r.verdict.outcome, "title": r.verdict.title}
+                for r in records
+            ]
+            if args.json:
+                print(json.dumps(result, indent=2))
+            else:
+                _print_trial(result, records)
+            return 0
+        summary = json.loads(row["summary"]) if row["summary"] else None
+        if summary is None:
+            raise UsageError(f"{ref.kind} {ref} has no result yet (still running, or it was killed)")
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        elif ref.kind == "matrix":
+            from bootlab.report.text import print_matrix
+
+            print_matrix(summary)
+        else:
+            from bootlab.report.text import print_comparison
+
+            print_comparison(summary)
+    return 0
+
+
+def _print_boot(d: dict[str, Any]) -> None:
+    from bootlab.report.text import when
+
+    v = d["verdict"]
+    print(f"boot {d['boot']} ({d['trial'] or 'single boot'}, index {d['idx']}): {d['profile']}, {when(d['created'])}")
+    print(f"  outcome: {v['outcome']} at stage {v.get('stage') or '-'} after {v.get('duration_s')} s")
+    if v.get("title"):
+        print(f"  title: {v['title']}")
+    if v.get("fatal_line"):
+        print(f"  fatal line: {v['fatal_line']}")
+    for inc in v.get("incidents", []):
+        print(f"  incident [{inc['kind']}] {inc['title']}")
+    sets = "".join(f" --set {x}" for x in d.get("sets", []))
+    print(f"  seed: {d['seed']} (replay: bootlab boot {d['profile']}{sets} --seed {d['seed']})")
+    host = d["host"]
+    print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")
+    for key, digest in d["images"].items():
+        print(f"  {key}: sha256 {digest}")
+    if d["argv"]:
+        import shlex
+
+        print(f"  argv: {shlex.join(d['argv'])}")
+    print(f"  log: bootlab show {d['boot']} --log")
+    for note in d.get("notes", []):
+        print(f"  note: {note}")
+
+
+def _print_trial(result: dict[str, Any], records: list[Any]) -> None:
+    from bootlab.report.text import print_trial
+
+    print_trial(result)
+    for note in result.get("notes", []):
+        print(f"  note: {note}")
+    print("  boots:")
+    for r in records:
+        v = r.verdict
+        title = f"  {v.title}" if v.title and not v.passed else ""
+        inc = f"  ({len(v.incidents)} incident(s))" if v.incidents else ""
+        dur = f"{v.duration_s:6.2f}s" if v.duration_s is not None else "     ?"
+        print(f"    {r.ref or '-':>7}  #{r.idx:<3} seed {r.seed:<10}  {v.outcome:<11} {dur}{title}{inc}")
