@@ -142,9 +142,7 @@ def resolve_pack(name: str, dirs: list[Path], _seen: tuple[str, ...] = ()) -> Pa
                 base = resolve_pack(pack.extends, dirs, (*_seen, name))
             return _merge(base, pack)
     known = ", ".join(available(dirs)) or "none"
-    raise UsageError(
-        f"unknown pack {name!r} (known: {known}); add packs/{name}.toml to the project or fix the name"
-    )
+    raise UsageError(f"unknown pack {name!r} (known: {known}); add packs/{name}.toml to the project or fix the name")
 
 
 def _anonymous(regex: str) -> str:

@@ -1,0 +1,63 @@
+"""`bootlab classify`: the CLI over saved logs, exit codes and one-JSON-per-line output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bootlab.cli.main import main
+
+GOLDEN = Path(__file__).resolve().parents[1] / "packs"
+PASS = GOLDEN / "redox" / "guest-redox-sim-none.log"
+CRASH = GOLDEN / "redox" / "sample-github-redox-os-redox-issue-823.log"
+
+
+def test_single_file_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(CRASH), "--pack", "redox", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["outcome"] == "crash"
+    assert data["title"] == "redox: kernel protection fault"
+    assert "duration_s" not in data  # meaningless offline
+
+
+def test_many_files_one_json_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(PASS), str(CRASH), "--pack", "redox", "--json"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(x)["file"] for x in lines] == [str(PASS), str(CRASH)]
+    assert [json.loads(x)["outcome"] for x in lines] == ["pass", "crash"]
+
+
+def test_pass_exits_zero_and_prints_incidents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(PASS), "--pack", "redox"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("pass (stage login)")
+    assert "incident [process-exception] redox: UNHANDLED EXCEPTION in nulld" in out
+
+
+def test_missing_log_is_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["classify", str(tmp_path / "nope.log"), "--pack", "redox"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err
+
+
+def test_unknown_pack_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", str(PASS), "--pack", "nope"]) == 2
+    assert "unknown pack 'nope'" in capsys.readouterr().err
+
+
+def test_directory_is_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["classify", str(tmp_path), "--pack", "redox"]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_hundreds_of_logs_in_one_call(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    logs = []
+    for i in range(300):
+        p = tmp_path / f"{i}.log"
+        p.write_bytes(PASS.read_bytes() if i % 2 else CRASH.read_bytes())
+        logs.append(str(p))
+    assert main(["classify", *logs, "--pack", "redox", "--json"]) == 1
+    outcomes = [json.loads(x)["outcome"] for x in capsys.readouterr().out.splitlines()]
+    assert outcomes.count("pass") == 150 and outcomes.count("crash") == 150

@@ -1,0 +1,173 @@
+"""The observer, replayed: partial-line prompts, split escapes and UTF-8, interactions, findings, bounded memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from bootlab.console.clean import clean, clean_partial
+from bootlab.console.observer import Observer
+from bootlab.packs.loader import load_packs
+
+
+def redox() -> Observer:
+    return Observer(load_packs(["redox"]), variables={"user": "root", "password": "password"})
+
+
+def test_clean_strips_ansi_cr_nul_keeps_text() -> None:
+    assert clean("\x1b[1mredox login:\x1b[0m \r\x00") == "redox login: "
+    assert clean("a\tb\x1b]0;title\x07c") == "a\tbc"
+
+
+def test_unfinished_escape_is_held_back_on_a_partial_line() -> None:
+    assert clean_partial("redox login:\x1b[0") == "redox login:"
+
+
+def test_login_prompt_without_newline_is_ready_and_answered_once() -> None:
+    obs = redox()
+    actions = obs.feed(b"\x1b[1mredox login:\x1b[0m ", 3.0)
+    assert obs.ready and obs.ready_t == 3.0
+    assert [a.send for a in actions] == ["root\n"]
+    # the same line completing (the guest echoes what we typed) must not answer again
+    assert obs.feed(b"root\n", 3.1) == []
+    assert obs.stage == "login"
+
+
+def test_prompt_split_across_reads_and_escape_split_across_reads() -> None:
+    obs = redox()
+    assert obs.feed(b"\x1b[1mredox lo", 1.0) == []
+    actions = obs.feed(b"gin:\x1b", 1.1) + obs.feed(b"[0m ", 1.2) + obs.feed(b"root\n", 1.3)
+    assert [a.interaction for a in actions] == ["redox-login"]
+
+
+def test_invalid_and_split_utf8_is_tolerated() -> None:
+    obs = redox()
+    euro = "€".encode()
+    obs.feed(b"\xff\xfe garbage " + euro[:1], 0.1)
+    obs.feed(euro[1:] + b" Redox OS Bootloader 1.0.0 on aarch64/UEFI\n", 0.2)
+    assert obs.stage == "bootloader"
+
+
+def test_menu_interaction_sends_enter_after_its_delay() -> None:
+    obs = redox()
+    actions = obs.feed(b"Arrow keys and enter select mode\n", 2.0)
+    assert [(a.send, a.delay) for a in actions] == [("\r", 0.2)]
+
+
+def test_interaction_respects_max() -> None:
+    obs = redox()
+    sent = []
+    for i in range(6):
+        sent += obs.feed(b"redox login: ", float(i))
+        obs.feed(b"\nLogin incorrect\n", float(i))
+    assert len([a for a in sent if a.interaction == "redox-login"]) == 3
+
+
+def test_interaction_with_missing_var_is_skipped() -> None:
+    obs = Observer(load_packs(["redox"]), variables={"user": "root"})
+    obs.vars.pop("password")
+    assert obs.feed(b"password: ", 1.0) == []
+
+
+def test_milestones_only_move_forward() -> None:
+    obs = redox()
+    obs.feed(b"kernel::arch::aarch64::start:INFO -- Redox OS starting...\n", 1.0)
+    obs.feed(b"Redox OS Bootloader 1.0.0 on aarch64/UEFI\n", 2.0)  # a replayed earlier stage
+    assert [s.name for s in obs.stages] == ["kernel"]
+
+
+def test_wait_for_shell_ignores_login_prompt() -> None:
+    obs = Observer(load_packs(["redox"]), wait_for_shell=True)
+    obs.feed(b"redox login: ", 1.0)
+    assert not obs.ready
+    obs.feed(b"root\npassword: \n\nWelcome to Redox OS!\n\nroot:/# ", 2.0)
+    assert obs.ready and obs.ready_t == 2.0
+
+
+def test_process_death_is_an_incident_but_init_death_is_fatal() -> None:
+    daemon = redox()
+    daemon.feed(b"kernel::context::signal:INFO -- UNHANDLED EXCEPTION, CPU #0, PID 5, NAME /bin/nulld, CONTEXT 0x1\n")
+    daemon.finish()
+    assert daemon.fatal is None
+    assert [(i.kind, i.process) for i in daemon.incidents] == [("process-exception", "nulld")]
+
+    init = redox()
+    init.feed(b"kernel::context::signal:INFO -- UNHANDLED EXCEPTION, CPU #0, PID 1, NAME [bootstrap], CONTEXT 0x1\n")
+    assert init.fatal is not None
+    assert init.fatal.kind == "init-died"
+    assert init.fatal.title == "redox: UNHANDLED EXCEPTION in [bootstrap]"
+
+
+def test_lacks_grant_takes_the_process_from_the_exception_after_the_dump() -> None:
+    obs = redox()
+    dump = "".join(f"X{i}: 0000000000000000\n" for i in range(31))
+    text = (
+        "kernel::context::memory:DEBUG -- Lacks grant\n"
+        "kernel::arch::aarch64::interrupt::exception:ERROR -- FATAL: Not an SVC induced synchronous exception "
+        "(ty=100100)\nFAR_EL1: 0x8\n" + dump + "kernel::context::signal:INFO -- UNHANDLED EXCEPTION, CPU #0, PID 2, "
+        "NAME /scheme/initfs/bin/init, CONTEXT 0x1\n"
+    )
+    obs.feed(text.encode(), 4.0)
+    assert obs.fatal is not None
+    assert obs.fatal.title == "redox: Lacks grant in init"
+    assert obs.fatal.line == "kernel::context::memory:DEBUG -- Lacks grant"
+    assert obs.incidents == []  # the FATAL line is superseded, the exception line is a consequence
+
+
+def test_title_waits_for_the_frame_and_dump_complete_reports_it() -> None:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(b"[ 2.1] Unable to handle kernel NULL pointer dereference at virtual address 0000000000000008\n", 2.1)
+    assert obs.fatal_seen and not obs.dump_complete and obs.fatal_t == 2.1
+    obs.feed(b"[ 2.1] pc : tty_open+0x64/0x4c0\n", 2.2)
+    assert obs.dump_complete
+    assert obs.fatal is not None and obs.fatal.title.endswith("in tty_open")
+
+
+def test_title_falls_back_when_the_log_ends_before_the_frame() -> None:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(b"BUG: kernel NULL pointer dereference, address: 0000000000000008\n", 1.0)
+    obs.finish()
+    assert obs.fatal is not None
+    assert obs.fatal.title == "linux: BUG: unable to handle kernel NULL pointer dereference"
+
+
+def test_first_fatal_wins_and_later_findings_are_consequences() -> None:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(b"kernel BUG at fs/buffer.c:1245!\nKernel panic - not syncing: Fatal exception\n")
+    obs.feed(b"getty[91]: segfault at 8 ip 0 sp 0 error 4 in libc.so.6\n")
+    obs.finish()
+    assert obs.fatal is not None and obs.fatal.title == "linux: kernel BUG at fs/buffer.c:LINE"
+    assert obs.incidents == []
+
+
+def test_flood_keeps_memory_flat() -> None:
+    """8 MB of output (lines, then one endless line) must not grow the observer."""
+    obs = Observer(load_packs(["linux"]))
+    line = b"bootlab-guest: flood 0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\n"
+    chunk = line * 640  # ~64 KiB
+    obs.feed(chunk, 0.0)
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    for i in range(60):
+        obs.feed(chunk, float(i))
+    for i in range(60):
+        obs.feed(b"x" * 65536, float(i))  # no newline at all
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert current - base < 256 * 1024
+    assert peak - base < 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "n"),
+    [
+        (b"WARNING: CPU: 0 PID: 1 at mm/x.c:1 f+0x1/0x2\n" * 3000, 1000),
+    ],
+)
+def test_incidents_are_capped(text: bytes, n: int) -> None:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(text)
+    obs.finish()
+    assert len(obs.incidents) == n
+    assert obs.incidents_dropped == 3000 - n

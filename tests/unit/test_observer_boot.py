@@ -1,0 +1,98 @@
+"""The boot's pieces that need no QEMU: qemu-error reasons, infra errors, register parsing and symbols."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootlab.errors import UsageError
+from bootlab.host import Host
+from bootlab.lab.boot import BootOptions, _qemu_reason, boot
+from bootlab.lab.registers import parse_registers, symbolise
+from bootlab.profile.model import Profile
+
+KVM_MSR = (
+    "qemu-system-x86_64: -chardev socket,id=serial0,path=/tmp/b/serial.sock,server=on,wait=on: info: QEMU waiting"
+    " for connection on: disconnected:unix:/tmp/b/serial.sock,server=on\n"
+    "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n"
+    "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion"
+    " `ret == cpu->kvm_msr_buf->nmsrs' failed.\n"
+)
+
+
+def test_qemu_reason_skips_info_lines() -> None:
+    line, title = _qemu_reason(KVM_MSR)
+    assert line == "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"
+    assert title == "qemu: error: failed to set MSR ADDR to ADDR"
+
+
+def test_qemu_reason_bad_machine() -> None:
+    _, title = _qemu_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
+    assert title == "qemu: unsupported machine type"
+    assert _qemu_reason("") == (None, None)
+
+
+def _profile(**kw: object) -> Profile:
+    base: dict[str, object] = {"name": "t", "arch": "aarch64", "machine": "virt", "kernel": "/nonexistent"}
+    return Profile.model_validate({**base, **kw})
+
+
+def test_missing_qemu_binary_is_infra_error(tmp_path: Path) -> None:
+    verdict = boot(
+        _profile(pack=["linux"]),
+        host=Host(os="linux", arch="x86_64"),
+        options=BootOptions(log_path=tmp_path / "b.log"),
+    )
+    assert verdict.outcome == "infra-error"
+    assert verdict.title is not None and "qemu-system-aarch64 not found" in verdict.title
+    assert verdict.exit_code() == 3
+
+
+def test_profile_without_pack_is_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="names no pack"):
+        boot(_profile(), host=Host(os="linux", arch="x86_64"), options=BootOptions(log_path=tmp_path / "b.log"))
+
+
+AARCH64_REGS = """CPU#0\r
+ PC=ffffcf480a024e50 X00=ffffcf480ad03cb8 X01=0000000000000004\r
+X29=ffffcf480bcb3d40 X30=ffffcf480a022c7c  SP=ffffcf480bcb3d40\r
+PSTATE=800000c5 N--- EL1h     FPCR=00000000 FPSR=00000000\r
+"""
+X86_REGS = "RAX=0000000000000000 RBX=0000000000000001\nRSP=ffffc90000013e50 RBP=0\nRIP=ffffffff81a3c2d4 RFL=00000246\n"
+
+
+def test_parse_aarch64_registers() -> None:
+    r = parse_registers(0, AARCH64_REGS)
+    assert (r.pc, r.sp, r.lr) == ("ffffcf480a024e50", "ffffcf480bcb3d40", "ffffcf480a022c7c")
+    assert "\r" not in r.raw
+
+
+def test_parse_x86_registers() -> None:
+    r = parse_registers(1, X86_REGS)
+    assert (r.cpu, r.pc, r.sp, r.lr) == (1, "ffffffff81a3c2d4", "ffffc90000013e50", None)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build an ELF with symbols")
+def test_symbolise_pc_with_an_elf(tmp_path: Path) -> None:
+    src = tmp_path / "k.c"
+    src.write_text("int crash_here(int x) { return x * 3 + 1; }\nint main(void) { return crash_here(2); }\n")
+    elf = tmp_path / "k.elf"
+    subprocess.run(["cc", "-O0", "-no-pie", "-o", str(elf), str(src)], check=True)
+    from elftools.elf.elffile import ELFFile
+
+    with elf.open("rb") as fh:
+        sym = ELFFile(fh).get_section_by_name(".symtab").get_symbol_by_name("crash_here")[0]  # type: ignore[union-attr]
+        addr = int(sym["st_value"])
+    regs = parse_registers(0, f"PC={addr + 4:016x} SP=0000000000001000 X30={addr:016x}")
+    symbolise(regs, str(elf))
+    assert regs.symbols == {"pc": "crash_here+0x4", "lr": "crash_here+0x0"}
+
+
+def test_symbolise_bad_elf_does_not_raise(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.elf"
+    bad.write_bytes(b"not an elf")
+    regs = symbolise(parse_registers(0, "PC=0000000000001000"), str(bad))
+    assert "error" in regs.symbols
