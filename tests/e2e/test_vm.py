@@ -1,0 +1,255 @@
+"""Named VMs on real QEMU: `linux-arm64` (getty login, 9p share, httpd behind a forward) and `redox-sim` (Redox's
+menu and login, an ion-like prompt). One VM per guest is shared by the tests of this module (booting is the
+expensive part); the last test of each guest takes it through stop/start, a later crash, a SIGKILLed supervisor
+and delete, and checks that no process is left.
+
+Everything goes through the CLI as a user would run it (``python -m bootlab vm ...``), with BOOTLAB_VM_HOME in a
+temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "guests" / "bootlab.toml"
+KERNEL = ROOT / "guests" / "out" / "linux-arm64" / "vmlinuz"
+PROMPT = {"linux-arm64": b"# ", "redox-sim": b"root:/# "}
+
+if not (CONFIG.is_file() and KERNEL.is_file()):
+    pytest.skip("test guests not built (bash guests/build.sh)", allow_module_level=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_dead(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Vm:
+    name: str
+    guest: str
+    env: dict[str, str]
+    share: Path | None = None
+    port: int | None = None
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "bootlab", "vm", *args], env=self.env, capture_output=True, timeout=timeout
+        )
+
+    def exec(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+        return self.cli("exec", self.name, "--", *argv, timeout=timeout)
+
+    def row(self) -> dict[str, object]:
+        rows = json.loads(self.cli("list", "--json").stdout)
+        return next(r for r in rows if r["name"] == self.name)
+
+
+@pytest.fixture(scope="module", params=["linux-arm64", "redox-sim"])
+def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vm]:
+    guest: str = request.param
+    home = tmp_path_factory.mktemp("vmh")
+    env = {**os.environ, "BOOTLAB_VM_HOME": str(home)}
+    v = Vm(name=f"t-{guest}", guest=guest, env=env)
+    extra: list[str] = []
+    if guest == "linux-arm64":
+        v.share = tmp_path_factory.mktemp("share")
+        (v.share / "note.txt").write_text("hello from the host\n")
+        v.port = free_port()
+        extra = ["--mount", f"{v.share}:hostshare", "--forward", f"{v.port}:80"]
+    r = v.cli("launch", v.name, guest, "--config", str(CONFIG), *extra, timeout=180)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"is ready" in r.stderr
+    yield v
+    row = json.loads(v.cli("list", "--json").stdout)
+    pids = [p for r in row for p in (r["pid"], r["qemu_pid"]) if p]
+    v.cli("delete", v.name)
+    assert all(wait_dead(p) for p in pids)
+
+
+def test_launch_printed_the_timeline_and_lists_ready(vm: Vm) -> None:
+    row = vm.row()
+    assert row["state"] == "ready"
+    assert row["accel"] == "tcg"
+    assert row["profile"] == vm.guest
+    assert isinstance(row["pid"], int) and alive(row["pid"])
+    assert isinstance(row["qemu_pid"], int) and alive(row["qemu_pid"])
+    out = vm.cli("list").stdout.decode()
+    assert vm.name in out and "ready" in out
+
+
+def test_exec_echo_and_exit_status(vm: Vm) -> None:
+    r = vm.exec("echo", "hello")
+    assert (r.stdout, r.returncode) == (b"hello\n", 0)
+    r = vm.exec("sh", "-c", "exit 7")
+    assert (r.stdout, r.returncode) == (b"", 7)
+    r = vm.cli("exec", vm.name, "--json", "--", "echo", "hi")
+    data = json.loads(r.stdout)
+    assert data["stdout"] == "hi\n" and data["exit_code"] == 0 and data["duration_s"] > 0
+
+
+def test_exec_prompt_like_and_megabyte_output_exact(vm: Vm) -> None:
+    n = 160000  # 1.0 MB of numbered lines: nothing lost, nothing doubled
+    script = f"printf 'root:/# \\n~ # login: '; seq 1 {n}; printf 'root:/# '"
+    t = time.monotonic()
+    r = vm.exec("sh", "-c", script, timeout=180)
+    took = time.monotonic() - t
+    expected = b"root:/# \n~ # login: " + b"".join(b"%d\n" % i for i in range(1, n + 1)) + b"root:/# "
+    assert r.returncode == 0
+    assert len(r.stdout) > 1_000_000
+    assert r.stdout == expected
+    print(f"{vm.guest}: {len(r.stdout)} bytes in {took:.1f}s")
+
+
+def test_exec_gives_no_stdin(vm: Vm) -> None:
+    r = vm.exec("cat", timeout=30)
+    assert (r.stdout, r.returncode) == (b"", 0)
+    r = vm.exec("sh", "-c", "read x; echo got=$?")
+    assert r.stdout == b"got=1\n"
+
+
+def test_two_concurrent_execs_run_one_after_the_other(vm: Vm) -> None:
+    results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    def go(key: str, *argv: str) -> None:
+        results[key] = vm.exec(*argv)
+
+    threads = [
+        threading.Thread(target=go, args=("a", "sh", "-c", "sleep 1; echo A; echo A2")),
+        threading.Thread(target=go, args=("b", "sh", "-c", "echo B; exit 3")),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert (results["a"].stdout, results["a"].returncode) == (b"A\nA2\n", 0)
+    assert (results["b"].stdout, results["b"].returncode) == (b"B\n", 3)
+
+
+def test_timeout_interrupts_and_the_shell_stays_usable(vm: Vm) -> None:
+    t = time.monotonic()
+    r = vm.cli("exec", vm.name, "--timeout", "1", "--", "sleep", "30")
+    assert r.returncode == 124
+    assert time.monotonic() - t < 10
+    assert b"timed out" in r.stderr
+    r = vm.exec("echo", "still-here")
+    assert (r.stdout, r.returncode) == (b"still-here\n", 0)
+
+
+def test_console_attach_two_watchers_and_detach(vm: Vm) -> None:
+    import pexpect
+
+    def attach() -> pexpect.spawn:
+        c = pexpect.spawn(sys.executable, ["-m", "bootlab", "vm", "console", vm.name], env=vm.env, timeout=30)
+        c.expect_exact("detach with Ctrl-]")
+        return c
+
+    one, two = attach(), attach()
+    try:
+        one.send("\r")
+        one.expect_exact(PROMPT[vm.guest])
+        one.send("echo attached-$((6*7))\r")
+        one.expect_exact("attached-42")
+        two.expect_exact("attached-42")  # every attacher sees the console
+        for c in (one, two):
+            c.sendcontrol("]")
+            c.expect_exact("detached")
+            c.expect(pexpect.EOF)
+    finally:
+        for c in (one, two):
+            c.close(force=True)
+    assert vm.row()["state"] == "ready"  # detaching never stops the VM
+    assert vm.exec("echo", "ok").stdout == b"ok\n"
+    log = vm.cli("logs", vm.name).stdout
+    assert b"attached-42" in log  # the console is recorded whoever is attached
+
+
+def test_share_and_forward(vm: Vm) -> None:
+    if vm.guest != "linux-arm64":
+        pytest.skip("the share and httpd are linux-arm64 features of the test guests")
+    r = vm.exec("cat", "/mnt/host/note.txt")
+    assert (r.stdout, r.returncode) == (b"hello from the host\n", 0)
+    assert vm.share is not None
+    (vm.share / "late.txt").write_text("written while running\n")
+    assert vm.exec("cat", "/mnt/host/late.txt").stdout == b"written while running\n"
+    assert vm.row()["forwards"] == [f"{vm.port}:80"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{vm.port}/", timeout=10) as resp:
+        assert b"BOOTLAB-GUEST-HTTPD-OK" in resp.read()
+
+
+def test_lifecycle_stop_start_crash_sigkill_delete(vm: Vm) -> None:
+    """Last test of the module for this guest: it changes the VM's state."""
+    before = vm.row()
+    sup, qemu = int(before["pid"]), int(before["qemu_pid"])  # type: ignore[call-overload]
+    r = vm.cli("stop", vm.name, "--grace", "1")
+    assert r.returncode == 0, r.stderr
+    assert wait_dead(sup) and wait_dead(qemu)
+    assert vm.row()["state"] == "stopped"
+    r = vm.exec("echo", "x")
+    assert r.returncode == 2 and b"is stopped" in r.stderr
+
+    r = vm.cli("start", vm.name)
+    assert r.returncode == 0, r.stderr
+    assert vm.exec("echo", "again").stdout == b"again\n"
+
+    if vm.guest == "linux-arm64":  # a crash after ready: the VM shows as crashed, with the title
+        vm.exec("sh", "-c", "echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger", timeout=60)
+        deadline = time.monotonic() + 20
+        while vm.row()["state"] != "crashed" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        row = vm.row()
+        assert row["state"] == "crashed"
+        assert "kernel panic" in str(row["title"])
+        r = vm.exec("echo", "x")
+        assert r.returncode == 1 and b"crashed" in r.stderr
+
+    row = vm.row()
+    sup, qemu = int(row["pid"]), int(row["qemu_pid"])  # type: ignore[call-overload]
+    os.kill(sup, signal.SIGKILL)
+    assert wait_dead(qemu), "QEMU outlived its SIGKILLed supervisor"
+    r = vm.cli("list")
+    assert b"died" in r.stdout and b"supervisor died" in r.stderr
+    assert vm.row()["state"] == "stopped"
+    r = vm.cli("start", vm.name)  # and it starts again cleanly after that
+    assert r.returncode == 0, r.stderr
+    row = vm.row()
+    sup, qemu = int(row["pid"]), int(row["qemu_pid"])  # type: ignore[call-overload]
+    r = vm.cli("delete", vm.name)
+    assert r.returncode == 0
+    assert wait_dead(sup) and wait_dead(qemu)
+    assert b"t-" not in vm.cli("list").stdout
+    assert not (Path(vm.env["BOOTLAB_VM_HOME"]) / vm.name).exists()
