@@ -1,0 +1,247 @@
+"""Trials on simulated boots: counting, seeds, strictness, exclusion of infra errors, early stop, interrupts, the
+--json shape, and bad input (one line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from test_trial_support import make_lab, make_project, use_simulated_boots
+
+from bootlab.cli.main import main
+from bootlab.errors import UsageError
+from bootlab.host import Host
+from bootlab.lab.session import ArmSpec
+from bootlab.lab.simulate import bernoulli_boot_fn, redox_sim_outcome
+from bootlab.lab.stats import Sprt
+from bootlab.lab.trial import BootRecord, Stopper, derive_seed, summarize
+from bootlab.store.db import Store
+from bootlab.verdict import Incident, StageTime, Verdict
+
+JSON_KEYS = {
+    "trial",
+    "profile",
+    "boots",
+    "passed",
+    "rate",
+    "ci95",
+    "outcomes",
+    "titles",
+    "incidents",
+    "stages",
+    "excluded",
+    "stopped_early",
+}
+MAX_DSB = ["cpu=max", "vars.build=dsb-wfi"]
+
+
+def rec(
+    idx: int, outcome: str, title: str | None = None, incidents: int = 0, stages: dict[str, float] | None = None
+) -> BootRecord:
+    v = Verdict(
+        outcome=outcome,  # type: ignore[arg-type]
+        title=title,
+        seed=1000 + idx,
+        incidents=[Incident(kind="daemon", title="redox: pcid died", process="pcid", line="x", t=1.0)] * incidents,
+        stages=[StageTime(name=k, t=t) for k, t in (stages or {}).items()],
+    )
+    return BootRecord(idx, 1000 + idx, v, f"b{idx + 1}")
+
+
+def test_summary_counts_titles_incidents_and_stages() -> None:
+    records = [
+        rec(0, "pass", stages={"kernel": 1.0, "login": 2.0}),
+        rec(1, "crash", "redox: Lacks grant in init", stages={"kernel": 1.2}),
+        rec(2, "crash", "redox: Lacks grant in init", incidents=1),
+        rec(3, "hang", None, stages={"kernel": 3.0}),
+        rec(4, "pass", incidents=2, stages={"kernel": 1.1, "login": 2.2}),
+        rec(5, "qemu-error", "qemu: bad option"),
+    ]
+    s = summarize(records)
+    assert (s["boots"], s["passed"], s["excluded"]) == (5, 2, 1)
+    assert s["rate"] == pytest.approx(0.4)
+    assert s["outcomes"] == {"pass": 2, "crash": 2, "hang": 1, "qemu-error": 1}
+    assert s["titles"][0] == {"title": "redox: Lacks grant in init", "count": 2, "first_seed": 1001, "first_boot": "b2"}
+    assert s["titles"][1]["title"] == "hang after start"
+    assert s["incidents"] == [{"title": "redox: pcid died", "count": 3, "first_seed": 1002, "first_boot": "b3"}]
+    assert list(s["stages"]) == ["kernel", "login"]
+    assert s["stages"]["kernel"]["max"] == 3.0 and s["stages"]["kernel"]["p50"] == pytest.approx(1.15)
+    assert s["warning"] is None
+
+
+def test_strict_counts_incidents_as_failures() -> None:
+    records = [rec(0, "pass"), rec(1, "pass", incidents=1)]
+    assert summarize(records)["passed"] == 2
+    strict = summarize(records, strict=True)
+    assert strict["passed"] == 1 and strict["titles"][0]["title"] == "incidents (strict)"
+
+
+def test_infra_errors_are_excluded_and_said_loudly_when_they_dominate() -> None:
+    records = [rec(0, "pass"), rec(1, "infra-error", "no socket"), rec(2, "qemu-error", "bad -M")]
+    s = summarize(records)
+    assert s["boots"] == 1 and s["excluded"] == 2 and s["rate"] == 1.0
+    assert "host or the profile is the problem" in s["warning"]
+
+
+def test_seeds_are_deterministic_and_distinct() -> None:
+    seeds = [derive_seed(42, i) for i in range(1000)]
+    assert seeds == [derive_seed(42, i) for i in range(1000)]
+    assert len(set(seeds)) == 1000
+    assert all(0 <= s <= 0xFFFFFFFF for s in seeds)
+    assert derive_seed(42, 0, "a") != derive_seed(42, 0, "b")
+
+
+def test_trial_matches_the_guest_model_and_is_replayable(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+    r = lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5)
+    expected = sum(not redox_sim_outcome(derive_seed(5, i), cpu="max", build="dsb-wfi")[0] for i in range(30))
+    assert r["passed"] == expected and r["boots"] == 30
+    assert set(r) >= JSON_KEYS
+    again = lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5)
+
+    def strip(titles: list[dict]) -> list[tuple]:  # type: ignore[type-arg]
+        return [(t["title"], t["count"], t["first_seed"]) for t in titles]
+
+    assert (again["passed"], strip(again["titles"])) == (r["passed"], strip(r["titles"]))
+    # every boot is stored with its seed
+    store = lab.store
+    assert store is not None
+    boots = store.boots(int(r["trial"][1:]))
+    assert sorted(b["seed"] for b in boots) == sorted(derive_seed(5, i) for i in range(30))
+    assert r["titles"][0]["first_boot"].startswith("b")
+
+
+def test_until_confident_reaches_and_refutes_early(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+    lab.boot_fn = bernoulli_boot_fn(1.0)
+    r = lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9)))
+    seq = r["sequential"]
+    assert seq["decision"] == "reached" and r["stopped_early"]
+    assert seq["decided_at"] == 25  # log(0.9/0.8) per pass, threshold log(19)
+    assert seq["fixed_n"] > 100 and seq["saved"] == seq["fixed_n"] - seq["boots_used"]
+    lab.boot_fn = bernoulli_boot_fn(0.0)
+    r = lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9)))
+    assert r["sequential"]["decision"] == "refuted" and r["sequential"]["decided_at"] == 5
+    lab.boot_fn = bernoulli_boot_fn(0.5)
+    r = lab.trial(ArmSpec("sim"), n=500, seed_base=1, stopper=Stopper(width=0.3))
+    lo, hi = r["ci95"]
+    assert r["sequential"]["decision"] == "narrow" and hi - lo < 0.3 and r["boots"] < 60
+
+
+def test_jobs_run_concurrently(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host, delay=0.2)
+    t0 = time.monotonic()
+    lab.trial(ArmSpec("sim"), n=8, jobs=4, seed_base=1)
+    assert time.monotonic() - t0 < 1.2  # 8 boots of 0.2 s, 4 at a time: ~0.4 s, not 1.6 s
+
+
+def test_cli_trial_json_and_exit_codes(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    args = ["trial", "sim", "--config", str(config), "--set", MAX_DSB[0], "--set", MAX_DSB[1], "--json"]
+    assert main([*args, "-n", "12", "--seed-base", "3", "--note", "before the ISB fix"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= JSON_KEYS and out["trial"] == "t1" and out["boots"] == 12
+    assert isinstance(out["ci95"], list) and len(out["ci95"]) == 2
+    assert set(out["titles"][0]) >= {"title", "count", "first_seed"}
+    assert Store(tmp_path / "store").trials()[0]["note"] == "before the ISB fix"
+    # --target refuted: exit 1
+    code = main([*args, "-n", "40", "--seed-base", "3", "--until-confident", "--target", "0.95"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["sequential"]["decision"] == "refuted" and out["stopped_early"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-n", "0"], "needs at least 1"),
+        (["-n", "ten"], "not a whole number"),
+        (["-n", "3", "--until-confident"], "needs --target RATE"),
+        (["-n", "3", "--target", "0.9"], "only make sense with --until-confident"),
+        (["-n", "3", "--until-confident", "--target", "1.5"], "a rate is between 0 and 1"),
+        (["-n", "3", "--set", "nonsense"], "expected KEY=VALUE"),
+        (["-n", "3", "--set", "cpu=host"], "lint refuses"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(
+    tmp_path: Path,
+    fake_host: Host,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    assert run_cli(["trial", "sim", "--config", str(config), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def run_cli(argv: list[str]) -> int:
+    """main(), with argparse's own exits (bad option values) turned into their exit code."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def test_unknown_profile_is_usage_error(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+    with pytest.raises(UsageError, match="unknown profile"):
+        lab.trial(ArmSpec("nope"), n=2)
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from bootlab.host import Host, QemuBinary
+    from bootlab.lab.session import Lab, ArmSpec
+    from bootlab.lab.simulate import sim_boot_fn
+    from bootlab.profile.loader import load_project
+    from bootlab.report.progress import PlainProgress
+    from bootlab.store.db import Store
+    root = Path(sys.argv[1])
+    host = Host(os="linux", arch="x86_64")
+    host.qemu["aarch64"] = QemuBinary("aarch64", "/usr/bin/qemu-system-aarch64", "8.2.0", ["tcg"])
+    host.accelerators = {"aarch64": ["tcg"]}
+    lab = Lab(load_project(root / "bootlab.toml"), host, Store(root / "store"), boot_fn=sim_boot_fn(delay=0.3))
+    r = lab.trial(ArmSpec("sim"), n=1000, jobs=2, seed_base=1, progress=PlainProgress())
+    print(r["status"], r["boots"], flush=True)
+    """
+)
+
+
+def test_ctrl_c_keeps_finished_boots_and_marks_interrupted(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert p.stderr is not None
+    lines = 0
+    while lines < 4:
+        if p.stderr.readline().startswith("  boot "):
+            lines += 1
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    status, boots = out.split()
+    assert status == "interrupted" and int(boots) >= 4
+    store = Store(tmp_path / "store")
+    (trial,) = store.trials()
+    assert trial["status"] == "interrupted"
+    assert len(store.boots(trial["id"])) == int(boots)
