@@ -114,6 +114,10 @@ outputs_ok() {
     done
 }
 
+# one build at a time (other make targets and test sessions may run build.sh concurrently)
+mkdir -p "$OUT"
+if command -v flock >/dev/null 2>&1; then exec 9>"$OUT/.lock"; flock 9; fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SRC_HASH" ] && outputs_ok; then
     write_toml
     exit 0
@@ -218,8 +222,9 @@ build_initrd() { # build_initrd BUSYBOX KDIR OUTFILE
 
 mkdir -p "$OUT/linux-arm64" "$OUT/linux-x86_64" "$OUT/linux-arm64-uefi"
 say "building initramfs for arm64 and amd64"
-cp "$KDIR_ARM"/boot/vmlinuz-* "$OUT/linux-arm64/vmlinuz"
-cp "$KDIR_AMD"/boot/vmlinuz-* "$OUT/linux-x86_64/vmlinuz"
+install_file() { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; }   # atomic: a running QEMU never sees half a file
+install_file "$(echo "$KDIR_ARM"/boot/vmlinuz-*)" "$OUT/linux-arm64/vmlinuz"
+install_file "$(echo "$KDIR_AMD"/boot/vmlinuz-*)" "$OUT/linux-x86_64/vmlinuz"
 build_initrd "$BB_ARM" "$KDIR_ARM" "$OUT/linux-arm64/initrd.cpio.gz"
 build_initrd "$BB_AMD" "$KDIR_AMD" "$OUT/linux-x86_64/initrd.cpio.gz"
 
