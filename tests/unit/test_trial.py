@@ -106,7 +106,7 @@ def test_trial_matches_the_guest_model_and_is_replayable(tmp_path: Path, fake_ho
     assert set(r) >= JSON_KEYS
     again = lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5)
 
-    def strip(titles: list[dict]) -> list[tuple]:  # type: ignore[type-arg]
+    def strip(titles: list[dict[str, object]]) -> list[tuple[object, ...]]:
         return [(t["title"], t["count"], t["first_seed"]) for t in titles]
 
     assert (again["passed"], strip(again["titles"])) == (r["passed"], strip(r["titles"]))

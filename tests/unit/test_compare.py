@@ -1,0 +1,103 @@
+"""Comparisons: the sentence, the numbers, interleaving of A and B, stored trials, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_trial_support import make_lab, make_project, use_simulated_boots
+
+from bootlab.cli.main import main
+from bootlab.host import Host
+from bootlab.lab.session import ArmSpec, comparison
+
+COMPARE_KEYS = {"a", "b", "difference", "difference_ci95", "p_value", "significant", "more_boots_each", "sentence"}
+
+
+def arm(passed: int, boots: int) -> dict[str, object]:
+    return {"passed": passed, "boots": boots, "rate": passed / boots if boots else None}
+
+
+def test_the_users_ten_boots_are_not_enough() -> None:
+    c = comparison(arm(6, 10), arm(10, 10), "dsb-wfi", "isb-barriers")
+    assert c["p_value"] == pytest.approx(0.0867, abs=1e-4)
+    assert not c["significant"]
+    assert c["more_boots_each"] is not None and 5 <= c["more_boots_each"] <= 20
+    assert c["sentence"].startswith("not distinguishable yet (p = 0.087): about ")
+    assert "more boots each would settle a difference this size" in c["sentence"]
+    assert c["difference"] == pytest.approx(0.4)
+
+
+def test_significant_sentence_names_the_better_side() -> None:
+    c = comparison(arm(12, 30), arm(30, 30), "dsb-wfi", "isb-barriers")
+    assert c["significant"] and c["sentence"].startswith("isb-barriers passes more often than dsb-wfi (p = ")
+    c = comparison(arm(30, 30), arm(12, 30), "A", "B")
+    assert c["sentence"].startswith("A passes more often than B")
+    c = comparison(arm(5, 10), arm(5, 10), "A", "B")
+    assert "no difference seen" in c["sentence"] and c["more_boots_each"] is None
+
+
+def test_compare_interleaves_a_and_b(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+    order: list[str] = []
+    inner = lab.boot_fn
+
+    async def spy(profile, log_path):  # type: ignore[no-untyped-def]
+        order.append(profile.vars["build"])
+        return await inner(profile, log_path)
+
+    lab.boot_fn = spy
+    a = ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"], label="dsb-wfi")
+    b = ArmSpec("sim", ["cpu=max", "vars.build=isb-barriers"], label="isb-barriers")
+    c = lab.compare(a, b, n=40, jobs=1, seed_base=2)
+    assert order[:6] == ["dsb-wfi", "isb-barriers"] * 3
+    assert set(c) >= COMPARE_KEYS and c["comparison"] == "c1"
+    assert c["b"]["passed"] == 40 and 10 <= c["a"]["passed"] <= 32
+    assert c["significant"] and c["p_value"] < 0.01
+
+
+def test_cli_compare_variants_and_stored_trials(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    base = ["compare", "sim", "--config", str(config), "--set", "cpu=max"]
+    argv = [*base, "--a", "vars.build=dsb-wfi", "--b", "vars.build=isb-barriers", "-n", "10", "--seed-base", "4"]
+    assert main([*argv, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= COMPARE_KEYS
+    assert out["a"]["label"] == "vars.build=dsb-wfi" and out["b"]["trial"] == "t2"
+    assert main(["compare", "--config", str(config), "--trials", "t1", "t2", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["p_value"] == pytest.approx(out["p_value"])
+    assert main(["compare", "--config", str(config), "--trials", "t1", "t2"]) == 0
+    text = capsys.readouterr().out
+    assert "Fisher exact two-sided p = " in text and "difference B - A" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["sim"], "one profile needs variants"),
+        (["sim", "sim", "sim"], "needs two profiles"),
+        (["sim", "--a", "cpu=max"], "needs -n N"),
+        (["sim", "sim", "-n", "2"], "the same profile with the same settings"),
+        (["--trials", "t1", "b2"], "is a boot, not a trial"),
+        (["--trials", "t1", "t99"], "no trial t1 in the store"),
+        (["--trials", "zz", "t1"], "not a store id"),
+    ],
+)
+def test_compare_bad_input(
+    tmp_path: Path,
+    fake_host: Host,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    assert main(["compare", "--config", str(config), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

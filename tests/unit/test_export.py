@@ -1,0 +1,92 @@
+"""history, show, note and export over a store filled by simulated trials: shapes and bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from test_trial_support import make_project, use_simulated_boots
+
+from bootlab.cli.main import main
+from bootlab.host import Host
+
+
+@pytest.fixture
+def filled(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    common = ["--config", str(config), "--seed-base", "9", "--json"]
+    assert main(["trial", "sim", "--set", "cpu=max", "--set", "vars.build=dsb-wfi", "-n", "8", *common]) == 0
+    assert main(["trial", "sim", "-n", "3", *common]) == 0
+    capsys.readouterr()
+    return config
+
+
+def test_history_newest_first(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["history", "--config", str(filled), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["trial"] for r in rows] == ["t2", "t1"]
+    assert set(rows[0]) >= {"trial", "started", "profile", "rate", "ci95", "note", "status"}
+    assert main(["note", "t1", "before the ISB fix", "--config", str(filled)]) == 0
+    capsys.readouterr()
+    assert main(["history", "sim", "--config", str(filled)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[0] == "t2"
+    assert "# before the ISB fix" in lines[1] and "[" in lines[1] and "%" in lines[1]
+
+
+def test_show_trial_and_boot(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "t1", "--config", str(filled), "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)
+    assert t["trial"] == "t1" and len(t["boot_list"]) == 8
+    assert main(["show", t["boot_list"][0]["boot"], "--config", str(filled), "--json"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert set(b) >= {"boot", "seed", "verdict", "argv", "images", "host", "resolved_profile"}
+    assert main(["show", b["boot"], "--config", str(filled)]) == 0
+    text = capsys.readouterr().out
+    assert "--set cpu=max --set vars.build=dsb-wfi --seed" in text
+
+
+def test_export_formats(filled: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["export", "t1", "--format", "json", "--config", str(filled)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["trial"]["trial"] == "t1" and len(data["boots"]) == 8
+    assert main(["export", "t1", "--format", "csv", "--config", str(filled)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 8 and {"boot", "seed", "outcome", "title"} <= set(rows[0])
+    out = tmp_path / "junit.xml"
+    assert main(["export", "t1", "--format", "junit", "-o", str(out), "--config", str(filled)]) == 0
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert suite is not None
+    cases = suite.findall("testcase")
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert len(cases) == 8 and int(suite.get("failures", "-1")) == len(failures)
+    assert all("replay: bootlab boot sim --seed" in (c.find("failure").text or "") for c in failures)  # type: ignore[union-attr]
+    assert data["trial"]["boots"] - data["trial"]["passed"] == len(failures)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["export", "t1", "--format", "xml"], "unknown format"),
+        (["export", "t42"], "no trial t42"),
+        (["export", "m1"], "cannot be exported"),
+        (["show", "t1", "--log"], "logs belong to boots"),
+        (["show", "nope"], "not a store id"),
+        (["note", "t1", "  "], "the text is empty"),
+        (["note", "b999", "x"], "no boot b999"),
+        (["history", "--limit", "-1"], "--limit -1"),
+    ],
+)
+def test_store_commands_bad_input(
+    filled: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert main([*argv, "--config", str(filled)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
