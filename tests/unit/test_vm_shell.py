@@ -118,3 +118,15 @@ def test_partial_output_of_a_timed_out_command() -> None:
     cut = full.index(framed.end)
     partial = shell.partial_output(full[:cut], framed)
     assert b"".join(b"%d\n" % i for i in range(1, 101)).startswith(partial)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
+def test_collector_fed_in_small_reads_matches(chunk: int) -> None:
+    framed = shell.wrap(["seq", "1", "3000"])
+    text = console(framed)
+    collector = shell.Collector(framed)
+    results = [collector.feed(text[i : i + chunk]) for i in range(0, len(text), chunk)]
+    done = [r for r in results if r is not None]
+    assert len(done) >= 1
+    assert done[0].output == b"".join(b"%d\n" % i for i in range(1, 3001))
+    assert done[0].exit_code == 0

@@ -140,12 +140,12 @@ def decode_body(body: bytes) -> bytes:
         raise ValueError(f"exec output was damaged on the console ({exc})") from None
 
 
-def has_marker(buf: bytes, marker: bytes) -> bool:
+def has_marker(buf: bytes | bytearray, marker: bytes) -> bool:
     """``marker`` has arrived as a complete line (the sync after login or after an interrupted command)."""
     return _marker_line(buf, marker, 0) is not None
 
 
-def _marker_line(buf: bytes, marker: bytes, start: int) -> tuple[int, int] | None:
+def _marker_line(buf: bytes | bytearray, marker: bytes, start: int) -> tuple[int, int] | None:
     """(start, end) of the first complete line at or after ``start`` whose text is ``marker``.
 
     The echoed command line holds the marker only split in two (``__BL B<id>``), so any contiguous occurrence
@@ -163,3 +163,37 @@ def _marker_line(buf: bytes, marker: bytes, start: int) -> tuple[int, int] | Non
         if buf[j:nl].strip(b"\r") == b"":
             return (i, nl + 1)
         pos = j
+
+
+class Collector:
+    """Incremental :func:`find_complete` for a live console: each chunk is scanned once.
+
+    Re-parsing the whole buffer on every read is quadratic, and a megabyte arrives in thousands of small reads
+    (QEMU's serial backend writes as the guest's UART drains). Here the begin marker is looked for until found,
+    then only the new bytes (plus a marker's length of overlap) are searched for the end marker.
+    """
+
+    def __init__(self, framed: Framed) -> None:
+        self.framed = framed
+        self.buf = bytearray()
+        self.body_start: int | None = None
+        self.scanned = 0
+
+    def feed(self, data: bytes) -> ExecResult | None:
+        self.buf += data
+        overlap = len(self.framed.end) + 2
+        if self.body_start is None:
+            begin = _marker_line(self.buf, self.framed.begin, max(0, self.scanned - overlap))
+            self.scanned = len(self.buf)
+            if begin is None:
+                return None
+            self.body_start = begin[1]
+            self.scanned = self.body_start
+        end = _marker_line(self.buf, self.framed.end, max(self.body_start, self.scanned - overlap))
+        self.scanned = len(self.buf)
+        if end is None:
+            return None
+        return find_complete(bytes(self.buf[: end[1]]), self.framed)
+
+    def partial(self) -> bytes:
+        return partial_output(bytes(self.buf), self.framed)

@@ -447,7 +447,7 @@ class Supervisor:
     async def _wait_marker(self, marker: bytes, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         assert self.exec_buf is not None
-        while not shell.has_marker(bytes(self.exec_buf), marker):
+        while not shell.has_marker(self.exec_buf, marker):
             left = deadline - time.monotonic()
             if left <= 0 or self.state not in ("booting", "ready"):
                 return False
@@ -488,13 +488,16 @@ class Supervisor:
                 if not self.synced:
                     return {"error": f"vm {self.vm.name}: the guest's shell does not answer on the console"}
             start = time.monotonic()
+            collector = shell.Collector(framed)
             self.exec_buf = bytearray()
             try:
                 await self._send(framed.line.encode())
                 deadline = None if timeout is None else start + timeout
                 while True:
+                    data = bytes(self.exec_buf)
+                    self.exec_buf.clear()
                     try:
-                        result = shell.find_complete(bytes(self.exec_buf), framed)
+                        result = collector.feed(data)
                     except ValueError as exc:
                         self.synced = False
                         return {"error": f"vm {self.vm.name}: {exc}"}
@@ -508,7 +511,7 @@ class Supervisor:
                         return self._not_ready()
                     left = None if deadline is None else deadline - time.monotonic()
                     if left is not None and left <= 0:
-                        partial = shell.partial_output(bytes(self.exec_buf), framed)
+                        partial = collector.partial()
                         self.exec_buf = None
                         self.synced = await self._sync(attempts=4, interrupt=True)
                         return {
@@ -517,9 +520,10 @@ class Supervisor:
                             "duration_s": round(time.monotonic() - start, 3),
                             "timed_out": True,
                         }
-                    self.exec_event.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.exec_event.wait(), left)
+                    if not self.exec_buf:
+                        self.exec_event.clear()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self.exec_event.wait(), left)
             finally:
                 self.exec_buf = None
 
