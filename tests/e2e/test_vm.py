@@ -110,6 +110,14 @@ def test_launch_printed_the_timeline_and_lists_ready(vm: Vm) -> None:
     assert isinstance(row["qemu_pid"], int) and alive(row["qemu_pid"])
     out = vm.cli("list").stdout.decode()
     assert vm.name in out and "ready" in out
+    # sockets 0600 in a 0700 directory: nobody else can type into the guest's console
+    record = json.loads((Path(vm.env["BOOTLAB_VM_HOME"]) / vm.name / "supervisor.json").read_text())
+    run_dir = Path(record["run_dir"])
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    socks = sorted(p.name for p in run_dir.iterdir() if p.is_socket())
+    assert socks == ["ctl.sock", "qmp.sock", "serial.sock"]
+    assert all((run_dir / s).stat().st_mode & 0o077 == 0 for s in socks)
+    assert (Path(vm.env["BOOTLAB_VM_HOME"]) / vm.name).stat().st_mode & 0o777 == 0o700
 
 
 def test_exec_echo_and_exit_status(vm: Vm) -> None:
@@ -253,3 +261,37 @@ def test_lifecycle_stop_start_crash_sigkill_delete(vm: Vm) -> None:
     assert wait_dead(sup) and wait_dead(qemu)
     assert b"t-" not in vm.cli("list").stdout
     assert not (Path(vm.env["BOOTLAB_VM_HOME"]) / vm.name).exists()
+
+
+def test_failed_boot_and_fallback(tmp_path: Path) -> None:
+    """A boot that crashes prints its verdict and leaves the VM stopped with its log; with `fallback` the
+    launch retries once under the fallback profile, loudly, keeping both verdicts."""
+    text = CONFIG.read_text().replace('"out/', f'"{CONFIG.parent}/out/')
+    text += (
+        '\n[profiles.redox-panic]\nextends = "redox-sim"\nvars = { fault = "kernel-panic" }\n'
+        '\n[profiles.redox-flaky]\nextends = "redox-panic"\nfallback = "redox-sim"\n'
+    )
+    config = tmp_path / "bootlab.toml"
+    config.write_text(text)
+    v = Vm(name="fb", guest="redox-sim", env={**os.environ, "BOOTLAB_VM_HOME": str(tmp_path / "vmh")})
+
+    r = v.cli("launch", "bad", "redox-panic", "--config", str(config), timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert b"boot crash" in r.stderr and b"KERNEL PANIC" in r.stderr.upper()
+    rows = {row["name"]: row for row in json.loads(v.cli("list", "--json").stdout)}
+    assert rows["bad"]["state"] == "stopped" and rows["bad"]["last_outcome"] == "crash"
+    assert b"KERNEL PANIC" in v.cli("logs", "bad").stdout
+
+    r = v.cli("launch", "fb", "redox-flaky", "--config", str(config), timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert b"FALLBACK: redox-flaky ended in crash" in r.stderr
+    assert b"retrying once under its fallback profile redox-sim" in r.stderr
+    row = v.row()
+    assert row["state"] == "ready" and row["profile"] == "redox-sim"
+    verdicts = json.loads((tmp_path / "vmh" / "fb" / "verdicts.json").read_text())
+    assert [(x["profile"], x["outcome"]) for x in verdicts] == [("redox-flaky", "crash"), ("redox-sim", "pass")]
+    assert v.exec("echo", "fell-back").stdout == b"fell-back\n"
+    pids = [int(row["pid"]), int(row["qemu_pid"])]  # type: ignore[call-overload]
+    for name in ("fb", "bad"):
+        assert v.cli("delete", name).returncode == 0
+    assert all(wait_dead(p) for p in pids)

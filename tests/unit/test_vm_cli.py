@@ -204,3 +204,29 @@ def test_no_fallback_without_profile_field() -> None:
         lambda s: pytest.fail("must not announce"),
     )
     assert len(attempts) == 1
+
+
+def test_overlay_over_the_image_and_kept(tmp_path: Path) -> None:
+    """Disks get a qcow2 overlay backed by the user's image (never written); persistent disks are used as is."""
+    import shutil
+
+    from bootlab.profile.model import Profile
+
+    if shutil.which("qemu-img") is None:
+        pytest.skip("qemu-img not installed")
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"\0" * 1024 * 1024)
+    vm = make_vm("disky")
+    base = {"name": "p", "arch": "aarch64", "machine": "virt", "drives": [{"file": str(image)}]}
+    prof = manager._overlays(vm, Profile.model_validate(base))
+    overlay = vm.path / "disk0.qcow2"
+    assert prof.drives[0].file == str(overlay) and prof.drives[0].format == "qcow2"
+    assert prof.drives[0].persistent  # the overlay itself is written (kept across stop/start), no snapshot=on
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(overlay)], capture_output=True,
+                                     check=True).stdout)  # fmt: skip
+    assert info["backing-filename"] == str(image)
+    mtime = overlay.stat().st_mtime_ns
+    manager._overlays(vm, Profile.model_validate(base))  # again (start after stop): the same overlay, kept
+    assert overlay.stat().st_mtime_ns == mtime
+    persistent = manager._overlays(vm, Profile.model_validate({**base, "persistent": True}))
+    assert persistent.drives[0].file == str(image)

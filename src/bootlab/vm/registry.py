@@ -27,6 +27,7 @@ from bootlab.errors import UsageError
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]|[a-z0-9]")
 MAX_SOCKET_PATH = 100
+_HAVE_PROC = Path("/proc/self/stat").exists()
 
 
 def validate_name(name: str) -> str:
@@ -79,7 +80,19 @@ def make_run_dir(name: str) -> Path:
 
 
 def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone or a zombie."""
+    """The kernel's start time of ``pid`` (clock ticks since boot), or None if it is gone or a zombie.
+
+    Without /proc (macOS) the start time is unknown: 0 stands for "alive" (signal 0 reaches it), which makes
+    the pid-reuse check weaker there; that is the documented gap.
+    """
+    if not _HAVE_PROC:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return 0
+        return 0
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -97,7 +110,7 @@ def same_process(pid: int | None, start: int | None) -> bool:
     now = process_start_time(pid)
     if now is None:
         return False
-    return start is None or now == start
+    return start is None or now == start or not _HAVE_PROC
 
 
 @dataclass
