@@ -388,6 +388,8 @@ def exec_command(name: str, argv: list[str], timeout: float | None = None) -> Ex
     vm = get(name)
     if not vm.supervisor_alive():
         raise UsageError(f"vm {name} is stopped; start it with `bootlab vm start {name}`")
+    if (vm.read("state.json") or {}).get("state") == "booting":
+        wait_settled(vm)  # after `launch --no-wait`: run once it is ready (or report how the boot ended)
     res = request(vm, {"op": "exec", "argv": argv, "timeout": timeout}, timeout=None)
     if "error" in res:
         if res.get("usage") or res.get("state") in ("booting", "stopped", "stopping"):
