@@ -106,7 +106,9 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  fatal line: {v['fatal_line']}")
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
-    sets = "".join(f" --set {x}" for x in d.get("sets", []))
+    import shlex
+
+    sets = "".join(f" --set {shlex.quote(x)}" for x in d.get("sets", []))
     print(f"  seed: {d['seed']} (replay: bootlab boot {d['profile']}{sets} --seed {d['seed']})")
     host = d["host"]
     print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")

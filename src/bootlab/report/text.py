@@ -6,6 +6,7 @@ is how the user's notes ended up claiming more than ten boots can show.
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -46,7 +47,7 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     if r.get("warning"):
         lines.append(f"{indent}WARNING: {r['warning']}")
     if r.get("titles"):
-        sets = "".join(f" --set {x}" for x in r.get("sets", []))
+        sets = "".join(f" --set {shlex.quote(x)}" for x in r.get("sets", []))
         lines.append(f"{indent}failures by title (replay one: `bootlab boot {r['profile']}{sets} --seed SEED`):")
         for t in r["titles"]:
             first = f" (first: {t['first_boot']}, " if t.get("first_boot") else " ("
@@ -80,7 +81,7 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
 
 def print_trial(r: dict[str, Any]) -> None:
     out = _console()
-    sets = " ".join(f"--set {s}" for s in r.get("sets", []))
+    sets = " ".join(f"--set {shlex.quote(s)}" for s in r.get("sets", []))
     status = "" if r.get("status") == "done" else f" [{r.get('status')}]"
     out.print(f"trial {r.get('trial') or '-'}: {r['profile']} {sets}{status}".rstrip(), markup=False)
     for line in trial_lines(r, indent="  "):
