@@ -251,7 +251,9 @@ def test_lifecycle_stop_start_crash_sigkill_delete(vm: Vm) -> None:
     assert wait_dead(qemu), "QEMU outlived its SIGKILLed supervisor"
     r = vm.cli("list")
     assert b"died" in r.stdout and b"supervisor died" in r.stderr
-    assert vm.row()["state"] == "stopped"
+    assert vm.row()["state"] == "died"
+    r = vm.exec("echo", "x")
+    assert r.returncode == 2 and b"supervisor died" in r.stderr
     r = vm.cli("start", vm.name)  # and it starts again cleanly after that
     assert r.returncode == 0, r.stderr
     row = vm.row()

@@ -91,7 +91,8 @@ def test_dead_supervisor_is_reported_then_cleaned(tmp_path: Path) -> None:
     assert first["state"] == "died"
     assert not run_dir.exists()
     assert not vm.supervisor_file.exists()
-    assert manager.info(vm)["state"] == "stopped"
+    assert manager.info(vm)["state"] == "died"  # still said after cleanup, until started or deleted
+    assert vm.read("state.json")["note"] == "supervisor died"
 
 
 def test_vm_dir_is_private() -> None:

@@ -188,7 +188,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     for r in rows:
         if r["state"] == "died":
-            _err(f"bootlab: vm {r['name']}: its supervisor died; QEMU went with it; cleaned up (state now stopped)")
+            _err(
+                f"bootlab: vm {r['name']}: its supervisor died and QEMU with it (cleaned up); "
+                f"`bootlab vm start {r['name']}` boots it again"
+            )
     return 0
 
 

@@ -142,10 +142,8 @@ def info(vm: VmDir) -> dict[str, Any]:
     alive = vm.supervisor_alive()
     sup = vm.supervisor() or {}
     st = state.get("state", "stopped") if alive else "stopped"
-    if died is not None:
-        st = "died"
-    elif not alive and state.get("note") == "supervisor died":
-        st = "stopped"
+    if died is not None or (not alive and state.get("note") == "supervisor died"):
+        st = "died"  # cleaned up already (QEMU went with it); shown until the VM is started or deleted
     crash = state.get("crash") if st == "crashed" else None
     last = state.get("verdict") or {}
     return {
@@ -160,7 +158,7 @@ def info(vm: VmDir) -> dict[str, Any]:
         "qemu_pid": sup.get("qemu_pid") if alive else None,
         "title": (crash or {}).get("title") or (last.get("title") if st == "stopped" else None),
         "last_outcome": last.get("outcome"),
-        "note": state.get("note", "") if died is None else "supervisor died; cleaned up",
+        "note": state.get("note", ""),
         "log": str(vm.log),
     }
 
@@ -387,6 +385,8 @@ def exec_command(name: str, argv: list[str], timeout: float | None = None) -> Ex
     reap()
     vm = get(name)
     if not vm.supervisor_alive():
+        if (vm.read("state.json") or {}).get("note") == "supervisor died":
+            raise UsageError(f"vm {name}: its supervisor died (QEMU with it); start it with `bootlab vm start {name}`")
         raise UsageError(f"vm {name} is stopped; start it with `bootlab vm start {name}`")
     if (vm.read("state.json") or {}).get("state") == "booting":
         wait_settled(vm)  # after `launch --no-wait`: run once it is ready (or report how the boot ended)

@@ -345,11 +345,12 @@ class Supervisor:
 
     async def _become_ready(self) -> None:
         """Ready: record the pass verdict, then make sure the shell answers a marker before saying so."""
-        self._record_verdict(self._verdict("pass"))
+        verdict = self._verdict("pass")
         if self.wait_for_shell:
             async with self.exec_lock:
                 self.synced = await self._sync()
-        if self.state == "booting":
+        if self.state == "booting":  # not crashed or stopped while we synced
+            self._record_verdict(verdict)
             self.publish("ready")
 
     async def _crashed(self) -> None:
