@@ -98,7 +98,7 @@ smp = 1
 memory = "512M"
 kernel = "out/linux-arm64/vmlinuz"
 initrd = "out/linux-arm64/initrd.cpio.gz"
-append = "console=ttyAMA0 quiet loglevel=0 panic=-1 rdinit=/redoxsim/init redoxsim.seed={seed} redoxsim.build={build} redoxsim.fault={fault} redoxsim.menu_timeout={menu_timeout} redoxsim.debug={debug}"
+append = "console=ttyAMA0 quiet loglevel=0 panic=-1 arm64.nopauth rdinit=/redoxsim/init redoxsim.seed={seed} redoxsim.build={build} redoxsim.fault={fault} redoxsim.menu_timeout={menu_timeout} redoxsim.debug={debug}"
 pack = "redox"
 timeout = 120
 quiet_timeout = 30
