@@ -135,7 +135,7 @@ REDOX = [
 def test_redox_sim_faults(fault: str, outcome: str, title: str | None, stage: str, tmp_path: Path) -> None:
     import re
 
-    v = run("redox-sim", f"vars.fault={fault}", "quiet_timeout=4", "seed=7", tmp=tmp_path)
+    v = run("redox-sim", f"vars.fault={fault}", "quiet_timeout=12", "seed=7", tmp=tmp_path)
     assert v.outcome == outcome, (v.title, v.fatal_line)
     assert v.stage == stage
     if title is None:
@@ -147,9 +147,9 @@ def test_redox_sim_faults(fault: str, outcome: str, title: str | None, stage: st
 
 
 def test_redox_sim_reaches_login_only_with_the_interactions(tmp_path: Path) -> None:
-    answered = run("redox-sim", "quiet_timeout=4", tmp=tmp_path)
+    answered = run("redox-sim", "quiet_timeout=12", tmp=tmp_path)
     assert answered.outcome == "pass"
-    unanswered = run("redox-sim", "quiet_timeout=4", tmp=tmp_path, interact=False)
+    unanswered = run("redox-sim", "quiet_timeout=12", tmp=tmp_path, interact=False)
     assert (unanswered.outcome, unanswered.stage) == ("hang", "menu")
 
 

@@ -10,8 +10,9 @@ Clocks: overall ``timeout``; ``quiet_timeout`` without any output is a hang; out
 milestone for twice ``quiet_timeout`` is a hang too (a guest stuck printing, e.g. a flood). A hang is named by
 the last stage reached. On a fatal line we keep reading only until the dump has been quiet for ``grace``
 seconds (``max_grace`` at most), so the verdict lands within a fraction of a second of the fatal line. On
-crash and hang the VM is paused over QMP and its registers recorded before QEMU is told to quit (and its group
-is killed).
+crash and hang the VM is paused over QMP and its registers recorded. Then QEMU stops: a clean QMP ``quit`` when
+the profile writes a persistent disk, otherwise its process group is simply killed (snapshot disks lose nothing,
+and a boot that ends sooner makes trials faster).
 
 QEMU exiting with an error on its own is ``qemu-error`` (its stderr says why); bootlab failing to run it at
 all (no binary, no socket) is ``infra-error``. Neither is counted as the guest failing.
@@ -238,7 +239,8 @@ class _Run:
             from bootlab.lab.registers import capture
 
             registers = await capture(self.qmp, symbols=p.symbols)
-        await self._stop(proc)
+        # a guest that writes a persistent disk gets a clean QMP quit; a snapshot boot is simply killed (faster)
+        await self._stop(proc, graceful=p.writes_disks)
         drain.cancel()
         writer.close()
         verdict = self._finish(outcome)
@@ -265,12 +267,13 @@ class _Run:
         except (OSError, RuntimeError):
             pass  # QEMU went away; the reader notices
 
-    async def _stop(self, proc: object) -> None:
-        from bootlab.lab.registers import quit_vm
+    async def _stop(self, proc: object, *, graceful: bool) -> None:
         from bootlab.qemu.process import QemuProcess
 
         assert isinstance(proc, QemuProcess)
-        if proc.returncode is None:
+        if graceful and proc.returncode is None:
+            from bootlab.lab.registers import quit_vm
+
             await quit_vm(self.qmp, timeout=1.0)
             for _ in range(50):
                 if proc.returncode is not None:
