@@ -65,6 +65,7 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
     p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,7 +92,7 @@ def make_lab(args: argparse.Namespace) -> Lab:
 def progress_for(args: argparse.Namespace, title: str) -> Any:
     from bootlab.report.progress import make_progress
 
-    return make_progress(title)
+    return make_progress(title, quiet=getattr(args, "quiet", False))
 
 
 def emit_json(obj: dict[str, Any]) -> None:

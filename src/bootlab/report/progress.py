@@ -98,10 +98,11 @@ class RichProgress(_Base):
 
     def _render(self) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         done, _remaining, eta, per_min = self.totals()
         table = Table(
-            title=f"{self.title}: {done} boots done, {per_min:.1f} boots/min, ETA {_eta(eta)}",
+            title=Text(f"{self.title}: {done} boots done, {per_min:.1f} boots/min, ETA {_eta(eta)}"),
             title_justify="left",
             box=None,
             pad_edge=False,
@@ -115,13 +116,13 @@ class RichProgress(_Base):
                 "" if last is None else (last.verdict.outcome if last.verdict.passed else failure_title(last.verdict))
             )
             table.add_row(
-                arm.label,
+                Text(arm.label),
                 f"{len(arm.records)}/{arm.n}",
                 str(passes),
                 str(fails),
                 _fmt_rate(passes, passes + fails),
                 str(arm.running),
-                last_text[:50],
+                Text(last_text[:50]),
             )
         return table
 

@@ -98,6 +98,7 @@ def common_title(r: dict[str, Any]) -> str:
 
 def print_matrix(m: dict[str, Any]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     out = _console()
     status = "" if m.get("status") == "done" else f" [{m.get('status')}]"
@@ -111,11 +112,11 @@ def print_matrix(m: dict[str, Any]) -> None:
     for col in ("", "pass rate [95% CI]", "commonest failure"):
         table.add_column(col, no_wrap=True)
     for cell in m["cells"]:
-        values = [cell["axes"][k] for k in axes]
+        values = [Text(str(cell["axes"][k])) for k in axes]  # Text: titles hold [brackets], not rich markup
         if cell.get("refused"):
-            table.add_row(*values, MARKS["refused"], "refused by lint", "; ".join(cell["refused"])[:80])
+            table.add_row(*values, MARKS["refused"], "refused by lint", Text("; ".join(cell["refused"])[:80]))
             continue
-        table.add_row(*values, MARKS[cell["mark"]], rate_text(cell), common_title(cell))
+        table.add_row(*values, MARKS[cell["mark"]], rate_text(cell), Text(common_title(cell)))
     out.print(table)
     out.print(
         f"{MARKS['pass']} all passed  {MARKS['flaky']} some failed (flaky)  {MARKS['fail']} all failed  "
