@@ -171,3 +171,16 @@ def test_incidents_are_capped(text: bytes, n: int) -> None:
     obs.finish()
     assert len(obs.incidents) == n
     assert obs.incidents_dropped == 3000 - n
+
+
+def test_dump_end_or_reboot_banner_ends_the_dump() -> None:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(b"[ 1.2] Kernel panic - not syncing: sysrq triggered crash\n[ 1.2] Call trace:\n", 1.2)
+    assert obs.fatal_seen and not obs.dump_ended
+    obs.feed(b"[ 0.000000] Booting Linux on physical CPU 0x0000000000 [0x410fd083]\n", 1.5)  # panic=-1 reboot
+    assert obs.dump_ended
+    redox_obs = redox()
+    redox_obs.feed(b"KERNEL PANIC: panicked at src/context/memory.rs:1139:57:\nCPU 0, CID 0x1\n")
+    assert not redox_obs.dump_ended
+    redox_obs.feed(b"HALT\n")
+    assert redox_obs.dump_ended

@@ -104,6 +104,8 @@ class Observer:
         self._fatal_pending: _Pending | None = None
         self._seq = 0
         self._finished = False
+        self._fatal_sig: CompiledSignature | None = None
+        self.dump_ended = False  # the fatal signature's dump_end line has been seen
 
     # ------------------------------------------------------------------ feeding
 
@@ -218,6 +220,9 @@ class Observer:
                 if match:
                     fired = sig
                     break
+        fatal_sig = self._fatal_sig
+        if fatal_sig is not None and fatal_sig.dump_end is not None and fatal_sig.dump_end.search(line):
+            self.dump_ended = True
         if fired is not None:
             for p in self._pending:
                 if fired.spec.id in p.sig.spec.superseded_by:
@@ -275,6 +280,7 @@ class Observer:
         p.fatal = spec.fatal or any(k in p.captures and rx.search(p.captures[k]) for k, rx in p.sig.fatal_when)
         if p.fatal and self._fatal_pending is None and self.fatal is None:
             self._fatal_pending = p
+            self._fatal_sig = p.sig
             # findings that came before the fatal one stay incidents; anything pending after
             # it is a consequence
             for q in self._pending:

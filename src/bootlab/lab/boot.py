@@ -224,7 +224,7 @@ class _Run:
                 if obs.fatal_seen and fatal_seen_at is None:
                     fatal_seen_at = t
                     self.event("fatal", obs.fatal.line if obs.fatal else "fatal line", t)
-                if fatal_seen_at is not None and obs.dump_complete and self.opts.grace <= 0:
+                if fatal_seen_at is not None and obs.dump_complete and (obs.dump_ended or self.opts.grace <= 0):
                     outcome = "crash"
                 elif fatal_seen_at is None and obs.ready:
                     self.event("ready", obs.ready_line or "", t)

@@ -34,6 +34,7 @@ class CompiledSignature:
     regex: re.Pattern[str]
     follow: tuple[re.Pattern[str], ...]
     fatal_when: tuple[tuple[str, re.Pattern[str]], ...]
+    dump_end: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
                     regex=re.compile(s.regex),
                     follow=tuple(re.compile(r) for r in s.follow_regex),
                     fatal_when=tuple((k, re.compile(r)) for k, r in s.fatal_when.items()),
+                    dump_end=re.compile(s.dump_end) if s.dump_end else None,
                 )
             )
         inters += [CompiledInteraction(i, re.compile(i.regex)) for i in pack.interaction]

@@ -60,7 +60,8 @@ class Signature(_Strict):
     true``, the first interesting stack frame (``{frame}``). ``fatal_when`` makes an incident fatal when a
     capture matches (a Redox daemon dying is an incident, init dying ends the boot). ``superseded_by`` drops
     this finding when one of those signatures fires within the window (it carries the same event with more
-    detail).
+    detail). ``dump_end`` marks the last line of a fatal dump (or the reboot that follows it): the boot stops
+    there without waiting for the console to go quiet.
     """
 
     id: str
@@ -76,7 +77,13 @@ class Signature(_Strict):
     fatal_when: dict[str, str] = Field(default_factory=dict)
     fatal_kind: str | None = None
     superseded_by: list[str] = Field(default_factory=list)
+    dump_end: str | None = None
     synthesized: bool = False
+
+    @field_validator("dump_end")
+    @classmethod
+    def _dump_end(cls, v: str | None) -> str | None:
+        return None if v is None else _check_regex(v)
 
     @field_validator("regex")
     @classmethod
