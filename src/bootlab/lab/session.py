@@ -143,6 +143,8 @@ class Lab:
         inv0 = build_invocation(canonical, self.host)
         check_lock(self.project, canonical.name, inv0.argv, inv0.sha256)
         profile = self.resolve(spec, seed, 0)
+        if not profile.pack:
+            raise UsageError(f'profile {profile.name} names no pack; add pack = ["linux"] (or redox, edk2,...) to it')
         inv = build_invocation(profile, self.host)
         inv.require_runnable()
         rule_dirs = [self.project.root / "lint"] if self.project.path else []
