@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -245,3 +246,45 @@ def test_ctrl_c_keeps_finished_boots_and_marks_interrupted(tmp_path: Path) -> No
     (trial,) = store.trials()
     assert trial["status"] == "interrupted"
     assert len(store.boots(trial["id"])) == int(boots)
+
+
+def test_vcpu_budget_keeps_big_boots_alone(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    lab = make_lab(tmp_path, fake_host)
+    running = peak = 0
+
+    async def spy(profile, log_path):  # type: ignore[no-untyped-def]
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return Verdict(outcome="pass", seed=profile.seed)
+
+    lab.boot_fn = spy
+    lab.trial(ArmSpec("sim", ["smp=4"]), n=4, seed_base=1)
+    assert peak == 1  # 4 vCPUs on 4 cores: one at a time
+    peak = 0
+    lab.trial(ArmSpec("sim", ["smp=2"]), n=6, seed_base=1)
+    assert peak == 2
+    peak = 0
+    lab.trial(ArmSpec("sim", ["smp=4"]), n=4, jobs=3, seed_base=1)
+    assert peak == 3  # an explicit -j is obeyed
+
+
+def test_profile_without_pack_is_usage_error(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+    with pytest.raises(UsageError, match="names no pack"):
+        lab.trial(ArmSpec("sim", ["pack=[]"]), n=2)
+
+
+def test_boot_function_errors_are_infra_errors_not_crashes(tmp_path: Path, fake_host: Host) -> None:
+    lab = make_lab(tmp_path, fake_host)
+
+    async def broken(profile, log_path):  # type: ignore[no-untyped-def]
+        raise OSError("socket vanished")
+
+    lab.boot_fn = broken
+    r = lab.trial(ArmSpec("sim"), n=3, seed_base=1)
+    assert r["excluded"] == 3 and r["boots"] == 0 and r["rate"] is None
+    assert r["warning"] and "bootlab: socket vanished" in r["excluded_titles"][0]["title"]
