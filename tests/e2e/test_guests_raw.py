@@ -7,6 +7,7 @@ These may later be replaced by tests through bootlab's observer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -15,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 import urllib.request
@@ -36,6 +36,7 @@ ANSI = re.compile(rb"\x1b\[[0-9;?=]*[A-Za-z]")
 # tiny raw-QEMU helper
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def load_profiles() -> dict:
     with open(TOML, "rb") as f:
         return tomllib.load(f)["profiles"]
@@ -52,11 +53,29 @@ def _kvm_usable() -> bool:
         if os.environ.get("BOOTLAB_TEST_ACCEL", "") not in ("", "kvm"):
             return False
         if os.access("/dev/kvm", os.R_OK | os.W_OK) and shutil.which("qemu-system-x86_64"):
-            p = subprocess.Popen(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-M", "q35", "-nodefaults",
-                                  "-display", "none", "-monitor", "none", "-serial", "none"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            p = subprocess.Popen(
+                [
+                    "qemu-system-x86_64",
+                    "-accel",
+                    "kvm",
+                    "-cpu",
+                    "host",
+                    "-M",
+                    "q35",
+                    "-nodefaults",
+                    "-display",
+                    "none",
+                    "-monitor",
+                    "none",
+                    "-serial",
+                    "none",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             try:
-                p.wait(timeout=3)          # died at once: KVM is not usable here
+                p.wait(timeout=3)  # died at once: KVM is not usable here
             except subprocess.TimeoutExpired:
                 _KVM = True
             finally:
@@ -66,8 +85,17 @@ def _kvm_usable() -> bool:
     return _KVM
 
 
-def qemu_argv(name: str, *, vars: dict | None = None, cpu: str | None = None, smp: int | None = None,
-              machine_opts: str = "", extra: list[str] | None = None, seed: int = 0, boot: int = 0) -> list[str]:
+def qemu_argv(
+    name: str,
+    *,
+    vars: dict | None = None,
+    cpu: str | None = None,
+    smp: int | None = None,
+    machine_opts: str = "",
+    extra: list[str] | None = None,
+    seed: int = 0,
+    boot: int = 0,
+) -> list[str]:
     """argv for profile NAME with the serial console on stdio."""
     p = load_profiles()[name]
     v = dict(p.get("vars", {}))
@@ -92,9 +120,26 @@ def qemu_argv(name: str, *, vars: dict | None = None, cpu: str | None = None, sm
         machine += "," + machine_opts
     if cpu is None:
         cpu = p["cpu"] if isinstance(p["cpu"], str) else p["cpu"][accel]
-    argv = [f"qemu-system-{p['arch']}", "-M", machine, "-accel", accel, "-cpu", cpu,
-            "-smp", str(smp or p.get("smp", 1)), "-m", p.get("memory", "512M"),
-            "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]
+    argv = [
+        f"qemu-system-{p['arch']}",
+        "-M",
+        machine,
+        "-accel",
+        accel,
+        "-cpu",
+        cpu,
+        "-smp",
+        str(smp or p.get("smp", 1)),
+        "-m",
+        p.get("memory", "512M"),
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ]
     if "firmware" in p:
         argv += ["-bios", path(p["firmware"]["bios"])]
     if "kernel" in p:
@@ -104,8 +149,12 @@ def qemu_argv(name: str, *, vars: dict | None = None, cpu: str | None = None, sm
     if "append" in p:
         argv += ["-append", p["append"].format(**v)]
     for i, d in enumerate(p.get("drives", [])):
-        argv += ["-drive", f"file={path(d['file'])},format={d.get('format', 'raw')},if=none,id=drv{i},snapshot=on",
-                 "-device", f"virtio-blk-pci,drive=drv{i}"]
+        argv += [
+            "-drive",
+            f"file={path(d['file'])},format={d.get('format', 'raw')},if=none,id=drv{i},snapshot=on",
+            "-device",
+            f"virtio-blk-pci,drive=drv{i}",
+        ]
     argv += list(p.get("extra_args", []))
     argv += extra or []
     return argv
@@ -121,9 +170,10 @@ class Console:
         self.last_output = self.t0
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "Console":
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+    def __enter__(self) -> Console:
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
         os.set_blocking(self.proc.stdout.fileno(), False)
         return self
 
@@ -132,17 +182,13 @@ class Console:
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if self.proc:
             self.proc.wait(timeout=10)
             for f in (self.proc.stdin, self.proc.stdout):
-                try:
+                with contextlib.suppress(OSError):
                     f.close()
-                except OSError:
-                    pass
 
     @property
     def text(self) -> str:
@@ -177,7 +223,8 @@ class Console:
                 tail = self.text[-3000:]
                 raise AssertionError(f"timed out after {timeout}s waiting for {rx.pattern!r}; console tail:\n{tail}")
             if self.proc.poll() is not None and not self._pump(0):
-                raise AssertionError(f"QEMU exited ({self.proc.returncode}) before {rx.pattern!r}:\n{self.text[-3000:]}")
+                rc = self.proc.returncode
+                raise AssertionError(f"QEMU exited ({rc}) before {rx.pattern!r}:\n{self.text[-3000:]}")
             self._pump(min(left, 0.5))
 
     def expect_any(self, patterns: dict[str, str], timeout: float, start: int = 0) -> tuple[str, re.Match]:
@@ -214,7 +261,6 @@ class Console:
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,7 +305,7 @@ def within_binomial(k: int, n: int, p: float, z: float = 3.0) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 
 BOOT_TIMES: dict[str, float] = {}
-FAST_MAX = "max"   # redox-sim boots its kernel with arm64.nopauth, so plain `max` is fast under TCG
+FAST_MAX = "max"  # redox-sim boots its kernel with arm64.nopauth, so plain `max` is fast under TCG
 
 
 @pytest.fixture(scope="session")
@@ -276,6 +322,7 @@ def guests():
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -294,6 +341,7 @@ def test_build_is_cached(guests):
 # linux guests
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _login_linux(c: Console, timeout: float) -> None:
     c.expect(r"login: $", timeout)
     c.send("root\r")
@@ -305,8 +353,12 @@ def _login_linux(c: Console, timeout: float) -> None:
 def test_linux_arm64_login_share_and_http(guests, tmp_path):
     (tmp_path / "hello.txt").write_text("SHARE-CONTENT-1234\n")
     port = _free_port()
-    extra = ["-nic", f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:80",
-             "-virtfs", f"local,path={tmp_path},mount_tag=hostshare,security_model=none,id=hs0"]
+    extra = [
+        "-nic",
+        f"user,model=virtio-net-pci,hostfwd=tcp:127.0.0.1:{port}-:80",
+        "-virtfs",
+        f"local,path={tmp_path},mount_tag=hostshare,security_model=none,id=hs0",
+    ]
     with Console(qemu_argv("linux-arm64", extra=extra)) as c:
         c.expect(r"Booting Linux on physical CPU", 30)
         c.expect(r"bootlab-guest: mounted hostshare at /mnt/host", 40)
@@ -332,7 +384,7 @@ def test_linux_x86_64_login(guests):
 def test_linux_arm64_uefi_shell_startup_nsh(guests):
     with Console(qemu_argv("linux-arm64-uefi")) as c:
         c.expect(r"Press ESC in \d+ seconds to skip startup\.nsh or any other key to continue", 60)
-        c.send("\r")   # any key but ESC: the shell runs startup.nsh at once (ESC would skip it)
+        c.send("\r")  # any key but ESC: the shell runs startup.nsh at once (ESC would skip it)
         c.expect(r"EFI stub: Booting Linux Kernel", 20)
         c.expect(r"bootlab-guest: userspace started", 60)
         c.expect(r"login: $", 60)
@@ -374,8 +426,13 @@ def _mode_slow(c: Console) -> None:
     assert c.text.count("bootlab-guest: slow: pausing 4 s") == 3
 
 
-MODES = {"panic": _mode_panic, "init-exit": _mode_init_exit, "hang": _mode_hang, "flood": _mode_flood,
-         "slow": _mode_slow}
+MODES = {
+    "panic": _mode_panic,
+    "init-exit": _mode_init_exit,
+    "hang": _mode_hang,
+    "flood": _mode_flood,
+    "slow": _mode_slow,
+}
 
 
 def test_linux_arm64_failure_modes(guests):
@@ -384,6 +441,7 @@ def test_linux_arm64_failure_modes(guests):
             c.expect(USERSPACE + rf" \(mode={mode}\)", 60)
             MODES[mode](c)
         return mode
+
     with ThreadPoolExecutor(2) as ex:
         assert sorted(ex.map(run, MODES)) == sorted(MODES)
 
@@ -439,16 +497,26 @@ def test_redox_sim_menu_timeout(guests):
 
 
 FAULTS = {
-    "lacks-grant": [r"kernel::context::memory:DEBUG -- Lacks grant",
-                    r"FATAL: Not an SVC induced synchronous exception \(ty=100100\)\nFAR_EL1: 0x[0-9a-f]+\nELR_EL1: [0-9A-F]{16}",
-                    r"X30: [0-9A-F]{16}", FATAL_END],
-    "kernel-panic": [r"KERNEL PANIC: panicked at src/[\w/]+\.rs:\d+:\d+:\n.+\n",
-                     r"CPU 0, CID 0x[0-9a-f]+\nNAME: .+, DEBUG ID: \d+", r"HALT\n"],
+    "lacks-grant": [
+        r"kernel::context::memory:DEBUG -- Lacks grant",
+        r"FATAL: Not an SVC induced synchronous exception \(ty=100100\)\n"
+        r"FAR_EL1: 0x[0-9a-f]+\nELR_EL1: [0-9A-F]{16}",
+        r"X30: [0-9A-F]{16}",
+        FATAL_END,
+    ],
+    "kernel-panic": [
+        r"KERNEL PANIC: panicked at src/[\w/]+\.rs:\d+:\d+:\n.+\n",
+        r"CPU 0, CID 0x[0-9a-f]+\nNAME: .+, DEBUG ID: \d+",
+        r"HALT\n",
+    ],
     "el1-exception": [r"Synchronous exception at EL1 with SPx\nFAR_EL1 = 0x[0-9a-f]+\n", r"X30: [0-9A-F]{16}"],
     "init-died": [r"init: .+\n", r"UNHANDLED EXCEPTION, CPU #0, PID \d+, NAME /scheme/initfs/bin/init, CONTEXT"],
     "hang": [r"virtio-blk: disk size: \d+ sectors"],
-    "pcid-panic": [r"thread 'main' panicked at drivers/pcid/src/cfg_access/fallback\.rs:89:9:\n"
-                   r"not yet implemented: Pci::CfgAccess::read on this architecture\n", REDOX_LOGIN],
+    "pcid-panic": [
+        r"thread 'main' panicked at drivers/pcid/src/cfg_access/fallback\.rs:89:9:\n"
+        r"not yet implemented: Pci::CfgAccess::read on this architecture\n",
+        REDOX_LOGIN,
+    ],
 }
 
 
@@ -464,6 +532,7 @@ def test_redox_sim_faults(guests):
                 assert c.silent_for(4, 10), f"{fault}: the console must go silent"
                 assert "redox login" not in c.text
         return fault
+
     with ThreadPoolExecutor(2) as ex:
         assert sorted(ex.map(run, FAULTS)) == sorted(FAULTS)
 
@@ -482,7 +551,7 @@ def test_redox_sim_detection(guests):
         ("cortex-a72", 1, "highmem=off"): "cpu=cortex-a72 smp=1 highmem=off",
     }
     with ThreadPoolExecutor(2) as ex:
-        got = dict(zip(cases, ex.map(lambda k: _detect(*k), cases)))
+        got = dict(zip(cases, ex.map(lambda k: _detect(*k), cases), strict=True))
     for k, want in cases.items():
         assert got[k].startswith(want), (k, got[k])
     assert " fatal=1 reason=smp " in got[("max", 2, "")]
@@ -496,15 +565,18 @@ def _fatal_or_not(seed: int, build: str, cpu: str = FAST_MAX, machine_opts: str 
         c.send("\r")
         k, m = c.expect_any({"fatal": FATAL_END, "ok": r"\[@hwd:25 INFO\] using ACPI backend"}, 60)
         start = c.text.index("Bootstrap entry point")
-        return k == "fatal", c.text[start:m.end()]
+        return k == "fatal", c.text[start : m.end()]
 
 
-@pytest.mark.parametrize("build,cpu,seeds,p", [
-    ("dsb-wfi", FAST_MAX, range(20), 0.4),
-    ("icache-fix", FAST_MAX, range(10), 0.8),
-    ("isb-barriers", FAST_MAX, range(5), 0.0),
-    ("dsb-wfi", "cortex-a72", range(5), 0.0),
-])
+@pytest.mark.parametrize(
+    "build,cpu,seeds,p",
+    [
+        ("dsb-wfi", FAST_MAX, range(20), 0.4),
+        ("icache-fix", FAST_MAX, range(10), 0.8),
+        ("isb-barriers", FAST_MAX, range(5), 0.0),
+        ("dsb-wfi", "cortex-a72", range(5), 0.0),
+    ],
+)
 def test_redox_sim_fatal_rates(guests, build, cpu, seeds, p):
     cpu_model = "max" if cpu.startswith("max") else cpu
     with ThreadPoolExecutor(2) as ex:
