@@ -8,6 +8,7 @@ confirmed against the binary's `-accel help`. Binary facts (version, accelerator
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
@@ -134,6 +136,26 @@ def _cache_file() -> Path:
     return Path(user_cache_dir("bootlab")) / "qemu-binaries.json"
 
 
+def _read_cache() -> dict[str, Any]:
+    try:
+        data = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(data: dict[str, Any]) -> None:
+    """Atomic replace, so concurrent bootlab processes never read half a file."""
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+    except OSError:
+        pass
+
+
 def parse_version(text: str) -> str:
     """`QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)` -> `7.2.22`."""
     m = re.search(r"version\s+([0-9][^\s(]*)", text)
@@ -149,11 +171,7 @@ def _binary_facts(path: str) -> tuple[str, list[str]]:
     """(version, accelerators compiled in) for a QEMU binary, cached by (path, size, mtime)."""
     st = os.stat(path)
     key = f"{path}:{st.st_size}:{int(st.st_mtime)}"
-    cache_path = _cache_file()
-    try:
-        cached = json.loads(cache_path.read_text())
-    except (OSError, ValueError):
-        cached = {}
+    cached = _read_cache()
     if key in cached:
         return cached[key]["version"], cached[key]["accels"]
     env = {**os.environ, "LC_ALL": "C"}
@@ -163,14 +181,7 @@ def _binary_facts(path: str) -> tuple[str, list[str]]:
     accels = parse_accel_help(
         subprocess.run([path, "-accel", "help"], capture_output=True, text=True, timeout=30, env=env).stdout
     )
-    cached[key] = {"version": version, "accels": accels}
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached))
-        tmp.replace(cache_path)
-    except OSError:
-        pass
+    _write_cache({**cached, key: {"version": version, "accels": accels}})
     return version, accels
 
 
@@ -198,10 +209,66 @@ def _hvf_usable(os_name: str) -> str | None:
     return None if out.stdout.strip() == "1" else "kern.hv_support is not 1 (no Hypervisor.framework)"
 
 
+SMOKE_MACHINE = {"aarch64": "virt", "x86_64": "q35", "riscv64": "virt"}
+
+
+def smoke_argv(path: str, arch: str, accel: str) -> list[str]:
+    """A paused VM with one `-cpu host` vCPU: enough for KVM/HVF to prove they can really run a vCPU here.
+
+    `/dev/kvm` being openable is not enough: nested KVM can refuse `-cpu host` at vCPU creation ("failed to set
+    MSR 0x10a"), and every boot would then die as a qemu-error. The monitor on stdin reads `quit` once the
+    machine is built, so the check takes ~0.1 s.
+    """
+    return [path, "-accel", accel, "-cpu", "host", "-M", SMOKE_MACHINE.get(arch, "virt"), "-nodefaults",
+            "-display", "none", "-S", "-monitor", "stdio", "-serial", "none"]  # fmt: skip
+
+
+def smoke_failure(output: str, returncode: int) -> str | None:
+    """None if the smoke VM came up and quit, else QEMU's first error line."""
+    if returncode == 0:
+        return None
+    errors = [ln.strip() for ln in output.splitlines() if "error" in ln.lower() or "failed" in ln.lower()]
+    detail = errors[0].split(": ", 1)[-1] if errors else f"exit status {returncode}"
+    return f"QEMU could not start a vCPU with -cpu host ({detail.removeprefix('error: ')})"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _smoke(path: str, arch: str, accel: str) -> str | None:
+    """Run (or recall, per binary and host boot) the vCPU smoke test for a hardware accelerator."""
+    st = os.stat(path)
+    key = f"smoke:{path}:{st.st_size}:{int(st.st_mtime)}:{accel}:{_boot_id()}"
+    cached = _read_cache()
+    if key in cached:
+        return cached[key]["failure"]
+    try:
+        out = subprocess.run(
+            smoke_argv(path, arch, accel), input="quit\n", capture_output=True, text=True, timeout=30,
+            env={**os.environ, "LC_ALL": "C"}, start_new_session=True,
+        )  # fmt: skip
+        failure = smoke_failure(out.stdout + out.stderr, out.returncode)
+    except subprocess.TimeoutExpired:
+        failure = "QEMU did not answer the vCPU smoke test within 30 s"
+    _write_cache({**cached, key: {"failure": failure}})
+    return failure
+
+
 def accel_reasons(
-    guest_arch: str, binary_accels: list[str], os_name: str, cpu_arch: str
+    guest_arch: str,
+    binary_accels: list[str],
+    os_name: str,
+    cpu_arch: str,
+    smoke: Callable[[str], str | None] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
-    """Usable accelerators for ``guest_arch`` (best first) and, for the others, why not."""
+    """Usable accelerators for ``guest_arch`` (best first) and, for the others, why not.
+
+    ``smoke(accel)`` runs a real vCPU for hvf/kvm once every static check passed (see :func:`smoke_argv`).
+    """
     usable: list[str] = []
     why: dict[str, str] = {}
     for accel in ("hvf", "kvm", "tcg"):
@@ -216,6 +283,8 @@ def accel_reasons(
             reason = f"guest is {guest_arch}, host CPU is {cpu_arch}"
         if reason is None and binary_accels and accel not in binary_accels:
             reason = f"qemu-system-{guest_arch} was built without {accel}"
+        if reason is None and accel != "tcg" and smoke is not None:
+            reason = smoke(accel)
         if reason is None:
             usable.append(accel)
         else:
@@ -236,7 +305,9 @@ def probe() -> Host:
         except (OSError, subprocess.SubprocessError):
             continue
         host.qemu[arch] = QemuBinary(arch=arch, path=path, version=version, accels=accels)
-        host.accelerators[arch], host.unavailable[arch] = accel_reasons(arch, accels, host.os, host.arch)
+        host.accelerators[arch], host.unavailable[arch] = accel_reasons(
+            arch, accels, host.os, host.arch, smoke=functools.partial(_smoke, path, arch)
+        )
     host.firmware, host.pflash, host.firmware_files = probe_firmware()
     return host
 

@@ -121,3 +121,12 @@ def test_missing_qemu_binary_is_one_line(project: Path, tmp_path: Path) -> None:
 def test_debug_shows_traceback(project: Path) -> None:
     result = bootlab("--debug", "script", "nope", cwd=project)
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_help_for_every_command() -> None:
+    from bootlab.cli.main import COMMANDS
+
+    assert bootlab("--help").returncode == 0
+    for name in COMMANDS:
+        result = bootlab(name, "--help")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (name, result.stderr)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bootlab import host as hostmod
-from bootlab.host import accel_reasons, parse_accel_help, parse_version, probe_firmware
+from bootlab.host import accel_reasons, parse_accel_help, parse_version, probe_firmware, smoke_argv, smoke_failure
 
 
 def test_parse_version() -> None:
@@ -71,3 +71,36 @@ def test_firmware_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert names["edk2-aarch64-code.fd"] == str(tmp_path / "edk2-aarch64-code.fd")
     assert pflash["edk2-aarch64-code.fd"] == str(tmp_path / "edk2-aarch64-code.fd")
     assert files["AAVMF_CODE.fd"] == str(tmp_path / "AAVMF_CODE.fd")
+
+
+def test_smoke_failure_from_nested_kvm_output() -> None:
+    """What QEMU 7.2 prints on this project's CI machine: /dev/kvm opens, but a -cpu host vCPU cannot start."""
+    output = (
+        "(qemu) qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69\n"
+        "qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion failed.\n"
+    )
+    assert smoke_failure(output, -6) == "QEMU could not start a vCPU with -cpu host (failed to set MSR 0x10a to 0x69)"
+    assert smoke_failure("(qemu) quit\n", 0) is None
+    assert smoke_failure("", 1) == "QEMU could not start a vCPU with -cpu host (exit status 1)"
+
+
+def test_smoke_runs_only_for_hardware_accels_that_pass_static_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostmod, "_kvm_usable", lambda: None)
+    asked: list[str] = []
+
+    def smoke(accel: str) -> str | None:
+        asked.append(accel)
+        return "QEMU could not start a vCPU with -cpu host (x)"
+
+    usable, why = accel_reasons("x86_64", ["kvm", "tcg"], "linux", "x86_64", smoke=smoke)
+    assert usable == ["tcg"] and asked == ["kvm"]
+    assert why["kvm"].startswith("QEMU could not start a vCPU")
+    asked.clear()
+    accel_reasons("aarch64", ["kvm", "tcg"], "linux", "x86_64", smoke=smoke)
+    assert asked == []  # arch mismatch already rules kvm out: no QEMU started
+
+
+def test_smoke_argv_is_a_paused_host_vcpu() -> None:
+    argv = smoke_argv("/usr/bin/qemu-system-aarch64", "aarch64", "hvf")
+    assert argv[:5] == ["/usr/bin/qemu-system-aarch64", "-accel", "hvf", "-cpu", "host"]
+    assert "-S" in argv and argv[argv.index("-M") + 1] == "virt"

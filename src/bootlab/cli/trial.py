@@ -69,7 +69,7 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("trial", help="boot a profile N times: pass rate with its 95% interval, crash titles, timings")
+    p = sub.add_parser("trial", help="boot a profile N times: pass rate with its 95%% interval, crash titles, timings")
     add_profile_args(p, seed=False)
     add_run_args(p)
     p.add_argument("--until-confident", action="store_true", help="stop as soon as --target or --width is settled")
