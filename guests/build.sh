@@ -68,7 +68,7 @@ smp = 1
 memory = "512M"
 firmware = { bios = "$AAVMF" }
 drives = [{ file = "out/linux-arm64-uefi/esp.img", format = "raw", interface = "virtio" }]
-extra_args = ["-nic", "none"]
+network = false  # no NIC: no PXE attempt before the disk
 pack = ["edk2", "linux"]
 timeout = 180
 quiet_timeout = 60
