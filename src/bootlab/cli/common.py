@@ -76,9 +76,13 @@ def canonical_invocation(args: argparse.Namespace) -> tuple[Resolved, Invocation
 
 
 def check_lock(args: argparse.Namespace) -> None:
-    """Refuse to run a locked profile whose command line changed."""
+    """Refuse to run a locked profile whose command line changed (nothing to do when no lock names it)."""
+    from bootlab.profile.loader import load_project
     from bootlab.profile.lock import check_lock as _check
+    from bootlab.profile.lock import read_locks
 
+    if args.profile not in read_locks(load_project(args.config)):
+        return
     res, inv = canonical_invocation(args)
     _check(res.project, res.profile.name, inv.argv, inv.sha256)
 
