@@ -476,7 +476,11 @@ class Supervisor:
                 return True
         return False
 
-    async def do_exec(self, argv: list[str], timeout: float | None) -> dict[str, Any]:
+    async def do_exec(
+        self, argv: list[str], timeout: float | None, abandoned: asyncio.Event | None = None
+    ) -> dict[str, Any]:
+        """Run one framed command. ``abandoned`` is set when the client went away (Ctrl-C on `vm exec`): the
+        command is interrupted as on a timeout, so a forgotten `sleep 1000` cannot hold the exec lock."""
         try:
             framed = shell.wrap(argv)
         except ValueError as exc:
@@ -511,7 +515,8 @@ class Supervisor:
                     if self.state != "ready":
                         return self._not_ready()
                     left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                    gone = abandoned is not None and abandoned.is_set()
+                    if gone or (left is not None and left <= 0):
                         partial = collector.partial()
                         self.exec_buf = None
                         self.synced = await self._sync(attempts=4, interrupt=True)
@@ -524,7 +529,7 @@ class Supervisor:
                     if not self.exec_buf:
                         self.exec_event.clear()
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self.exec_event.wait(), left)
+                            await asyncio.wait_for(self.exec_event.wait(), 0.25 if left is None else min(left, 0.25))
             finally:
                 self.exec_buf = None
 
@@ -590,8 +595,20 @@ class Supervisor:
                 await self._wait_settled(float(req.get("timeout", 600)))
                 await self._reply(writer, self.status())
             elif op == "exec":
-                res = await self.do_exec(list(req["argv"]), req.get("timeout"))
-                await self._reply(writer, res)
+                abandoned = asyncio.Event()
+
+                async def watch() -> None:  # the client sends nothing more: EOF means it is gone
+                    with contextlib.suppress(Exception):
+                        await reader.read()
+                    abandoned.set()
+
+                watcher = asyncio.create_task(watch())
+                try:
+                    res = await self.do_exec(list(req["argv"]), req.get("timeout"), abandoned)
+                finally:
+                    watcher.cancel()
+                if not abandoned.is_set():
+                    await self._reply(writer, res)
             elif op == "attach":
                 await self._attach(reader, writer)
             elif op == "stop":
