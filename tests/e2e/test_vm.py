@@ -178,6 +178,21 @@ def test_timeout_interrupts_and_the_shell_stays_usable(vm: Vm) -> None:
     assert (r.stdout, r.returncode) == (b"still-here\n", 0)
 
 
+def test_ctrl_c_on_exec_interrupts_the_command(vm: Vm) -> None:
+    """A `vm exec` the user abandons must not hold the VM's exec lock with a command that never ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bootlab", "vm", "exec", vm.name, "--", "sleep", "1000"],
+        env=vm.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 130
+    t = time.monotonic()
+    r = vm.exec("echo", "free", timeout=30)
+    assert (r.stdout, r.returncode) == (b"free\n", 0)
+    assert time.monotonic() - t < 10
+
+
 def test_console_attach_two_watchers_and_detach(vm: Vm) -> None:
     import pexpect
 
