@@ -87,14 +87,14 @@ def real(args: argparse.Namespace) -> None:
     from bootlab.profile.loader import load_project
     from bootlab.store.db import Store
 
-    print("\nredox-sim, -cpu max (pauth-impdef=on), --until-confident --target", args.target)
+    print("\nredox-sim, -cpu max, --until-confident --target", args.target)
     with tempfile.TemporaryDirectory(prefix="bootlab-bench-") as tmp:
         lab = Lab(load_project(args.config), probe(), Store(Path(tmp)))
         for build in ("icache-fix", "dsb-wfi", "isb-barriers"):
             used = []
             for run in range(args.real_runs):
                 stopper = Stopper(sprt=Sprt(args.target))
-                spec = ArmSpec("redox-sim", ['cpu="max,pauth-impdef=on"', f"vars.build={build}"])
+                spec = ArmSpec("redox-sim", ["cpu=max", f"vars.build={build}"])
                 r = lab.trial(spec, n=4 * Sprt(args.target).fixed_n(), jobs=2, seed_base=100 + run, stopper=stopper)
                 seq = r["sequential"]
                 used.append(r["boots"])

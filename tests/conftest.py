@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,29 @@ import pytest
 from bootlab.host import Host, QemuBinary
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never write into the user's store, logs or VM registry: point them all at a temporary tree.
+
+    Set in os.environ (not monkeypatch) so subprocesses (`python -m bootlab ...`) inherit it. The cache dir is
+    kept: it only holds the host probe's per-binary facts.
+    """
+    root = tmp_path_factory.mktemp("userdirs")
+    saved = {k: os.environ.get(k) for k in ("BOOTLAB_STORE", "BOOTLAB_VM_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME")}
+    os.environ.update(
+        BOOTLAB_STORE=str(root / "store"),
+        BOOTLAB_VM_HOME=str(root / "vms"),
+        XDG_STATE_HOME=str(root / "state"),
+        XDG_DATA_HOME=str(root / "data"),
+    )
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture

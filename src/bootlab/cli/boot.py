@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log", type=str, metavar="FILE", help="write the raw console log here")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
+    p.add_argument("--no-store", action="store_true", help="do not record this boot in the results store")
     p.set_defaults(func=run_boot)
 
 
@@ -63,6 +64,11 @@ def run_boot(args: argparse.Namespace) -> int:
         on_event=on_event,
     )
     verdict = boot(profile, host=res.host, options=opts)
+    if not args.no_store:
+        from bootlab.store import record_boot
+
+        ref = record_boot(verdict, profile, res.host, project=res.project)
+        print(f"bootlab: stored as {ref} (bootlab show {ref})", file=err, flush=True)
     if args.json:
         print(verdict.model_dump_json(indent=2))
         return verdict.exit_code()
