@@ -21,8 +21,8 @@ def console(framed: shell.Framed, *, prompt: bytes = b"root:/# ", kernel_line: b
     return prompt + framed.line.encode().replace(b"\n", b"\r\n") + out + prompt
 
 
-def run(argv: list[str], **kw: bytes) -> shell.ExecResult:
-    framed = shell.wrap(argv)
+def run(argv: list[str], gzip: bool = False, **kw: bytes) -> shell.ExecResult:
+    framed = shell.wrap(argv, gzip=gzip)
     result = shell.find_complete(console(framed, **kw), framed)
     assert result is not None
     return result
@@ -130,3 +130,16 @@ def test_collector_fed_in_small_reads_matches(chunk: int) -> None:
     assert len(done) >= 1
     assert done[0].output == b"".join(b"%d\n" % i for i in range(1, 3001))
     assert done[0].exit_code == 0
+
+
+@pytest.mark.parametrize("argv", [["seq", "1", "160000"], ["printf", "root:/# \\001\\377\\r\\n"], ["true"]])
+def test_gzip_framing_is_exact(argv: list[str]) -> None:
+    plain, squeezed = run(argv), run(argv, gzip=True)
+    assert (squeezed.output, squeezed.exit_code) == (plain.output, plain.exit_code)
+
+
+def test_gzip_probe() -> None:
+    framed = shell.wrap(shell.GZIP_PROBE)
+    r = shell.find_complete(console(framed), framed)
+    assert r is not None and shell.gzip_works(r.output, r.exit_code)
+    assert not shell.gzip_works(b"sh: gzip: not found\n", 127)

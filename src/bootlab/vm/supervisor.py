@@ -83,6 +83,7 @@ class Supervisor:
         self.server: asyncio.Server | None = None
         self.shut = False
         self.becoming_ready = False
+        self.gzip: bool | None = None  # can the guest compress exec output? probed at the first exec
         self.tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -107,6 +108,7 @@ class Supervisor:
             "qemu_pid": self.proc.pid if self.proc else None,
             "forwards": [f"{f.host}:{f.guest}" for f in self.profile.forwards],
             "log": str(self.vm.log),
+            "exec_gzip": self.gzip,
         }
 
     def publish(self, state: str | None = None) -> None:
@@ -482,7 +484,7 @@ class Supervisor:
         """Run one framed command. ``abandoned`` is set when the client went away (Ctrl-C on `vm exec`): the
         command is interrupted as on a timeout, so a forgotten `sleep 1000` cannot hold the exec lock."""
         try:
-            framed = shell.wrap(argv)
+            shell.wrap(argv, gzip=True)  # the longer form: refuse early, before queueing
         except ValueError as exc:
             return {"error": str(exc), "usage": True}
         async with self.exec_lock:
@@ -492,46 +494,61 @@ class Supervisor:
                 self.synced = await self._sync()
                 if not self.synced:
                     return {"error": f"vm {self.vm.name}: the guest's shell does not answer on the console"}
-            start = time.monotonic()
-            collector = shell.Collector(framed)
-            self.exec_buf = bytearray()
-            try:
-                await self._send(framed.line.encode())
-                deadline = None if timeout is None else start + timeout
-                while True:
-                    data = bytes(self.exec_buf)
-                    self.exec_buf.clear()
-                    try:
-                        result = collector.feed(data)
-                    except ValueError as exc:
-                        self.synced = False
-                        return {"error": f"vm {self.vm.name}: {exc}"}
-                    if result is not None:
-                        return {
-                            "stdout_b64": base64.b64encode(result.output).decode(),
-                            "exit_code": result.exit_code,
-                            "duration_s": round(time.monotonic() - start, 3),
-                        }
-                    if self.state != "ready":
-                        return self._not_ready()
-                    left = None if deadline is None else deadline - time.monotonic()
-                    gone = abandoned is not None and abandoned.is_set()
-                    if gone or (left is not None and left <= 0):
-                        partial = collector.partial()
-                        self.exec_buf = None
-                        self.synced = await self._sync(attempts=4, interrupt=True)
-                        return {
-                            "stdout_b64": base64.b64encode(partial).decode(),
-                            "exit_code": 124,
-                            "duration_s": round(time.monotonic() - start, 3),
-                            "timed_out": True,
-                        }
-                    if not self.exec_buf:
-                        self.exec_event.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self.exec_event.wait(), 0.25 if left is None else min(left, 0.25))
-            finally:
-                self.exec_buf = None
+            if self.gzip is None:
+                probe = await self._exec_locked(shell.wrap(shell.GZIP_PROBE), 10.0, None)
+                out = base64.b64decode(probe.get("stdout_b64", ""))
+                try:
+                    self.gzip = shell.gzip_works(out, int(probe.get("exit_code", 1)))
+                except Exception:
+                    self.gzip = False
+            return await self._exec_locked(shell.wrap(argv, gzip=self.gzip), timeout, abandoned)
+
+    async def _exec_locked(
+        self, framed: shell.Framed, timeout: float | None, abandoned: asyncio.Event | None
+    ) -> dict[str, Any]:
+        """Type one framed command and collect its answer (the caller holds the exec lock)."""
+        if self.state != "ready":
+            return self._not_ready()
+        start = time.monotonic()
+        collector = shell.Collector(framed)
+        self.exec_buf = bytearray()
+        try:
+            await self._send(framed.line.encode())
+            deadline = None if timeout is None else start + timeout
+            while True:
+                data = bytes(self.exec_buf)
+                self.exec_buf.clear()
+                try:
+                    result = collector.feed(data)
+                except ValueError as exc:
+                    self.synced = False
+                    return {"error": f"vm {self.vm.name}: {exc}"}
+                if result is not None:
+                    return {
+                        "stdout_b64": base64.b64encode(result.output).decode(),
+                        "exit_code": result.exit_code,
+                        "duration_s": round(time.monotonic() - start, 3),
+                    }
+                if self.state != "ready":
+                    return self._not_ready()
+                left = None if deadline is None else deadline - time.monotonic()
+                gone = abandoned is not None and abandoned.is_set()
+                if gone or (left is not None and left <= 0):
+                    partial = collector.partial()
+                    self.exec_buf = None
+                    self.synced = await self._sync(attempts=4, interrupt=True)
+                    return {
+                        "stdout_b64": base64.b64encode(partial).decode(),
+                        "exit_code": 124,
+                        "duration_s": round(time.monotonic() - start, 3),
+                        "timed_out": True,
+                    }
+                if not self.exec_buf:
+                    self.exec_event.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.exec_event.wait(), 0.25 if left is None else min(left, 0.25))
+        finally:
+            self.exec_buf = None
 
     def _not_ready(self) -> dict[str, Any]:
         out: dict[str, Any] = {"error": f"vm {self.vm.name} is {self.state}", "state": self.state}
