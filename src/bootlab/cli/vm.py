@@ -105,7 +105,7 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
         v = fb["verdict"]
         _err(f"first attempt ({fb['profile']}): {v.get('outcome')}" + (f": {v['title']}" if v.get("title") else ""))
     verdict = state.get("verdict") or {}
-    if not as_json:
+    if not as_json and not state.get("streamed"):
         for s in state.get("stages") or verdict.get("stages") or []:
             t = s.get("t")
             _err(f"  {t:7.2f}s  {s['name']}" if t is not None else f"     ?     {s['name']}")
@@ -127,6 +127,10 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
     return 3 if outcome in ("qemu-error", "infra-error") else 1
 
 
+def _print_stage(name: str, t: float | None) -> None:
+    _err(f"  {t:7.2f}s  {name}" if t is not None else f"     ?     {name}")
+
+
 def cmd_launch(args: argparse.Namespace) -> int:
     from bootlab.vm import manager
     from bootlab.vm.registry import validate_name
@@ -142,14 +146,19 @@ def cmd_launch(args: argparse.Namespace) -> int:
         persistent=args.persistent,
     )
     _err(f"bootlab: launching vm {args.name} from {args.profile}")
-    state = manager.launch(req, wait=not args.no_wait, on_event=lambda text: _err(f"bootlab: *** {text} ***"))
+    state = manager.launch(
+        req,
+        wait=not args.no_wait,
+        on_event=lambda text: _err(f"bootlab: *** {text} ***"),
+        on_stage=None if args.json else _print_stage,
+    )
     return _report(args.name, state, args.json)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     from bootlab.vm import manager
 
-    state = manager.start(args.name, wait=not args.no_wait)
+    state = manager.start(args.name, wait=not args.no_wait, on_stage=None if args.json else _print_stage)
     return _report(args.name, state, args.json)
 
 

@@ -228,7 +228,13 @@ def _overlays(vm: VmDir, profile: Any) -> Any:
     return Profile.model_validate(data)
 
 
-def launch(req: LaunchRequest, *, wait: bool = True, on_event: Callable[[str], None] | None = None) -> dict[str, Any]:
+def launch(
+    req: LaunchRequest,
+    *,
+    wait: bool = True,
+    on_event: Callable[[str], None] | None = None,
+    on_stage: Callable[[str, float | None], None] | None = None,
+) -> dict[str, Any]:
     """Create the VM and boot it in the background. With ``wait``, returns when it is ready or its boot failed;
     a profile with ``fallback`` gets one retry under the fallback profile after a crash or hang."""
     reap()
@@ -251,7 +257,7 @@ def launch(req: LaunchRequest, *, wait: bool = True, on_event: Callable[[str], N
     spawn(vm)
     if not wait:
         return info(vm)
-    result = wait_settled(vm)
+    result = wait_settled(vm, on_stage=on_stage)
     verdict = result.get("verdict") or {}
     if result.get("state") == "stopped" and verdict.get("outcome") in ("crash", "hang") and profile.fallback:
         first = verdict
@@ -266,7 +272,7 @@ def launch(req: LaunchRequest, *, wait: bool = True, on_event: Callable[[str], N
             p.unlink()
         _prepare(vm, req, fb, project, fell_back_from=profile.name)
         spawn(vm)
-        result = wait_settled(vm)
+        result = wait_settled(vm, on_stage=on_stage)
         result["fallback_from"] = {"profile": profile.name, "verdict": first}
     return result
 
@@ -316,11 +322,28 @@ def spawn(vm: VmDir) -> None:
     raise InfraError(f"vm {vm.name}: the supervisor did not start; see {vm.supervisor_out}")
 
 
-def wait_settled(vm: VmDir, timeout: float = 3600) -> dict[str, Any]:
-    """Block until the boot is decided (ready, crashed or stopped); the final state."""
+def wait_settled(
+    vm: VmDir, timeout: float = 3600, on_stage: Callable[[str, float | None], None] | None = None
+) -> dict[str, Any]:
+    """Block until the boot is decided (ready, crashed or stopped); the final state. ``on_stage`` gets each
+    stage as the supervisor reaches it."""
     if vm.supervisor_alive():
         with contextlib.suppress(InfraError, UsageError, OSError, ValueError):
-            return request(vm, {"op": "wait", "timeout": timeout}, timeout=timeout + 5)
+            sock = connect(vm, timeout + 5)
+            try:
+                sock.sendall(json.dumps({"op": "wait", "timeout": timeout, "events": True}).encode() + b"\n")
+                reader = sock.makefile("rb")
+                for line in reader:
+                    msg = json.loads(line)
+                    if msg.get("event") == "stage":
+                        if on_stage is not None:
+                            on_stage(msg["name"], msg.get("t"))
+                        continue
+                    assert isinstance(msg, dict)
+                    msg["streamed"] = on_stage is not None
+                    return msg
+            finally:
+                sock.close()
     # the supervisor finished (failed boot) before we asked: its last published state says how
     deadline = time.monotonic() + 5
     while vm.supervisor_alive() and time.monotonic() < deadline:
@@ -331,7 +354,9 @@ def wait_settled(vm: VmDir, timeout: float = 3600) -> dict[str, Any]:
     return dict(state)
 
 
-def start(name: str, *, wait: bool = True) -> dict[str, Any]:
+def start(
+    name: str, *, wait: bool = True, on_stage: Callable[[str, float | None], None] | None = None
+) -> dict[str, Any]:
     reap()
     vm = get(name)
     if vm.supervisor_alive():
@@ -342,7 +367,7 @@ def start(name: str, *, wait: bool = True) -> dict[str, Any]:
     with contextlib.suppress(FileNotFoundError):
         (vm.path / "state.json").unlink()
     spawn(vm)
-    return wait_settled(vm) if wait else info(vm)
+    return wait_settled(vm, on_stage=on_stage) if wait else info(vm)
 
 
 def stop(name: str, grace: float = 10.0) -> dict[str, Any]:

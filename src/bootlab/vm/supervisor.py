@@ -609,7 +609,7 @@ class Supervisor:
             if op == "status":
                 await self._reply(writer, self.status())
             elif op == "wait":
-                await self._wait_settled(float(req.get("timeout", 600)))
+                await self._wait_settled(float(req.get("timeout", 600)), writer if req.get("events") else None)
                 await self._reply(writer, self.status())
             elif op == "exec":
                 abandoned = asyncio.Event()
@@ -640,9 +640,18 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _wait_settled(self, timeout: float) -> None:
+    async def _wait_settled(self, timeout: float, events: asyncio.StreamWriter | None = None) -> None:
+        """Until the boot is decided; with ``events``, each stage is sent as it is reached (`launch` prints the
+        timeline live: a Redox boot under TCG takes a minute, silence would look like a hang)."""
         deadline = time.monotonic() + timeout
-        while self.state == "booting" and time.monotonic() < deadline:
+        sent = 0
+        while True:
+            if events is not None:
+                for st in self.obs.stages[sent:]:
+                    await self._reply(events, {"event": "stage", "name": st.name, "t": st.t})
+                sent = len(self.obs.stages)
+            if self.state != "booting" or time.monotonic() >= deadline:
+                return
             ev = self.changed
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ev.wait(), deadline - time.monotonic())
