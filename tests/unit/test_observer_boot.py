@@ -10,7 +10,7 @@ import pytest
 
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.boot import BootOptions, _qemu_reason, boot
+from bootlab.lab.boot import BootOptions, boot, qemu_reason
 from bootlab.lab.registers import parse_registers, symbolise
 from bootlab.profile.model import Profile
 
@@ -23,16 +23,16 @@ KVM_MSR = (
 )
 
 
-def test_qemu_reason_skips_info_lines() -> None:
-    line, title = _qemu_reason(KVM_MSR)
+def testqemu_reason_skips_info_lines() -> None:
+    line, title = qemu_reason(KVM_MSR)
     assert line == "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"
     assert title == "qemu: error: failed to set MSR ADDR to ADDR"
 
 
-def test_qemu_reason_bad_machine() -> None:
-    _, title = _qemu_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
+def testqemu_reason_bad_machine() -> None:
+    _, title = qemu_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
     assert title == "qemu: unsupported machine type"
-    assert _qemu_reason("") == (None, None)
+    assert qemu_reason("") == (None, None)
 
 
 def _profile(**kw: object) -> Profile:

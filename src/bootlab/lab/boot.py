@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.observer import Observer
 from bootlab.console.offline import verdict_fields
 from bootlab.errors import BootlabError, UsageError
@@ -50,8 +51,8 @@ class BootOptions:
     log_path: Path | None = None
     wait_for_shell: bool | None = None  # None: profile vars.ready == "shell"
     interact: bool = True  # answer menus, countdowns and login prompts
-    grace: float = 0.3  # quiet time that ends a crash dump
-    max_grace: float = 2.0  # never wait longer than this after a fatal line
+    grace: float = GRACE  # quiet time that ends a crash dump
+    max_grace: float = MAX_GRACE  # never wait longer than this after a fatal line
     project_dir: Path | None = None  # where project packs/ live
     on_event: EventHook | None = None  # ("stage"|"send"|"fatal"|"ready", text, t) as they happen
     capture_registers: bool = True
@@ -169,31 +170,15 @@ class _Run:
         reader, writer = conn
         p = self.profile
         obs = self.obs
-        last_output = self.now()
-        last_progress = last_output
-        progress_mark = (0, False)
-        fatal_seen_at: float | None = None
+        clock = BootClock(p.timeout, p.quiet_timeout, self.now(), self.opts.grace, self.opts.max_grace)
         outcome: str | None = None
         with self.log_path.open("wb") as log, self.log_path.with_suffix(".times").open("w") as index:
             offset = 0
             while outcome is None:
-                now = self.now()
-                if fatal_seen_at is not None:
-                    wait = min(last_output + self.opts.grace, fatal_seen_at + self.opts.max_grace) - now
-                else:
-                    wait = min(
-                        p.timeout - now, last_output + p.quiet_timeout - now, last_progress + 2 * p.quiet_timeout - now
-                    )
                 try:
-                    data = await asyncio.wait_for(reader.read(READ_SIZE), max(wait, 0.0))
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), clock.wait(self.now()))
                 except TimeoutError:
-                    now = self.now()
-                    if fatal_seen_at is not None:
-                        outcome = "crash"
-                    elif now >= p.timeout:
-                        outcome = "timeout"
-                    else:
-                        outcome = "hang"
+                    outcome = clock.expired(self.now())
                     break
                 except OSError as exc:
                     return self._finish("infra-error", title=f"serial socket error: {exc}")
@@ -209,24 +194,19 @@ class _Run:
                 log.flush()
                 index.write(f"{offset} {t:.6f}\n")
                 offset += len(data)
-                last_output = t
                 actions = obs.feed(data, t)
                 if self.opts.interact:
                     for a in actions:
                         self.event("send", a.interaction, t)
                         self.sends.append(asyncio.create_task(self._send(writer, a.send, a.delay)))
-                mark = (len(obs.stages), obs.ready)
-                if mark != progress_mark:
-                    for s in obs.stages[progress_mark[0] :]:
-                        self.event("stage", s.name, s.t if s.t is not None else t)
-                    progress_mark = mark
-                    last_progress = t
-                if obs.fatal_seen and fatal_seen_at is None:
-                    fatal_seen_at = t
+                step = clock.observe(t, obs)
+                for s in step.stages:
+                    self.event("stage", s.name, s.t if s.t is not None else t)
+                if step.fatal_new:
                     self.event("fatal", obs.fatal.line if obs.fatal else "fatal line", t)
-                if fatal_seen_at is not None and obs.dump_complete and (obs.dump_ended or self.opts.grace <= 0):
+                if clock.fatal_at is not None and obs.dump_complete and (obs.dump_ended or self.opts.grace <= 0):
                     outcome = "crash"
-                elif fatal_seen_at is None and obs.ready:
+                elif clock.fatal_at is None and obs.ready:
                     self.event("ready", obs.ready_line or "", t)
                     outcome = "pass"
         for task in self.sends:
@@ -286,7 +266,7 @@ class _Run:
         code = getattr(proc, "returncode", None)
         self.obs.finish(self.now())
         stderr = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
-        line, title = _qemu_reason(stderr)
+        line, title = qemu_reason(stderr)
         if code == 0 and not line:
             # the guest powered off (or reset with -no-reboot) before reaching ready: its own doing
             return self._finish("crash", title="guest stopped before ready (QEMU exited with 0)")
@@ -304,7 +284,7 @@ class _Run:
         return verdict
 
 
-def _qemu_reason(stderr: str) -> tuple[str | None, str | None]:
+def qemu_reason(stderr: str) -> tuple[str | None, str | None]:
     """The first line of QEMU's stderr that the qemu pack recognises, and its title."""
     packs = load_packs(["qemu"])
     for raw in stderr.splitlines():

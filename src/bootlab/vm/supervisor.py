@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bootlab.console.clock import BootClock
 from bootlab.console.observer import Observer
 from bootlab.console.offline import verdict_fields
 from bootlab.packs.loader import PackSet, load_packs
@@ -40,8 +41,6 @@ from bootlab.vm.registry import VmDir, process_start_time, runtime_home
 
 READ_SIZE = 65536
 CONNECT_TIMEOUT = 15.0
-GRACE = 0.3  # quiet time that ends a crash dump (as `bootlab boot`)
-MAX_GRACE = 2.0
 TAIL = 2048  # bytes of recent console replayed to a new attacher (the prompt it would otherwise miss)
 MAX_ATTACHER_BUFFER = 4 << 20  # an attacher this far behind is dropped rather than grow memory
 SYNC_TIMEOUT = 10.0
@@ -229,42 +228,27 @@ class Supervisor:
         reader, self.writer = conn
         log = self.vm.log.open("ab")
         p = self.profile
-        last_output = self.now()
-        last_progress = last_output
-        progress = (0, False)
-        fatal_at: float | None = None
+        clock = BootClock(p.timeout, p.quiet_timeout, self.now())
         try:
             while True:
-                now = self.now()
-                wait: float | None = None
-                if fatal_at is not None:
-                    wait = min(last_output + GRACE, fatal_at + MAX_GRACE) - now
-                elif self.state == "booting":
-                    wait = min(
-                        p.timeout - now, last_output + p.quiet_timeout - now, last_progress + 2 * p.quiet_timeout - now
-                    )
+                wait = clock.wait(self.now(), booting=self.state == "booting")
                 read = asyncio.ensure_future(reader.read(READ_SIZE))
-                done, _ = await asyncio.wait(
-                    {read, waiter},
-                    timeout=None if wait is None else max(wait, 0.0),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                done, _ = await asyncio.wait({read, waiter}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
                 if read not in done:
                     read.cancel()
                     with contextlib.suppress(asyncio.CancelledError, OSError):
                         await read
                     if waiter in done:
-                        await self._qemu_gone(fatal_at)
+                        await self._qemu_gone(clock.fatal_at)
                         return
                     # a clock ran out
-                    if fatal_at is not None:
+                    if clock.fatal_at is not None:
                         await self._crashed()
-                        fatal_at = None
+                        clock.fatal_at = None
                         if self.state != "crashed":
                             return
                         continue
-                    outcome = "timeout" if self.now() >= p.timeout else "hang"
-                    await self._boot_failed_stop(self._verdict(outcome))
+                    await self._boot_failed_stop(self._verdict(clock.expired(self.now())))
                     return
                 try:
                     data = read.result()
@@ -273,24 +257,18 @@ class Supervisor:
                 t = self.now()
                 if not data:
                     await asyncio.wait({waiter}, timeout=2.0)
-                    await self._qemu_gone(fatal_at)
+                    await self._qemu_gone(clock.fatal_at)
                     return
                 log.write(data)
                 log.flush()
                 self._fan_out(data)
-                last_output = t
                 self._observe(data, t)
-                mark = (len(self.obs.stages), self.obs.ready)
-                if mark != progress:
-                    progress = mark
-                    last_progress = t
-                    if self.state == "booting":
-                        self.publish()
-                if self.obs.fatal_seen and fatal_at is None and self.state != "crashed":
-                    fatal_at = t
-                    if self.obs.dump_complete and GRACE <= 0:
-                        await self._crashed()
-                if fatal_at is None and self.state == "booting" and self.obs.ready and not self.becoming_ready:
+                step = clock.observe(t, self.obs, watch_fatal=self.state != "crashed")
+                if step.progressed and self.state == "booting":
+                    self.publish()
+                if step.fatal_new and self.obs.dump_complete and clock.grace <= 0:
+                    await self._crashed()
+                if clock.fatal_at is None and self.state == "booting" and self.obs.ready and not self.becoming_ready:
                     self.becoming_ready = True
                     self._spawn(self._become_ready())
         finally:
@@ -389,9 +367,9 @@ class Supervisor:
         code = self.proc.returncode if self.proc else None
         stderr_path = self.vm.path / "qemu.stderr"
         stderr = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
-        from bootlab.lab.boot import _qemu_reason
+        from bootlab.lab.boot import qemu_reason
 
-        line, title = _qemu_reason(stderr)
+        line, title = qemu_reason(stderr)
         if code == 0 and not line:
             return self._verdict("crash", title="guest stopped before ready (QEMU exited with 0)")
         v = self._verdict("qemu-error", title=title or f"QEMU exited with status {code}")

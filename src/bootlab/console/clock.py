@@ -1,0 +1,76 @@
+"""The clocks of an observed boot, shared by `bootlab boot` and the named-VM supervisor.
+
+Three limits decide when to stop reading and what to call it: the overall ``timeout`` (seconds since QEMU
+start); ``quiet_timeout`` without any console output is a hang; output that goes on without a new milestone for
+twice ``quiet_timeout`` is a hang too (a guest stuck printing, such as a flood). Once a fatal line is seen, only
+the crash dump is waited for: until the console has been quiet for ``grace`` seconds, ``max_grace`` at most after
+the fatal line, so a crash verdict lands within a fraction of a second of its fatal line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bootlab.console.observer import Observer, Stage
+
+GRACE = 0.3
+MAX_GRACE = 2.0
+
+
+@dataclass
+class Step:
+    """What one chunk of console output changed: stages newly reached, and whether a fatal line just appeared."""
+
+    stages: list[Stage] = field(default_factory=list)
+    progressed: bool = False
+    fatal_new: bool = False
+
+
+@dataclass
+class BootClock:
+    timeout: float
+    quiet_timeout: float
+    start: float = 0.0
+    grace: float = GRACE
+    max_grace: float = MAX_GRACE
+    fatal_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.last_output = self.start
+        self.last_progress = self.start
+        self._mark: tuple[int, bool] = (0, False)
+
+    def observe(self, t: float, obs: Observer, *, watch_fatal: bool = True) -> Step:
+        """Account for output that arrived at ``t`` (after it was fed to ``obs``)."""
+        self.last_output = t
+        step = Step()
+        mark = (len(obs.stages), obs.ready)
+        if mark != self._mark:
+            step.stages = obs.stages[self._mark[0] :]
+            step.progressed = True
+            self._mark = mark
+            self.last_progress = t
+        if watch_fatal and obs.fatal_seen and self.fatal_at is None:
+            self.fatal_at = t
+            step.fatal_new = True
+        return step
+
+    def wait(self, now: float, *, booting: bool = True) -> float | None:
+        """Seconds until the next limit runs out; None when nothing is being timed (a ready VM with no crash)."""
+        if self.fatal_at is not None:
+            left = min(self.last_output + self.grace, self.fatal_at + self.max_grace) - now
+        elif booting:
+            left = min(
+                self.timeout - now,
+                self.last_output + self.quiet_timeout - now,
+                self.last_progress + 2 * self.quiet_timeout - now,
+            )
+        else:
+            return None
+        return max(left, 0.0)
+
+    def expired(self, now: float) -> str:
+        """The outcome when :meth:`wait` ran out: the crash dump is complete, the overall limit, or a hang."""
+        if self.fatal_at is not None:
+            return "crash"
+        return "timeout" if now >= self.timeout else "hang"

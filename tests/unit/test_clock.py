@@ -1,0 +1,59 @@
+"""BootClock: the hang, timeout and crash-grace limits shared by `bootlab boot` and the VM supervisor."""
+
+from __future__ import annotations
+
+from bootlab.console.clock import BootClock
+from bootlab.console.observer import Observer
+from bootlab.packs.loader import load_packs
+
+
+def observer() -> Observer:
+    return Observer(load_packs(["linux"]), variables={"user": "root", "password": ""})
+
+
+def test_quiet_guest_is_a_hang_and_the_overall_limit_a_timeout() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    assert clock.wait(0) == 10
+    assert clock.expired(10) == "hang"
+    assert clock.wait(95) == 0  # the hang limit passed too; whichever ran out first is asked by expired()
+    assert clock.expired(100) == "timeout"
+
+
+def test_output_without_progress_is_a_hang_after_twice_quiet_timeout() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    obs = observer()
+    for t in range(1, 20):
+        obs.feed(b"noise noise noise\n", t)
+        assert not clock.observe(t, obs).progressed
+    assert clock.wait(19) == 1  # 2 * quiet_timeout after the start, not 10 s after the last output
+
+
+def test_progress_resets_the_progress_clock_and_reports_new_stages() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    obs = observer()
+    obs.feed(b"Booting Linux on physical CPU 0x0000000000 [0x410fd083]\n", 5)
+    step = clock.observe(5, obs)
+    assert step.progressed and [s.name for s in step.stages] == [s.name for s in obs.stages]
+    assert clock.wait(5) == 10
+
+
+def test_fatal_line_switches_to_the_dump_grace() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0, grace=0.3, max_grace=2.0)
+    obs = observer()
+    obs.feed(b"Kernel panic - not syncing: sysrq triggered crash\n", 3.0)
+    step = clock.observe(3.0, obs)
+    assert step.fatal_new and clock.fatal_at == 3.0
+    assert abs((clock.wait(3.0) or 0) - 0.3) < 1e-9
+    for i in range(1, 30):  # a dump that keeps streaming is cut at max_grace
+        clock.observe(3.0 + i * 0.1, obs)
+    assert clock.wait(4.9) == 0.1 or abs((clock.wait(4.9) or 0) - 0.1) < 1e-9
+    assert clock.expired(5.0) == "crash"
+    assert not clock.observe(5.1, obs).fatal_new  # reported once
+
+
+def test_ready_vm_is_not_timed_and_ignores_fatal_when_told() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    assert clock.wait(50, booting=False) is None
+    obs = observer()
+    obs.feed(b"Kernel panic - not syncing: x\n", 1)
+    assert not clock.observe(1, obs, watch_fatal=False).fatal_new and clock.fatal_at is None
