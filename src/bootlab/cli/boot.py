@@ -8,8 +8,14 @@ could not run the boot (qemu-error, infra-error), 2 bad input. The timeline goes
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from bootlab.cli.common import add_profile_args
+
+if TYPE_CHECKING:
+    from bootlab.cli.common import Resolved
+    from bootlab.qemu.argv import Invocation
+    from bootlab.verdict import Verdict
 
 
 def _seconds(text: str) -> float:
@@ -31,21 +37,58 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--no-store", action="store_true", help="do not record this boot in the results store")
+    p.add_argument(
+        "--fallback",
+        action="store_true",
+        help="on crash or hang, boot once more under the profile's `fallback` (both verdicts kept)",
+    )
     p.set_defaults(func=run_boot)
 
 
 def run_boot(args: argparse.Namespace) -> int:
+    import json
     import sys
-    from pathlib import Path
 
     from bootlab.cli.common import prepare
-    from bootlab.lab.boot import BootOptions, boot
 
     if args.timeout is not None:
         args.sets = [*args.sets, f"timeout={args.timeout}"]
     if args.quiet_timeout is not None:
         args.sets = [*args.sets, f"quiet_timeout={args.quiet_timeout}"]
     res, inv = prepare(args, force=args.force, quiet=False)
+    verdict = _observed_boot(args, res, inv, args.log)
+    if not args.fallback:
+        _show(args, verdict)
+        return verdict.exit_code()
+
+    from bootlab.vm.fallback import announcement, should_fall_back
+
+    if not should_fall_back(res.profile, verdict):
+        _show(args, verdict)
+        return verdict.exit_code()
+    if not args.json:
+        _show(args, verdict)
+    print(f"bootlab: *** {announcement(res.profile, verdict)} ***", file=sys.stderr, flush=True)
+    # The fallback boots with the same --set overrides and the same seed, so the two attempts are comparable.
+    fb_args = argparse.Namespace(**{**vars(args), "profile": res.profile.fallback, "seed": res.profile.seed})
+    fb_res, fb_inv = prepare(fb_args, force=args.force, quiet=False)
+    second = _observed_boot(fb_args, fb_res, fb_inv, f"{args.log}.fallback" if args.log else None)
+    if args.json:
+        data = second.model_dump(mode="json")
+        data["fallback_from"] = {"profile": res.profile.name, **verdict.model_dump(mode="json")}
+        print(json.dumps(data, indent=2))
+    else:
+        _show(args, second)
+    return second.exit_code()
+
+
+def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log: str | None) -> Verdict:
+    """One observed boot with the live timeline on stderr, stored unless --no-store."""
+    import sys
+    from pathlib import Path
+
+    from bootlab.lab.boot import BootOptions, boot
+
     profile = res.profile
     err = sys.stderr
 
@@ -58,20 +101,20 @@ def run_boot(args: argparse.Namespace) -> int:
             print(f"  {t:7.2f}s  (answered {text})", file=err, flush=True)
 
     print(f"bootlab: booting {profile.name} ({inv.accel_reason}; seed {profile.seed})", file=err, flush=True)
-    opts = BootOptions(
-        log_path=Path(args.log) if args.log else None,
-        project_dir=res.project.root,
-        on_event=on_event,
-    )
+    opts = BootOptions(log_path=Path(log) if log else None, project_dir=res.project.root, on_event=on_event)
     verdict = boot(profile, host=res.host, options=opts)
     if not args.no_store:
         from bootlab.store import record_boot
 
         ref = record_boot(verdict, profile, res.host, project=res.project)
         print(f"bootlab: stored as {ref} (bootlab show {ref})", file=err, flush=True)
+    return verdict
+
+
+def _show(args: argparse.Namespace, verdict: Verdict) -> None:
     if args.json:
         print(verdict.model_dump_json(indent=2))
-        return verdict.exit_code()
+        return
     from rich.console import Console
 
     out = Console(highlight=False, soft_wrap=True)
@@ -91,4 +134,3 @@ def run_boot(args: argparse.Namespace) -> int:
         sym = "  ".join(f"{k}={v}" for k, v in r.symbols.items())
         out.print(f"  cpu{r.cpu}: pc={r.pc} sp={r.sp} lr={r.lr} {sym}".rstrip(), markup=False)
     out.print(f"  log: {verdict.log}", markup=False)
-    return verdict.exit_code()
