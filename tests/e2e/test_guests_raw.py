@@ -155,6 +155,8 @@ def qemu_argv(
             "-device",
             f"virtio-blk-pci,drive=drv{i}",
         ]
+    if p.get("network") is False:
+        argv += ["-nic", "none"]  # as bootlab's builder does for `network = false`
     argv += list(p.get("extra_args", []))
     argv += extra or []
     return argv
