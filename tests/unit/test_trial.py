@@ -288,3 +288,29 @@ def test_boot_function_errors_are_infra_errors_not_crashes(tmp_path: Path, fake_
     r = lab.trial(ArmSpec("sim"), n=3, seed_base=1)
     assert r["excluded"] == 3 and r["boots"] == 0 and r["rate"] is None
     assert r["warning"] and "bootlab: socket vanished" in r["excluded_titles"][0]["title"]
+
+
+def test_undecided_claims_no_saving() -> None:
+    """At the cap without a decision nothing was saved: ``saved`` is None and the text says no boots saved."""
+    from bootlab.report.text import trial_lines
+
+    stopper = Stopper(sprt=Sprt(0.9), width=0.1)
+    for passes, fails in [(1, 0), (2, 0), (3, 0), (4, 0), (4, 1)]:
+        assert not stopper.check(passes, fails)
+    seq = stopper.report(5, 5)
+    assert seq["decision"] == "undecided" and seq["saved"] is None and seq["fixed_n"] > 100
+    r = {"profile": "sim", "boots": 5, "passed": 4, "rate": 0.8, "ci95": [0.38, 0.96], "sequential": seq}
+    text = "\n".join(trial_lines(r))
+    assert "undecided at the cap after 5 boots" in text
+    assert "saved" not in text and str(seq["fixed_n"]) in text
+    width_only = Stopper(width=0.1)
+    assert not width_only.check(3, 2)
+    seq = width_only.report(5, 5)
+    assert seq["decision"] == "undecided" and seq["saved"] is None
+    assert "saved" not in "\n".join(trial_lines({**r, "sequential": seq}))
+    # decided: the saving is reported against the fixed-N test
+    decided = Stopper(sprt=Sprt(0.9))
+    assert decided.check(0, 5)
+    seq = decided.report(5, 200)
+    assert seq["decision"] == "refuted" and seq["saved"] == seq["fixed_n"] - 5
+    assert f"{seq['saved']} saved" in "\n".join(trial_lines({**r, "sequential": seq}))

@@ -148,8 +148,16 @@ class Stopper:
         return False
 
     def report(self, used: int, cap: int) -> dict[str, Any]:
-        """What the sequential stop decided and what it saved against a fixed-N plan with the same guarantees."""
+        """What the sequential stop decided and what it saved against a fixed-N plan with the same guarantees.
+
+        ``saved`` is None when nothing was decided (the cap came first, or the trial was interrupted): the boots a
+        fixed-N test would need are still reported (``fixed_n``), but no boots were saved by a decision never made.
+        """
         out: dict[str, Any] = {"decision": self.decision or "undecided", "boots_used": used, "cap": cap}
+
+        def saved(fixed: int) -> int | None:
+            return max(0, fixed - used) if self.decision is not None else None
+
         if self.sprt is not None:
             fixed = self.sprt.fixed_n()
             out.update(
@@ -159,10 +167,10 @@ class Stopper:
                 alpha=self.sprt.alpha,
                 beta=self.sprt.beta,
                 fixed_n=fixed,
-                saved=max(0, fixed - used),
+                saved=saved(fixed),
                 describe=self.sprt.describe(),
             )
         elif self.width is not None:
             fixed = width_fixed_n(self.width)
-            out.update(method="width", width=self.width, fixed_n=fixed, saved=max(0, fixed - used))
+            out.update(method="width", width=self.width, fixed_n=fixed, saved=saved(fixed))
         return out

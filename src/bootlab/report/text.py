@@ -72,9 +72,11 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
         else:
             what = f"interval narrower than {pct(seq.get('width'))}" if decided == "narrow" else "undecided at the cap"
             lines.append(f"{indent}until-confident: {what} after {seq.get('decided_at') or seq['boots_used']} boots")
+        # nothing is saved by a decision that was not made: the fixed-N figure is then only for information
+        saved = f": {seq['saved']} saved" if seq.get("saved") is not None else ""
         lines.append(
-            f"{indent}  a fixed-N test with the same guarantees needs {seq['fixed_n']} boots: "
-            f"{seq['saved']} saved (cap was {seq['cap']})"
+            f"{indent}  a fixed-N test with the same guarantees needs {seq['fixed_n']} boots{saved} "
+            f"(cap was {seq['cap']})"
         )
     return lines
 
