@@ -95,6 +95,45 @@ def test_dead_supervisor_is_reported_then_cleaned(tmp_path: Path) -> None:
     assert vm.read("state.json")["note"] == "supervisor died"
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_dead_supervisor_kills_its_verified_qemu(tmp_path: Path) -> None:
+    vm = make_vm("orphan")
+    qemu = subprocess.Popen(["sleep", "60"])
+    try:
+        start = registry.process_start_time(qemu.pid)
+        vm.write("supervisor.json", {"pid": _dead_pid(), "start": 1, "qemu_pid": qemu.pid, "qemu_start": start})
+        assert vm.cleanup_dead() is not None
+        assert qemu.wait(timeout=5) == -9
+    finally:
+        qemu.kill()
+        qemu.wait()
+
+
+def test_unverifiable_start_time_never_kills(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS has no /proc: a live pid's start time is unknown, so a process that reused QEMU's pid is left alone
+    while the VM is still reported as died."""
+    monkeypatch.setattr(registry, "_HAVE_PROC", False)
+    assert registry.process_start_time(os.getpid()) == 0  # the fake lookup: alive, start unknown
+    vm = make_vm("reused")
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        vm.write("supervisor.json", {"pid": _dead_pid(), "start": 1, "qemu_pid": stranger.pid, "qemu_start": 0})
+        vm.write("state.json", {"state": "ready", "started": 0})
+        assert manager.info(vm)["state"] == "died"
+        assert not vm.supervisor_file.exists()
+        assert stranger.poll() is None  # not signalled
+        assert not registry.verified_process(stranger.pid, 0)
+        assert registry.same_process(stranger.pid, 0)  # looks alive, but that is not proof enough to kill
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
 def test_vm_dir_is_private() -> None:
     vm = make_vm("priv")
     assert vm.path.stat().st_mode & 0o777 == 0o700

@@ -8,7 +8,8 @@ short runtime directory (a unix socket path is limited to ~104 bytes; macOS's da
 0700, named in ``supervisor.json``.
 
 Liveness is checked by pid *and* process start time (``/proc/<pid>/stat`` field 22), so a recycled pid is never
-mistaken for a supervisor and nothing is ever looked up by process name.
+mistaken for a supervisor and nothing is ever looked up by process name. Without /proc (macOS) the start time
+cannot be read: a live pid then counts as alive, but is never killed on that evidence.
 """
 
 from __future__ import annotations
@@ -104,13 +105,25 @@ def process_start_time(pid: int) -> int | None:
 
 
 def same_process(pid: int | None, start: int | None) -> bool:
-    """``pid`` is still the process we started (not dead, not a zombie, not a recycled pid)."""
+    """``pid`` is still the process we started (not dead, not a zombie, not a recycled pid).
+
+    Without /proc (macOS) only "some process has this pid" can be checked, so this may say True for a recycled
+    pid: good enough to decide that a VM looks alive, never enough to signal it (see :func:`verified_process`).
+    """
     if not pid:
         return False
     now = process_start_time(pid)
     if now is None:
         return False
     return start is None or now == start or not _HAVE_PROC
+
+
+def verified_process(pid: int | None, start: int | None) -> bool:
+    """``pid`` is alive *and* its start time was read and equals ``start``: the only proof strong enough to send
+    it a signal. False whenever the start time cannot be verified (no recorded start, or no /proc on macOS)."""
+    if not pid or start is None or not _HAVE_PROC:
+        return False
+    return process_start_time(pid) == start
 
 
 @dataclass
@@ -192,13 +205,15 @@ class VmDir:
 
         Returns the dead record (so callers can say what happened) or None when there was nothing to clean.
         QEMU normally died with it (parent-death signal); if a QEMU with the recorded pid *and* start time is
-        still there, it is ours and is killed.
+        still there, it is ours and is killed. When the start time cannot be verified (macOS has no /proc, or
+        the record has no start time) the pid is never signalled, even if a process holds it: it may be an
+        unrelated process that reused QEMU's pid. The VM is still reported as died.
         """
         sup = self.supervisor()
         if sup is None or same_process(sup.get("pid"), sup.get("start")):
             return None
         qpid, qstart = sup.get("qemu_pid"), sup.get("qemu_start")
-        if qpid and same_process(qpid, qstart):
+        if qpid and verified_process(qpid, qstart):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(qpid, 9)
         run_dir = sup.get("run_dir")
