@@ -134,6 +134,23 @@ def test_unverifiable_start_time_never_kills(monkeypatch: pytest.MonkeyPatch) ->
         stranger.wait()
 
 
+def test_run_dir_is_private_and_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = registry.make_run_dir("x" * 32)
+    try:
+        assert run.path.parent == registry.runtime_home() or run.path.parent == Path("/tmp")
+        assert run.path.stat().st_mode & 0o777 == 0o700
+        assert len(str(run.path / "serial.sock")) <= registry.MAX_SOCKET_PATH
+    finally:
+        run.cleanup()
+    assert not run.path.exists()
+    monkeypatch.setenv("BOOTLAB_VM_HOME", str(tmp_path / ("long" * 30)))  # socket paths would not fit: /tmp
+    run = registry.make_run_dir("dev")
+    try:
+        assert run.path.parent == Path("/tmp")
+    finally:
+        run.cleanup()
+
+
 def test_vm_dir_is_private() -> None:
     vm = make_vm("priv")
     assert vm.path.stat().st_mode & 0o777 == 0o700

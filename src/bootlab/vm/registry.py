@@ -22,9 +22,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from bootlab.qemu.runtime import RuntimeDir
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,30}[a-z0-9]|[a-z0-9]")
 MAX_SOCKET_PATH = 100
@@ -68,15 +71,18 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
-def make_run_dir(name: str) -> Path:
-    """A fresh 0700 socket directory for one supervisor run, short enough for unix socket paths."""
+def make_run_dir(name: str) -> RuntimeDir:
+    """A fresh 0700 socket directory for one supervisor run, short enough for unix socket paths: under
+    :func:`runtime_home` when that fits, else under /tmp. The supervisor's QEMU sockets and ``ctl.sock`` go here."""
+    from bootlab.qemu.runtime import RuntimeDir
+
     candidates: list[Path] = []
     with contextlib.suppress(OSError):
         candidates.append(make_private_dir(runtime_home()))
     candidates.append(Path("/tmp") if Path("/tmp").is_dir() else Path(tempfile.gettempdir()))
     for base in candidates:
         if len(str(base)) + len(name) + 20 + len("serial.sock") <= MAX_SOCKET_PATH:
-            return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+            return RuntimeDir(prefix=f"{name}-", base=str(base), keep=False)
     raise UsageError(f"no directory short enough for the sockets of vm {name!r}; set BOOTLAB_VM_HOME to a short path")
 
 

@@ -37,7 +37,7 @@ from bootlab.packs.loader import PackSet, load_packs
 from bootlab.profile.model import Profile
 from bootlab.verdict import Verdict
 from bootlab.vm import shell
-from bootlab.vm.registry import VmDir, process_start_time, runtime_home
+from bootlab.vm.registry import VmDir, make_run_dir, process_start_time
 
 READ_SIZE = 65536
 CONNECT_TIMEOUT = 15.0
@@ -149,16 +149,8 @@ class Supervisor:
         from bootlab.host import probe
         from bootlab.qemu.argv import binary_path, build_invocation
         from bootlab.qemu.process import child_setup
-        from bootlab.qemu.runtime import RuntimeDir
 
-        base = runtime_home()
-        try:
-            base.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if len(str(base)) + len(self.vm.name) + 20 + len("serial.sock") > 100:
-                raise OSError("too long")
-        except OSError:
-            base = Path("/tmp")
-        self.runtime = RuntimeDir(prefix=f"{self.vm.name}-", base=str(base), keep=False)
+        self.runtime = make_run_dir(self.vm.name)
         self.run_dir = self.runtime.path
         os.chmod(self.run_dir, 0o700)
         self.server = await asyncio.start_unix_server(self._client, path=str(self.run_dir / "ctl.sock"))
