@@ -94,6 +94,25 @@ def test_lock_ignores_seed(project: Path) -> None:
             "`nosuch.fd` not found on this host",
         ),
         ("", ["nosuchcommand"], "invalid choice"),
+        # preflight: caught before any QEMU starts, on every command that boots
+        ("", ["boot", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=nosuch"], "unknown pack"),
+        (
+            "",
+            ["trial", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=nosuch", "-n", "2"],
+            "unknown pack",
+        ),
+        ("", ["lint", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=nosuch"], "unknown pack"),
+        (
+            "",
+            ["vm", "launch", "x", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=nosuch"],
+            "unknown pack",
+        ),
+        (
+            "",
+            ["boot", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "fallback=nosuch"],
+            "fallback = 'nosuch'",
+        ),
+        ("", ["boot", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=[]"], "names no pack"),
     ],
 )
 def test_bad_input_one_line_exit_2(project: Path, toml: str, args: list[str], needle: str) -> None:
@@ -102,7 +121,9 @@ def test_bad_input_one_line_exit_2(project: Path, toml: str, args: list[str], ne
     result = bootlab(*args, cwd=project)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith("lint ")]
+    lines = [
+        ln for ln in result.stderr.splitlines() if ln.strip() and not ln.startswith(("lint ", "bootlab: launching vm"))
+    ]
     assert len(lines) == 1, result.stderr
     assert needle in lines[0]
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bootlab.host import Host
-    from bootlab.lint import Finding
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
     from bootlab.qemu.argv import Invocation
@@ -69,53 +68,42 @@ def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index
 
 def canonical_invocation(args: argparse.Namespace) -> tuple[Resolved, Invocation]:
     """The profile with `{seed}`/`{boot}` unfilled and the console on stdio: what scripts and locks record."""
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.lab import preflight as pf
 
     res = resolve(args, keep_builtins=True)
-    return res, build_invocation(res.profile, res.host)
+    return res, pf.canonical_invocation(res.project, args.profile, args.sets, res.host)
 
 
 def check_lock(args: argparse.Namespace) -> None:
     """Refuse to run a locked profile whose command line changed (nothing to do when no lock names it)."""
+    from bootlab.host import probe
+    from bootlab.lab.preflight import check_lock as _check
     from bootlab.profile.loader import load_project
-    from bootlab.profile.lock import check_lock as _check
-    from bootlab.profile.lock import read_locks
 
-    if args.profile not in read_locks(load_project(args.config)):
-        return
-    res, inv = canonical_invocation(args)
-    _check(res.project, res.profile.name, inv.argv, inv.sha256)
+    _check(load_project(args.config), args.profile, args.sets, probe())
 
 
 def prepare(
-    args: argparse.Namespace, *, runtime: RuntimeDir | None = None, force: bool = False, quiet: bool = False
+    args: argparse.Namespace,
+    *,
+    runtime: RuntimeDir | None = None,
+    force: bool = False,
+    quiet: bool = False,
+    observed: bool = True,
 ) -> tuple[Resolved, Invocation]:
-    """Resolve, build the argv, check the lock, lint (warnings printed; errors refuse unless --force)."""
-    from bootlab.errors import UsageError
-    from bootlab.qemu.argv import build_invocation
+    """Preflight (lock, profile, packs, fallback, argv, files, lint); print lint warnings; refuse lint errors
+    unless --force. ``observed=False`` for `bootlab run`, which does not read the console."""
+    from bootlab.lab.preflight import preflight
+    from bootlab.profile.loader import load_project
 
-    check_lock(args)
-    res = resolve(args)
-    inv = build_invocation(res.profile, res.host, runtime)
-    inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it
-    findings = lint_invocation(inv, res)
-    errors = [f for f in findings if f.severity == "error"]
+    project = load_project(args.config)
+    pf = preflight(
+        project, args.profile, sets=args.sets, seed=getattr(args, "seed", None), runtime=runtime, observed=observed
+    )
     if not quiet:
-        for f in findings:
+        for f in pf.findings:
             if f.severity == "info":
                 continue  # `bootlab lint` shows those; a boot only says what may break it
             print(f"lint {f.severity}: [{f.id}] {f.message}", file=sys.stderr)
-    if errors and not force:
-        raise UsageError(
-            f"profile {res.profile.name}: lint refuses to boot ({', '.join(f.id for f in errors)}); "
-            f"fix the profile, or boot anyway with --force"
-        )
-    return res, inv
-
-
-def lint_invocation(inv: Invocation, res: Resolved) -> list[Finding]:
-    """Lint findings for an invocation, with the project's own rules (`lint/*.toml` beside bootlab.toml)."""
-    from bootlab.lint import check_invocation
-
-    rule_dirs = [res.project.root / "lint"] if res.project.path else []
-    return list(check_invocation(inv, res.profile, res.host, rule_dirs=rule_dirs))
+    pf.refuse_on_errors(force)
+    return Resolved(project=project, profile=pf.profile, host=pf.host), pf.invocation

@@ -89,18 +89,10 @@ def _raw_argv(target: list[str]) -> list[str]:
 
 def _project_rule_dirs(config: Path | None) -> list[Path]:
     """``<project>/lint`` next to bootlab.toml (``--config`` or found from here upwards), when it exists."""
-    project_file: Path | None = config
-    if project_file is None:
-        try:
-            from bootlab.profile.loader import find_project_file
+    from bootlab.lab.preflight import lint_rule_dirs
+    from bootlab.profile.loader import find_project_file
 
-            project_file = find_project_file()
-        except ImportError:  # profile loader absent in a partial install
-            project_file = None
-    if project_file is None:
-        return []
-    folder = project_file.resolve().parent / "lint"
-    return [folder] if folder.is_dir() else []
+    return lint_rule_dirs(config if config is not None else find_project_file())
 
 
 def _missing_firmware(facts: Facts, host: Any) -> str | None:
@@ -150,11 +142,16 @@ def lint_raw(argv: list[str], *, use_host: bool, rule_dirs: list[Path]) -> list[
 def lint_profile(args: argparse.Namespace, rule_dirs: list[Path]) -> list[Finding]:
     """Lint the argv that `bootlab run PROFILE` would use (console on stdio, `{seed}` left unfilled)."""
     from bootlab.host import probe
+    from bootlab.lab.preflight import check_fallback, check_packs
     from bootlab.lint import check_invocation
-    from bootlab.profile.loader import resolve_profile
+    from bootlab.profile.loader import load_project, resolve_profile
     from bootlab.qemu.argv import build_invocation
 
-    profile = resolve_profile(args.target[0], config=args.config, sets=args.sets, seed=0, keep_builtins=True)
+    project = load_project(args.config)
+    profile = resolve_profile(args.target[0], project=project, sets=args.sets, seed=0, keep_builtins=True)
+    if profile.pack:
+        check_packs(profile, project)  # an unknown pack is bad input, as at boot
+    check_fallback(profile, project, args.sets)
     host = probe()
     invocation = build_invocation(profile, host)
     return check_invocation(invocation, profile, host, rule_dirs=rule_dirs)

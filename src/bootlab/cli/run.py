@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from bootlab.cli.common import prepare
     from bootlab.qemu.process import QemuProcess, exit_status
 
-    res, inv = prepare(args, force=args.force)
+    res, inv = prepare(args, force=args.force, observed=False)
     print(
         f"bootlab: {res.profile.name}: {inv.accel_reason}; seed {res.profile.seed}; Ctrl-A X quits",
         file=sys.stderr,

@@ -133,24 +133,13 @@ class Lab:
         return resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=seed, boot_index=idx)
 
     def check(self, spec: ArmSpec, seed: int) -> Checked:
-        """Resolve the arm's first boot, refuse a changed locked profile, lint; errors refuse unless forced."""
-        from bootlab.lint import check_invocation
-        from bootlab.profile.loader import resolve_profile
-        from bootlab.profile.lock import check_lock
-        from bootlab.qemu.argv import build_invocation
+        """Preflight the arm's first boot (lock, profile, packs, fallback, files, lint); lint errors refuse the
+        arm unless forced (a matrix shows such a cell as refused)."""
+        from bootlab.lab.preflight import preflight
 
-        canonical = resolve_profile(spec.profile, project=self.project, sets=spec.sets, keep_builtins=True)
-        inv0 = build_invocation(canonical, self.host)
-        check_lock(self.project, canonical.name, inv0.argv, inv0.sha256)
-        profile = self.resolve(spec, seed, 0)
-        if not profile.pack:
-            raise UsageError(f'profile {profile.name} names no pack; add pack = ["linux"] (or redox, edk2,...) to it')
-        inv = build_invocation(profile, self.host)
-        inv.require_runnable()
-        rule_dirs = [self.project.root / "lint"] if self.project.path else []
-        findings = list(check_invocation(inv, profile, self.host, rule_dirs=rule_dirs))
-        refused = [f"{f.id}: {f.message}" for f in findings if f.severity == "error"]
-        return Checked(spec, profile, findings, [] if self.force else refused)
+        pf = preflight(self.project, spec.profile, sets=spec.sets, seed=seed, host=self.host)
+        refused = [f"{f.id}: {f.message}" for f in pf.errors]
+        return Checked(spec, pf.profile, pf.findings, [] if self.force else refused)
 
     def make_arm(
         self,

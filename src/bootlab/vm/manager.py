@@ -187,8 +187,6 @@ def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
     data["forwards"] = [*data["forwards"], *({"host": h, "guest": g} for h, g in forwards)]
     if req.persistent:
         data["persistent"] = True
-    if not data.get("pack"):
-        raise UsageError(f'profile {profile_name} names no pack; a VM needs one to log in: add pack = ["linux"]')
     return Profile.model_validate(data), res.project
 
 

@@ -1,0 +1,123 @@
+"""Everything checked before a boot starts, in one place for every caller (`run`, `boot`, trials, named VMs).
+
+In order: the lock (a locked profile whose command line changed is refused), the profile itself, its packs (an
+unknown pack name is a usage error now, not an infra-error on every boot of a trial), its `fallback` (a wrong
+name is found before the first boot, not after it crashed), the QEMU argv, the files it names, and lint with the
+project's own rules. Lint errors are returned, not raised: the CLI refuses unless `--force`, a matrix shows the
+cell as refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from bootlab.host import Host
+    from bootlab.lint import Finding
+    from bootlab.profile.loader import Project
+    from bootlab.profile.model import Profile
+    from bootlab.qemu.argv import Invocation
+    from bootlab.qemu.runtime import RuntimeDir
+
+
+@dataclass
+class Preflight:
+    project: Project
+    profile: Profile
+    host: Host
+    invocation: Invocation
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def refuse_on_errors(self, force: bool = False) -> None:
+        """The CLI's rule: lint errors refuse the boot unless --force."""
+        if self.errors and not force:
+            raise UsageError(
+                f"profile {self.profile.name}: lint refuses to boot ({', '.join(f.id for f in self.errors)}); "
+                f"fix the profile, or boot anyway with --force"
+            )
+
+
+def lint_rule_dirs(project_file: Path | None) -> list[Path]:
+    """The project's own lint rules: `lint/*.toml` beside bootlab.toml."""
+    if project_file is None:
+        return []
+    folder = project_file.resolve().parent / "lint"
+    return [folder] if folder.is_dir() else []
+
+
+def canonical_invocation(project: Project, name: str, sets: list[str] | tuple[str, ...], host: Host) -> Invocation:
+    """The profile with `{seed}`/`{boot}` unfilled and the console on stdio: what scripts and locks record."""
+    from bootlab.profile.loader import resolve_profile
+    from bootlab.qemu.argv import build_invocation
+
+    return build_invocation(resolve_profile(name, project=project, sets=sets, keep_builtins=True), host)
+
+
+def check_lock(project: Project, name: str, sets: list[str] | tuple[str, ...], host: Host) -> None:
+    """Refuse a locked profile whose command line changed (nothing to do when no lock names it)."""
+    from bootlab.profile.lock import check_lock as _check
+    from bootlab.profile.lock import read_locks
+
+    if name not in read_locks(project):
+        return
+    inv = canonical_invocation(project, name, sets, host)
+    _check(project, name, inv.argv, inv.sha256)
+
+
+def check_packs(profile: Profile, project: Project) -> None:
+    """A profile that boots observed needs packs, and they must exist (they are loaded and cached here)."""
+    from bootlab.packs.loader import load_packs
+
+    if not profile.pack:
+        raise UsageError(f'profile {profile.name} names no pack; add pack = ["linux"] (or redox, edk2, ...) to it')
+    load_packs(profile.pack, project.root)
+
+
+def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:
+    from bootlab.profile.loader import resolve_profile
+
+    if not profile.fallback:
+        return
+    try:
+        resolve_profile(profile.fallback, project=project, sets=sets, seed=profile.seed)
+    except UsageError as exc:
+        raise UsageError(f"profile {profile.name}: fallback = {profile.fallback!r} does not resolve: {exc}") from None
+
+
+def preflight(
+    project: Project,
+    name: str,
+    *,
+    sets: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+    boot_index: int = 0,
+    host: Host | None = None,
+    runtime: RuntimeDir | None = None,
+    observed: bool = True,
+) -> Preflight:
+    """Resolve and check ``name`` for one boot. ``observed`` (a boot bootlab watches) also checks the packs."""
+    from bootlab.lint import check_invocation
+    from bootlab.profile.loader import resolve_profile
+    from bootlab.qemu.argv import build_invocation
+
+    if host is None:
+        from bootlab.host import probe
+
+        host = probe()
+    check_lock(project, name, sets, host)
+    profile = resolve_profile(name, project=project, sets=sets, seed=seed, boot_index=boot_index)
+    if observed:
+        check_packs(profile, project)
+    check_fallback(profile, project, sets)
+    inv = build_invocation(profile, host, runtime)
+    inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it
+    findings = list(check_invocation(inv, profile, host, rule_dirs=lint_rule_dirs(project.path)))
+    return Preflight(project=project, profile=profile, host=host, invocation=inv, findings=findings)
