@@ -314,3 +314,31 @@ def test_undecided_claims_no_saving() -> None:
     seq = decided.report(5, 200)
     assert seq["decision"] == "refuted" and seq["saved"] == seq["fixed_n"] - 5
     assert f"{seq['saved']} saved" in "\n".join(trial_lines({**r, "sequential": seq}))
+
+
+def test_target_and_width_label_a_stop_on_width() -> None:
+    """With both --target and --width, a stop on width is "narrow", labelled as such and measured against the
+    fixed-N plan for that width (not the SPRT's)."""
+    from bootlab.lab.stats import width_fixed_n
+    from bootlab.report.text import trial_lines
+
+    stopper = Stopper(sprt=Sprt(0.9), width=0.5)
+    assert [stopper.check(k, 0) for k in (1, 2, 3, 4)] == [False, False, False, True]
+    seq = stopper.report(4, 100)
+    seq["decided_at"] = stopper.decided_at
+    assert seq["decision"] == "narrow" and seq["width"] == 0.5
+    assert seq["fixed_n"] == width_fixed_n(0.5) and seq["saved"] == width_fixed_n(0.5) - 4
+    r = {"profile": "sim", "boots": 4, "passed": 4, "rate": 1.0, "ci95": [0.51, 1.0], "sequential": seq}
+    text = "\n".join(trial_lines(r))
+    assert "interval narrower than 50% after 4 boots" in text and "undecided" not in text
+    # and every decision of either method has its own label
+    for method_seq in (
+        {"method": "sprt", "target": 0.9, "refute_below": 0.8, "width": None, "describe": "SPRT"},
+        {"method": "width", "width": 0.2},
+    ):
+        for decision in ("reached", "refuted", "narrow", "undecided"):
+            if method_seq["method"] == "width" and decision in ("reached", "refuted"):
+                continue
+            s = {**method_seq, "decision": decision, "boots_used": 9, "cap": 9, "fixed_n": 20, "saved": None}
+            (line,) = [x for x in trial_lines({**r, "sequential": s}) if x.startswith("until-confident:")]
+            assert decision.replace("narrow", "narrower").replace("undecided", "undecided at the cap") in line

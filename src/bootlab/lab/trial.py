@@ -159,18 +159,25 @@ class Stopper:
             return max(0, fixed - used) if self.decision is not None else None
 
         if self.sprt is not None:
-            fixed = self.sprt.fixed_n()
             out.update(
                 method="sprt",
                 target=self.sprt.target,
                 refute_below=round(self.sprt.p0, 4),
                 alpha=self.sprt.alpha,
                 beta=self.sprt.beta,
-                fixed_n=fixed,
-                saved=saved(fixed),
                 describe=self.sprt.describe(),
             )
         elif self.width is not None:
+            out.update(method="width")
+        if self.width is not None:
+            out["width"] = self.width
+        # the fixed-N plan with the guarantees of the rule that decided: a stop on width (also with --target)
+        # is measured against the N planned for that width, not against the SPRT's
+        if self.width is not None and (self.sprt is None or self.decision == "narrow"):
             fixed = width_fixed_n(self.width)
-            out.update(method="width", width=self.width, fixed_n=fixed, saved=saved(fixed))
+        elif self.sprt is not None:
+            fixed = self.sprt.fixed_n()
+        else:
+            return out
+        out.update(fixed_n=fixed, saved=saved(fixed))
         return out

@@ -34,6 +34,18 @@ def _console() -> Any:
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
+def decision_text(seq: dict[str, Any]) -> str:
+    """What ``--until-confident`` decided, for any decision of either rule (--target's SPRT, --width)."""
+    decided = seq.get("decision")
+    if decided == "reached":
+        return f"target {pct(seq.get('target'))} reached"
+    if decided == "refuted":
+        return f"target {pct(seq.get('target'))} refuted (rate <= {pct(seq.get('refute_below'))})"
+    if decided == "narrow":
+        return f"interval narrower than {pct(seq.get('width'))}"
+    return "undecided at the cap"
+
+
 def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     lines: list[str] = []
     strict = " (strict: boots with incidents count as failures)" if r.get("strict") else ""
@@ -61,17 +73,10 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
         lines.append(f"{indent}stage times p50/p90/max (s): {cells}")
     seq = r.get("sequential")
     if seq:
-        decided = seq.get("decision")
+        after = seq.get("decided_at") or seq["boots_used"]
+        lines.append(f"{indent}until-confident: {decision_text(seq)} after {after} boots")
         if seq.get("method") == "sprt":
-            what = {
-                "reached": f"target {pct(seq['target'])} reached",
-                "refuted": f"target {pct(seq['target'])} refuted (rate <= {pct(seq['refute_below'])})",
-            }.get(decided, "undecided at the cap")
-            lines.append(f"{indent}until-confident: {what} after {seq.get('decided_at') or seq['boots_used']} boots")
             lines.append(f"{indent}  {seq['describe']}")
-        else:
-            what = f"interval narrower than {pct(seq.get('width'))}" if decided == "narrow" else "undecided at the cap"
-            lines.append(f"{indent}until-confident: {what} after {seq.get('decided_at') or seq['boots_used']} boots")
         # nothing is saved by a decision that was not made: the fixed-N figure is then only for information
         saved = f": {seq['saved']} saved" if seq.get("saved") is not None else ""
         lines.append(
