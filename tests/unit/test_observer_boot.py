@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from bootlab.console.observer import Observer
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.boot import BootOptions, boot, qemu_reason
+from bootlab.lab.boot import BootOptions, boot, finish_verdict, qemu_exit_verdict, qemu_reason
 from bootlab.lab.registers import parse_registers, symbolise
+from bootlab.packs.loader import load_packs
 from bootlab.profile.model import Profile
+from bootlab.verdict import Verdict
 
 KVM_MSR = (
     "qemu-system-x86_64: -chardev socket,id=serial0,path=/tmp/b/serial.sock,server=on,wait=on: info: QEMU waiting"
@@ -33,6 +36,48 @@ def testqemu_reason_bad_machine() -> None:
     _, title = qemu_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
     assert title == "qemu: unsupported machine type"
     assert qemu_reason("") == (None, None)
+
+
+def _observed(text: str) -> Observer:
+    obs = Observer(load_packs(["linux"]))
+    obs.feed_text(text, 1.0)
+    obs.finish(2.0)
+    return obs
+
+
+BASE = Verdict(outcome="infra-error", seed=7, log="/l/console.log", accel="tcg", argv=["qemu-system-aarch64"])
+BOOTED = "Booting Linux on physical CPU 0x0\n"
+PANIC = BOOTED + "Kernel panic - not syncing: VFS: Unable to mount root fs\n"
+
+
+def test_finish_verdict_keeps_base_and_adds_the_observer() -> None:
+    v = finish_verdict(BASE, _observed(BOOTED), "hang", 12.34567)
+    assert (v.outcome, v.seed, v.log, v.accel, v.argv) == ("hang", 7, "/l/console.log", "tcg", ["qemu-system-aarch64"])
+    assert v.duration_s == 12.346 and v.stage == "kernel" and [s.name for s in v.stages] == ["kernel"]
+    assert v.title == "hang after kernel"
+    assert finish_verdict(BASE, _observed(""), "timeout", 1).title == "timeout after start"
+    assert BASE.outcome == "infra-error" and BASE.stages == []  # the base is not modified
+
+
+def test_finish_verdict_title_and_fatal_line() -> None:
+    crash = finish_verdict(BASE, _observed(PANIC), "crash", 3, title="given")
+    assert crash.title == "given" and crash.fatal_line is not None and "Kernel panic" in crash.fatal_line
+    infra = finish_verdict(BASE, _observed(PANIC), "infra-error", 3, title="no socket")
+    assert infra.title == "no socket" and infra.fatal_line is None
+    assert (
+        finish_verdict(BASE, _observed(PANIC), "crash", 3).title == "linux: kernel panic: VFS: Unable to mount root fs"
+    )
+
+
+def test_qemu_exit_verdict() -> None:
+    stopped = qemu_exit_verdict(BASE, _observed(BOOTED), 0, 5, stderr="")
+    assert (stopped.outcome, stopped.title) == ("crash", "guest stopped before ready (QEMU exited with 0)")
+    err = qemu_exit_verdict(BASE, _observed(BOOTED), 1, 5, stderr=KVM_MSR)
+    assert err.outcome == "qemu-error" and err.title == "qemu: error: failed to set MSR ADDR to ADDR"
+    assert err.fatal_line == "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"
+    plain = qemu_exit_verdict(BASE, _observed(BOOTED), 1, 5, stderr="nothing known\n")
+    assert (plain.outcome, plain.title, plain.fatal_line) == ("qemu-error", "QEMU exited with status 1", None)
+    assert qemu_exit_verdict(BASE, _observed(""), 0, 5, stderr=KVM_MSR).outcome == "qemu-error"
 
 
 def _profile(**kw: object) -> Profile:

@@ -266,22 +266,50 @@ class _Run:
         code = getattr(proc, "returncode", None)
         self.obs.finish(self.now())
         stderr = self.stderr.read_text(errors="replace") if self.stderr.exists() else ""
-        line, title = qemu_reason(stderr)
-        if code == 0 and not line:
-            # the guest powered off (or reset with -no-reboot) before reaching ready: its own doing
-            return self._finish("crash", title="guest stopped before ready (QEMU exited with 0)")
-        return self._finish("qemu-error", title=title or f"QEMU exited with status {code}", fatal_line=line)
+        return qemu_exit_verdict(self.base, self.obs, code, self.now(), stderr=stderr)
 
     def _finish(self, outcome: str, *, title: str | None = None, fatal_line: str | None = None) -> Verdict:
-        fields = verdict_fields(self.obs)
-        verdict = self.base.model_copy(update={**fields, "outcome": outcome, "duration_s": round(self.now(), 3)})
-        if outcome in ("hang", "timeout"):
-            verdict.title = f"{outcome} after {self.obs.stage or 'start'}"
-        if title is not None:
-            verdict.title = title
-            if outcome != "crash" or fatal_line:
-                verdict.fatal_line = fatal_line
-        return verdict
+        return finish_verdict(self.base, self.obs, outcome, self.now(), title=title, fatal_line=fatal_line)
+
+
+def finish_verdict(
+    base: Verdict,
+    obs: Observer,
+    outcome: str,
+    duration_s: float,
+    *,
+    title: str | None = None,
+    fatal_line: str | None = None,
+) -> Verdict:
+    """The verdict of a boot that ended in ``outcome`` (shared by :func:`boot` and the named-VM supervisor).
+
+    ``base`` carries what is known before the guest runs (seed, log, accel, argv); the observer adds stage,
+    stages, fatal line and incidents. A hang or timeout is titled by the last stage reached. A given ``title``
+    wins; with it ``fatal_line`` replaces the observer's, except for a crash given none (the guest's own fatal
+    line stays)."""
+    fields = verdict_fields(obs)
+    verdict = base.model_copy(update={**fields, "outcome": outcome, "duration_s": round(duration_s, 3)})
+    if outcome in ("hang", "timeout"):
+        verdict.title = f"{outcome} after {obs.stage or 'start'}"
+    if title is not None:
+        verdict.title = title
+        if outcome != "crash" or fatal_line:
+            verdict.fatal_line = fatal_line
+    return verdict
+
+
+def qemu_exit_verdict(base: Verdict, obs: Observer, code: int | None, duration_s: float, *, stderr: str) -> Verdict:
+    """QEMU exited before the guest reached a verdict: its exit ``code`` and ``stderr`` (text) decide why.
+
+    Exit 0 with nothing recognised on stderr is the guest powering off (or resetting under -no-reboot) before
+    ready, its own doing: ``crash``. Anything else is ``qemu-error``, titled by the qemu pack's stderr signature
+    when one matches (that line becomes the fatal line), else by the exit status."""
+    line, title = qemu_reason(stderr)
+    if code == 0 and not line:
+        return finish_verdict(base, obs, "crash", duration_s, title="guest stopped before ready (QEMU exited with 0)")
+    return finish_verdict(
+        base, obs, "qemu-error", duration_s, title=title or f"QEMU exited with status {code}", fatal_line=line
+    )
 
 
 def qemu_reason(stderr: str) -> tuple[str | None, str | None]:

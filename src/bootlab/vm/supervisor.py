@@ -32,7 +32,7 @@ from typing import Any
 
 from bootlab.console.clock import BootClock
 from bootlab.console.observer import Observer
-from bootlab.console.offline import verdict_fields
+from bootlab.lab.boot import finish_verdict, qemu_exit_verdict
 from bootlab.packs.loader import PackSet, load_packs
 from bootlab.profile.model import Profile
 from bootlab.verdict import Verdict
@@ -117,24 +117,13 @@ class Supervisor:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def _verdict(self, outcome: str, *, title: str | None = None) -> Verdict:
-        fields = verdict_fields(self.obs)
-        v = Verdict.model_validate(
-            {
-                **fields,
-                "outcome": outcome,
-                "duration_s": round(self.now(), 3),
-                "log": str(self.vm.log),
-                "seed": self.profile.seed,
-                "accel": self.accel,
-                "argv": self.argv,
-            }
+    def _base(self) -> Verdict:
+        return Verdict(
+            outcome="infra-error", log=str(self.vm.log), seed=self.profile.seed, accel=self.accel, argv=self.argv
         )
-        if outcome in ("hang", "timeout"):
-            v.title = f"{outcome} after {self.obs.stage or 'start'}"
-        if title is not None:
-            v.title = title
-        return v
+
+    def _verdict(self, outcome: str, *, title: str | None = None) -> Verdict:
+        return finish_verdict(self._base(), self.obs, outcome, self.now(), title=title)
 
     def _record_verdict(self, v: Verdict) -> None:
         self.verdict = v
@@ -359,14 +348,7 @@ class Supervisor:
         code = self.proc.returncode if self.proc else None
         stderr_path = self.vm.path / "qemu.stderr"
         stderr = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
-        from bootlab.lab.boot import qemu_reason
-
-        line, title = qemu_reason(stderr)
-        if code == 0 and not line:
-            return self._verdict("crash", title="guest stopped before ready (QEMU exited with 0)")
-        v = self._verdict("qemu-error", title=title or f"QEMU exited with status {code}")
-        v.fatal_line = line
-        return v
+        return qemu_exit_verdict(self._base(), self.obs, code, self.now(), stderr=stderr)
 
     async def _qemu_gone(self, fatal_at: float | None) -> None:
         """QEMU exited (guest powered off, `vm stop`, or an error)."""
