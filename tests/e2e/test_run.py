@@ -102,3 +102,23 @@ def test_script_boots_edk2(tmp_path: Path) -> None:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+
+def test_observed_boot_sockets_are_private() -> None:
+    """The console and QMP sockets are 0600 in a 0700 directory: nobody else can type into the guest."""
+    from bootlab.host import probe
+    from bootlab.profile.loader import resolve_profile
+    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.process import QemuProcess
+    from bootlab.qemu.runtime import RuntimeDir
+
+    profile = resolve_profile("edk2-aarch64", config=FIXTURES, seed=0)
+    with RuntimeDir() as rt:
+        inv = build_invocation(profile, probe(), rt)
+        with QemuProcess(inv.argv, stderr_path=rt.stderr):
+            deadline = time.monotonic() + 30
+            while not (rt.serial.exists() and rt.qmp.exists()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert oct(rt.path.stat().st_mode & 0o777) == "0o700"
+            assert oct(rt.serial.stat().st_mode & 0o777) == "0o600"
+            assert oct(rt.qmp.stat().st_mode & 0o777) == "0o600"

@@ -9,6 +9,7 @@ light and import heavy libraries inside the handlers.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import sys
@@ -47,10 +48,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; with ``only``, import just that command's module (fast path for dispatch)."""
-    parser = _Parser(prog="bootlab", description="Boot OS images in QEMU, observe them, measure them.")
+    parser = _Parser(
+        prog="bootlab", description="Boot OS images in QEMU, observe them, measure them.", allow_abbrev=False
+    )
     parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # No abbreviations anywhere: `trial --seed 3` must not silently mean `--seed-base 3`.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=functools.partial(_Parser, allow_abbrev=False))
     for name, module in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name)
@@ -76,8 +80,11 @@ def _command_name(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args_list
-    parser = build_parser(only=_command_name(args_list))
+    command = _command_name(args_list)
+    # --debug is bootlab's own option: only before the command (after it, e.g. in `vm exec NAME -- cmd --debug`,
+    # it belongs to someone else)
+    debug = "--debug" in args_list[: args_list.index(command) if command else len(args_list)]
+    parser = build_parser(only=command)
     args = parser.parse_args(args_list)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -128,6 +128,11 @@ def raw_profile(project: Project, name: str) -> dict[str, Any]:
             raise UsageError(f"profile {target}: `extends` loop ({' -> '.join([*chain, key])}); break the cycle")
         if is_preset:
             preset = _preset_table(target)
+            if preset is None and target == from_name:
+                raise UsageError(
+                    f"{project.path}: profiles.{target}.extends names the profile itself; a profile may extend a "
+                    f"preset of the same name, but there is no preset `{target}`"
+                )
             if preset is None:
                 known = sorted(set(project.profiles) | set(preset_names()))
                 where = f"{project.path}: " if project.path else ""
@@ -230,6 +235,16 @@ def _validation_message(exc: ValidationError, where: str) -> str:
     return f"{key}: {msg}{shown}"
 
 
+def _blame(exc: ValidationError, where: str, sets: list[str] | tuple[str, ...]) -> str:
+    """Name the `--set` that put a bad value there rather than the file, when one did."""
+    loc = [str(p) for p in exc.errors()[0]["loc"]]
+    for item in reversed(sets):
+        key = item.partition("=")[0].strip().split(".")
+        if key == loc[: len(key)] or loc == key[: len(loc)]:
+            return f"--set {item}: {where}"
+    return where
+
+
 def random_seed() -> int:
     return secrets.randbits(32)
 
@@ -269,7 +284,7 @@ def resolve_profile(
     try:
         return Profile.model_validate(table)
     except ValidationError as exc:
-        raise UsageError(_validation_message(exc, where)) from None
+        raise UsageError(_validation_message(exc, _blame(exc, where, sets))) from None
 
 
 def profile_hash(profile: Profile) -> str:

@@ -49,8 +49,18 @@ def write_lock(project: Project, name: str, argv: list[str], sha256: str) -> Pat
 
 
 def argv_diff(locked: list[str], current: list[str]) -> str:
-    lines = difflib.unified_diff(locked, current, "locked", "now", lineterm="", n=1)
-    return " ".join(ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("---", "+++")))
+    """What changed, option by option: `-cpu cortex-a72 -> -cpu max`, `- -nographic`, `+ -smp 2`."""
+    from bootlab.qemu.argv import option_groups
+
+    old = [" ".join(g) for g in option_groups(locked)]
+    new = [" ".join(g) for g in option_groups(current)]
+    parts: list[str] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if op == "replace" and i2 - i1 == j2 - j1:
+            parts += [f"{a} -> {b}" for a, b in zip(old[i1:i2], new[j1:j2], strict=True)]
+        elif op != "equal":
+            parts += [f"- {a}" for a in old[i1:i2]] + [f"+ {b}" for b in new[j1:j2]]
+    return "; ".join(parts)
 
 
 def check_lock(project: Project, name: str, argv: list[str], sha256: str) -> None:

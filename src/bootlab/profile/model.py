@@ -25,6 +25,8 @@ def parse_size_mib(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("a size such as 2G or 512M")
     if isinstance(value, int):
+        if value < 1:
+            raise ValueError(f"{value} MiB is not a size; write it like 2G or 512M")
         return value
     m = _SIZE.match(str(value))
     if not m:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bootlab.errors import UsageError
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -27,6 +27,8 @@ def render(text: str, values: Mapping[str, str], where: str) -> str:
             return "{"
         if tok == "}}":
             return "}"
+        if m.group(1) is None:  # a lone brace
+            raise UsageError(f"{where}: unbalanced `{tok}` in {text!r}; write {{{{ or }}}} for a literal brace")
         name = m.group(1).strip()
         if not _NAME.fullmatch(name):
             raise UsageError(f"{where}: `{tok}` is not a template variable; use {{name}} or write {{{{ for a brace")

@@ -54,6 +54,17 @@ def argv_sha256(argv: list[str]) -> str:
     return hashlib.sha256("\0".join(argv).encode()).hexdigest()
 
 
+def option_groups(argv: list[str]) -> list[list[str]]:
+    """Each option with its value (`["-smp", "2"]`), the binary alone first: how scripts print and locks diff."""
+    groups: list[list[str]] = [[argv[0]]] if argv else []
+    for arg in argv[1:]:
+        if arg.startswith("-") or len(groups[-1]) != 1 or not groups[-1][0].startswith("-"):
+            groups.append([arg])
+        else:
+            groups[-1].append(arg)
+    return groups
+
+
 def opt_escape(value: str) -> str:
     """QEMU option values escape a comma by doubling it."""
     return value.replace(",", ",,")

@@ -35,7 +35,7 @@ def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL) -> Any:
     """A ``preexec_fn`` for subprocess/asyncio: parent-death signal, private umask, bail out if the parent is gone."""
 
     def setup() -> None:
-        os.umask(0o077)
+        os.umask(0o177)  # QEMU creates sockets and files, never directories: all 0600
         _set_pdeathsig(death_signal)
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)

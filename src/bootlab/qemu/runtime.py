@@ -1,6 +1,6 @@
 """A private runtime directory for one QEMU: its serial console and QMP sockets live here.
 
-The directory is created 0700 (mkdtemp) and QEMU is started with umask 077, so its sockets are 0600: nobody
+The directory is created 0700 (mkdtemp) and QEMU is started with umask 177, so its sockets are 0600: nobody
 else on the machine can type into a guest's console. Paths are kept short because a unix socket path is limited
 to ~104-108 bytes (macOS's $TMPDIR alone is ~50), hence /tmp rather than $TMPDIR.
 """
