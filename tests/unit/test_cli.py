@@ -151,3 +151,13 @@ def test_help_for_every_command() -> None:
     for name in COMMANDS:
         result = bootlab(name, "--help")
         assert result.returncode == 0 and "Traceback" not in result.stderr, (name, result.stderr)
+
+
+def test_no_abbreviated_options(project: Path) -> None:
+    result = bootlab("trial", "redox-aarch64", "--seed", "3", "-n", "1", cwd=project)
+    assert result.returncode == 2 and "unrecognized arguments: --seed 3" in result.stderr
+
+
+def test_debug_only_before_the_command(project: Path) -> None:
+    result = bootlab("script", "nope", "--set", "x=--debug", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -150,3 +150,24 @@ def test_project_file_found_in_parent(project: Path, monkeypatch: pytest.MonkeyP
     sub.mkdir(parents=True)
     monkeypatch.chdir(sub)
     assert resolve_profile("p", seed=0).kernel == str(project / "k")  # relative to the project file
+
+
+def test_set_errors_name_the_set(project: Path) -> None:
+    with pytest.raises(UsageError, match=r"^--set smp=abc: preset linux-aarch64\.smp: .*integer"):
+        resolve_profile("linux-aarch64", sets=["smp=abc"], seed=0)
+    with pytest.raises(UsageError, match=r"^--set machine\.highmem=\[1\]: .*machine"):
+        resolve_profile("linux-aarch64", sets=["machine.highmem=[1]"], seed=0)
+
+
+def test_self_extends_without_preset(project: Path) -> None:
+    write(project, "[profiles.a]\nextends = 'a'\n")
+    with pytest.raises(UsageError, match="names the profile itself.*no preset `a`"):
+        resolve_profile("a", seed=0)
+
+
+def test_unbalanced_brace_and_zero_memory(project: Path) -> None:
+    write(project, "[profiles.p]\nextends = 'linux-aarch64'\nappend = 'x{y'\n")
+    with pytest.raises(UsageError, match=r"profiles\.p\.append: unbalanced `\{`"):
+        resolve_profile("p", seed=0)
+    with pytest.raises(UsageError, match="0 MiB is not a size"):
+        resolve_profile("linux-aarch64", sets=["memory=0"], seed=0)

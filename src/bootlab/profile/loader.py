@@ -240,7 +240,7 @@ def _blame(exc: ValidationError, where: str, sets: list[str] | tuple[str, ...]) 
     loc = [str(p) for p in exc.errors()[0]["loc"]]
     for item in reversed(sets):
         key = item.partition("=")[0].strip().split(".")
-        if key == loc[: len(key)] or loc == key[: len(loc)]:
+        if loc and key[0] == loc[0]:  # nested tables may be reshaped (machine.highmem -> machine.options.highmem)
             return f"--set {item}: {where}"
     return where
 
