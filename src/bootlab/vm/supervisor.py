@@ -33,7 +33,7 @@ from typing import Any
 from bootlab.console.clock import BootClock
 from bootlab.console.observer import Observer
 from bootlab.lab.boot import finish_verdict, qemu_exit_verdict
-from bootlab.packs.loader import PackSet, load_packs
+from bootlab.packs.loader import PackSet, compile_packs, load_packs
 from bootlab.profile.model import Profile
 from bootlab.verdict import Verdict
 from bootlab.vm import shell
@@ -50,12 +50,10 @@ class Supervisor:
     def __init__(self, vm: VmDir) -> None:
         self.vm = vm
         self.profile = Profile.model_validate(vm.read("profile.json"))
-        meta = vm.meta()
-        project_dir = meta.get("project_root")
-        self.packs: PackSet = load_packs(self.profile.pack, Path(project_dir) if project_dir else None)
-        # a VM is ready when its shell is (logged in): that is what exec needs
-        self.wait_for_shell = bool(self.packs.shell)
-        self.obs = Observer(self.packs, variables=self.profile.vars, wait_for_shell=self.wait_for_shell)
+        # no packs until run() loads them (inside its error handling: a bad pack is this VM's verdict)
+        self.packs: PackSet = compile_packs([])
+        self.wait_for_shell = False
+        self.obs = Observer(self.packs, variables=self.profile.vars)
         self.state = "booting"
         self.verdict: Verdict | None = None
         self.crash: dict[str, Any] | None = None
@@ -125,6 +123,13 @@ class Supervisor:
     def _verdict(self, outcome: str, *, title: str | None = None) -> Verdict:
         return finish_verdict(self._base(), self.obs, outcome, self.now(), title=title)
 
+    def _load_packs(self) -> None:
+        project_dir = self.vm.meta().get("project_root")
+        self.packs = load_packs(self.profile.pack, Path(project_dir) if project_dir else None)
+        # a VM is ready when its shell is (logged in): that is what exec needs
+        self.wait_for_shell = bool(self.packs.shell)
+        self.obs = Observer(self.packs, variables=self.profile.vars, wait_for_shell=self.wait_for_shell)
+
     def _record_verdict(self, v: Verdict) -> None:
         self.verdict = v
         history = self.vm.read("verdicts.json")
@@ -147,6 +152,7 @@ class Supervisor:
         self._write_record()
         self.publish("booting")
         try:
+            self._load_packs()  # an unknown pack is the VM's infra-error, reported at once (not a dead supervisor)
             host = probe()
             inv = build_invocation(self.profile, host, self.runtime)
             inv.require_runnable()
