@@ -342,3 +342,45 @@ def test_target_and_width_label_a_stop_on_width() -> None:
             s = {**method_seq, "decision": decision, "boots_used": 9, "cap": 9, "fixed_n": 20, "saved": None}
             (line,) = [x for x in trial_lines({**r, "sequential": s}) if x.startswith("until-confident:")]
             assert decision.replace("narrow", "narrower").replace("undecided", "undecided at the cap") in line
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_runs_without_a_store_leave_no_temp_dirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt: bool
+) -> None:
+    """The Python API without a store: the boots' raw logs live in a temp dir that goes when the run ends (also
+    when it is interrupted), and no record points into it afterwards."""
+    import tempfile
+    from typing import Any
+
+    from bootlab.lab.runner import Arm, RunResult, run_arms
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    seen: list[Path] = []
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def boot(profile: Any, log_path: Path) -> Verdict:
+        log_path.write_text("console")
+        log_path.with_suffix(".times").write_text("0")
+        seen.append(log_path)
+        if interrupt and len(seen) == 3:
+            tasks[0].cancel()  # as the first Ctrl-C does
+        await asyncio.sleep(0.01)
+        return Verdict(outcome="pass", log=str(log_path))
+
+    def make_profile(idx: int, seed: int) -> Any:
+        return object()
+
+    arm = Arm(label="sim", make_profile=make_profile, n=6, cap=6, seed_base=1)
+
+    async def go() -> RunResult:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+        return await run_arms([arm], boot, jobs=1)
+
+    result = asyncio.run(go())
+    assert result.interrupted is interrupt
+    assert len(seen) == (3 if interrupt else 6) and all(p.parent.parent == scratch for p in seen)
+    assert list(scratch.iterdir()) == []
+    assert arm.records and all(r.verdict.log is None for r in arm.records)

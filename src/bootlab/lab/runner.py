@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -144,7 +143,10 @@ async def run_arms(
     cores = os.cpu_count() or 1
     limit = jobs if jobs is not None else default_jobs(min((a.smp for a in arms), default=1))
     budget = None if jobs is not None else cores
-    log_dir = Path(tempfile.mkdtemp(prefix="bootlab-trial-"))
+    # raw logs live here until the store keeps a compressed copy; the directory goes when the run ends, with or
+    # without a store, interrupted or not
+    scratch = tempfile.TemporaryDirectory(prefix="bootlab-trial-", ignore_cleanup_errors=True)
+    log_dir = Path(scratch.name)
     running: dict[asyncio.Task[tuple[Arm, BootRecord, Any]], Arm] = {}
     vcpus_in_use = 0
     result = RunResult()
@@ -189,6 +191,9 @@ async def run_arms(
                     boot_id = store.record_boot(record.verdict, profile, host, trial_id=arm.trial_id, idx=record.idx)
                     record.ref = f"b{boot_id}"
                     _drop_raw_log(record.verdict, log_dir)
+                if _in_dir(record.verdict.log, log_dir):
+                    # the raw log goes with the temp dir (a store keeps its own copy): do not point to it
+                    record.verdict = record.verdict.model_copy(update={"log": None})
                 arm.records.append(record)
                 if record.verdict.duration_s is not None:
                     arm.durations.append(record.verdict.duration_s)
@@ -216,18 +221,19 @@ async def run_arms(
             current.uncancel()
     finally:
         progress.stop()
-        if store is not None:
-            shutil.rmtree(log_dir, ignore_errors=True)
+        scratch.cleanup()
     return result
+
+
+def _in_dir(log: str | None, log_dir: Path) -> bool:
+    return log is not None and Path(log).parent == log_dir
 
 
 def _drop_raw_log(verdict: Verdict, log_dir: Path) -> None:
     """The store keeps a compressed copy; the raw log and its time index in the run's temp dir can go."""
-    if not verdict.log:
+    if verdict.log is None or not _in_dir(verdict.log, log_dir):
         return
     raw = Path(verdict.log)
-    if raw.parent != log_dir:
-        return
     with contextlib.suppress(OSError):
         raw.unlink()
         raw.with_suffix(".times").unlink(missing_ok=True)
