@@ -113,6 +113,12 @@ def test_lock_ignores_seed(project: Path) -> None:
             "fallback = 'nosuch'",
         ),
         ("", ["boot", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "pack=[]"], "names no pack"),
+        # an image written through the escape hatch is refused (the user's image is sacred) unless --force
+        (
+            "",
+            ["boot", "linux-aarch64", "--set", "vars.kernel=/bin/sh", "--set", "extra_args=['-drive','file=/x.img']"],
+            "lint refuses to boot (drive-no-snapshot",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(project: Path, toml: str, args: list[str], needle: str) -> None:

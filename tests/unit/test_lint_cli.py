@@ -34,10 +34,18 @@ def test_clean_command_line_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_warnings_only_exit_0_and_human_output(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = [a.replace(",snapshot=on", "") for a in GOOD]
+    argv = [a.replace("format=raw,", "") for a in GOOD]
     assert main(["lint", "--no-host", "--", *argv]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("warning drive-no-snapshot: drive x.img")
+    assert out.startswith("warning drive-format-probed: drive x.img")
+    assert "fix: add format=raw" in out
+
+
+def test_writing_the_image_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [a.replace(",snapshot=on", "") for a in GOOD]
+    assert main(["lint", "--no-host", "--", *argv]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("error   drive-no-snapshot: drive x.img")
     assert "fix: add snapshot=on" in out
 
 

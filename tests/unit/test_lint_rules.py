@@ -124,7 +124,7 @@ def test_users_known_good_fallback_is_clean() -> None:
 
 
 def test_users_hvf_line_from_the_notes() -> None:
-    """The HVF line from the notes: fine on a Mac, except that it writes the image (no snapshot)."""
+    """The HVF line from the notes: fine on a Mac, except that it writes the image (no snapshot): an error."""
     argv = [
         A64, "-M", "virt", "-accel", "hvf", "-cpu", "host", "-m", "2G", "-bios", "tools/firmware/edk2-aarch64-code.fd",
         "-drive", "file=pure-rust.img,format=raw,id=disk0,if=none", "-device", "virtio-blk-pci,drive=disk0",
@@ -132,7 +132,7 @@ def test_users_hvf_line_from_the_notes() -> None:
     ]  # fmt: skip
     findings = check_argv(argv, qemu_version=(10, 0, 0), **MAC, profile_facts=REDOX)
     assert [(f.id, f.severity) for f in findings] == [
-        ("drive-no-snapshot", "warning"),
+        ("drive-no-snapshot", "error"),
         ("hvf-redox-kernel-fixes", "info"),
     ]
     assert "pure-rust.img" in findings[0].message
