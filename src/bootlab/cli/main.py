@@ -9,11 +9,11 @@ light and import heavy libraries inside the handlers.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bootlab import __version__
 from bootlab.errors import EXIT_USAGE, BootlabError
@@ -40,7 +40,12 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2 (argparse already uses 2)."""
+    """argparse, but a usage error is one line and exit code 2, and no abbreviated options (`trial --seed 3`
+    must not silently mean `--seed-base 3`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"bootlab: {message} (see `{self.prog} --help`)\n")
@@ -48,13 +53,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; with ``only``, import just that command's module (fast path for dispatch)."""
-    parser = _Parser(
-        prog="bootlab", description="Boot OS images in QEMU, observe them, measure them.", allow_abbrev=False
-    )
+    parser = _Parser(prog="bootlab", description="Boot OS images in QEMU, observe them, measure them.")
     parser.add_argument("--version", action="version", version=f"bootlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    # No abbreviations anywhere: `trial --seed 3` must not silently mean `--seed-base 3`.
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=functools.partial(_Parser, allow_abbrev=False))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, module in COMMANDS.items():
         if only is not None and name != only:
             sub.add_parser(name)

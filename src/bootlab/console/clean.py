@@ -28,11 +28,6 @@ def clean_partial(text: str) -> str:
     return _ANSI.sub("", _UNFINISHED.sub("", text))
 
 
-def clean_bytes(data: bytes) -> str:
-    """Decode (invalid UTF-8 becomes U+FFFD) and clean a whole buffer at once (offline logs)."""
-    return clean(data.decode("utf-8", errors="replace"))
-
-
 def incremental_decoder() -> codecs.IncrementalDecoder:
     """A UTF-8 decoder that keeps a multibyte character split across two reads intact."""
     return codecs.getincrementaldecoder("utf-8")(errors="replace")

@@ -16,7 +16,6 @@ import json
 import secrets
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
@@ -421,14 +420,3 @@ def stored_trial(store: Store, trial_id: int) -> tuple[dict[str, Any], list[Boot
         "started": row["started"],
     }
     return result, records
-
-
-def arm_label(profile: str, sets: list[str], common: list[str]) -> str:
-    own = [s for s in sets if s not in common]
-    return f"{profile} {' '.join(own)}".strip() if own else profile
-
-
-def load_config_project(config: Path | None) -> Project:
-    from bootlab.profile.loader import load_project
-
-    return load_project(config)

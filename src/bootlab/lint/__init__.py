@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bootlab.lint.engine import Finding, LintContext, Rule, fact_view, lint, load_rules
+from bootlab.lint.engine import Finding, LintContext, Rule, fact_view, lint, load_rules, version_tuple
 from bootlab.qemu.cmdline import Facts, parse_argv
 
 __all__ = [
@@ -94,7 +94,7 @@ def check_invocation(invocation: Any, profile: Any, host: Any, *, rule_dirs: Ite
     version: tuple[int, ...] | None = None
     if binary is not None:
         raw = getattr(binary, "version_tuple", None) or getattr(binary, "version", None)
-        version = _version_tuple(raw)
+        version = version_tuple(raw)
     context = LintContext(
         qemu_version=version,
         host_os=getattr(host, "os", None) or platform.system().lower(),
@@ -102,12 +102,3 @@ def check_invocation(invocation: Any, profile: Any, host: Any, *, rule_dirs: Ite
         profile_facts=profile_facts(profile, invocation),
     )
     return lint(facts, context, rule_dirs=rule_dirs)
-
-
-def _version_tuple(raw: Any) -> tuple[int, ...] | None:
-    if isinstance(raw, tuple) and raw and all(isinstance(v, int) for v in raw):
-        return raw
-    if isinstance(raw, str):
-        parts = [p for p in raw.split(".") if p.isdigit()]
-        return tuple(int(p) for p in parts) or None
-    return None

@@ -170,9 +170,9 @@ class Constraint(BaseModel):
             if bound is not None:
                 checks.append(_compare(value, op, bound))
         if self.version_ge is not None:
-            checks.append(_version(value) is not None and _cmp_version(value, self.version_ge) >= 0)
+            checks.append(version_tuple(value) is not None and _cmp_version(value, self.version_ge) >= 0)
         if self.version_lt is not None:
-            checks.append(_version(value) is not None and _cmp_version(value, self.version_lt) < 0)
+            checks.append(version_tuple(value) is not None and _cmp_version(value, self.version_lt) < 0)
         if "contains" in fields:
             checks.append(isinstance(value, list) and any(_same(v, self.contains) for v in value))
         if self.contains_any is not None:
@@ -262,7 +262,8 @@ def _as_bool(value: Any) -> bool | None:
     return None
 
 
-def _version(value: Any) -> tuple[int, ...] | None:
+def version_tuple(value: Any) -> tuple[int, ...] | None:
+    """`(7, 2, 22)` or `"7.2.22"` -> `(7, 2, 22)`; anything else -> None (an unknown version)."""
     if isinstance(value, tuple | list) and all(isinstance(v, int) for v in value):
         return tuple(value)
     if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)*", value):
@@ -271,7 +272,7 @@ def _version(value: Any) -> tuple[int, ...] | None:
 
 
 def _cmp_version(value: Any, spec: str) -> int:
-    have = _version(value) or ()
+    have = version_tuple(value) or ()
     want = tuple(int(p) for p in spec.split("."))
     width = max(len(have), len(want))
     a = have + (0,) * (width - len(have))

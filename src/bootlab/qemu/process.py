@@ -99,11 +99,6 @@ class QemuProcess:
                 handle.close()
         return self
 
-    def stderr_text(self) -> str:
-        if self.stderr_path is None or not self.stderr_path.exists():
-            return ""
-        return self.stderr_path.read_text(errors="replace")
-
     def wait(self, timeout: float | None = None) -> int:
         assert self.popen is not None
         return self.popen.wait(timeout)
