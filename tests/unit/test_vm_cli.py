@@ -287,3 +287,29 @@ def test_overlay_over_the_image_and_kept(tmp_path: Path) -> None:
     assert overlay.stat().st_mtime_ns == mtime
     persistent = manager._overlays(vm, Profile.model_validate({**base, "persistent": True}))
     assert persistent.drives[0].file == str(image)
+
+
+def test_forward_port_check_refuses_a_listener_but_not_time_wait() -> None:
+    """`vm stop` then `vm start` must not be refused because the stopped VM's forwarded connections linger in
+    TIME_WAIT; QEMU's slirp binds its hostfwd listener with SO_REUSEADDR, as this one does."""
+    import socket
+    import time
+
+    from bootlab.errors import UsageError
+    from bootlab.vm.manager import check_port_free
+
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    with pytest.raises(UsageError, match=f"host port {port} is already in use"):
+        check_port_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.close()  # the server side closes first: its end goes to TIME_WAIT
+    time.sleep(0.05)
+    client.close()
+    srv.close()
+    time.sleep(0.1)
+    check_port_free(port)

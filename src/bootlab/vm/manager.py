@@ -60,7 +60,10 @@ def parse_forward(text: str) -> tuple[int, int]:
 
 
 def check_port_free(port: int) -> None:
+    """Refuse a forward whose host port another program listens on. SO_REUSEADDR as QEMU's slirp binds it, so
+    connections of a stopped VM still in TIME_WAIT do not block `vm start` of the same VM."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
