@@ -161,7 +161,7 @@ def test_set_errors_name_the_set(project: Path) -> None:
 
 def test_self_extends_without_preset(project: Path) -> None:
     write(project, "[profiles.a]\nextends = 'a'\n")
-    with pytest.raises(UsageError, match="names the profile itself.*no preset `a`"):
+    with pytest.raises(UsageError, match=r"names the profile itself.*no preset `a`"):
         resolve_profile("a", seed=0)
 
 
