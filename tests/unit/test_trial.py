@@ -384,3 +384,17 @@ def test_runs_without_a_store_leave_no_temp_dirs(
     assert len(seen) == (3 if interrupt else 6) and all(p.parent.parent == scratch for p in seen)
     assert list(scratch.iterdir()) == []
     assert arm.records and all(r.verdict.log is None for r in arm.records)
+
+
+def test_interrupted_undecided_is_not_called_the_cap() -> None:
+    """Ctrl-C before a decision: the text says the trial was interrupted, not that the cap was reached."""
+    from bootlab.report.text import trial_lines
+
+    stopper = Stopper(sprt=Sprt(0.9))
+    assert not stopper.check(3, 0)
+    seq = stopper.report(3, 200)
+    r = {"profile": "sim", "boots": 3, "passed": 3, "rate": 1.0, "ci95": [0.44, 1.0], "sequential": seq}
+    (line,) = [x for x in trial_lines({**r, "status": "interrupted"}) if x.startswith("until-confident:")]
+    assert line == "until-confident: undecided (interrupted) after 3 boots"
+    (line,) = [x for x in trial_lines({**r, "status": "done"}) if x.startswith("until-confident:")]
+    assert line == "until-confident: undecided at the cap after 3 boots"

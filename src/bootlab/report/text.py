@@ -34,7 +34,7 @@ def _console() -> Any:
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-def decision_text(seq: dict[str, Any]) -> str:
+def decision_text(seq: dict[str, Any], *, interrupted: bool = False) -> str:
     """What ``--until-confident`` decided, for any decision of either rule (--target's SPRT, --width)."""
     decided = seq.get("decision")
     if decided == "reached":
@@ -43,7 +43,7 @@ def decision_text(seq: dict[str, Any]) -> str:
         return f"target {pct(seq.get('target'))} refuted (rate <= {pct(seq.get('refute_below'))})"
     if decided == "narrow":
         return f"interval narrower than {pct(seq.get('width'))}"
-    return "undecided at the cap"
+    return "undecided (interrupted)" if interrupted else "undecided at the cap"
 
 
 def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
@@ -74,7 +74,8 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     seq = r.get("sequential")
     if seq:
         after = seq.get("decided_at") or seq["boots_used"]
-        lines.append(f"{indent}until-confident: {decision_text(seq)} after {after} boots")
+        what = decision_text(seq, interrupted=r.get("status") == "interrupted")
+        lines.append(f"{indent}until-confident: {what} after {after} boots")
         if seq.get("method") == "sprt":
             lines.append(f"{indent}  {seq['describe']}")
         # nothing is saved by a decision that was not made: the fixed-N figure is then only for information
