@@ -235,8 +235,14 @@ def test_ctrl_c_keeps_finished_boots_and_marks_interrupted(tmp_path: Path) -> No
     )
     assert p.stderr is not None
     lines = 0
+    seen: list[str] = []
     while lines < 4:
-        if p.stderr.readline().startswith("  boot "):
+        line = p.stderr.readline()
+        if not line:  # the child died before four boots: fail with what it said, do not spin on EOF forever
+            p.kill()
+            pytest.fail(f"trial exited early ({p.wait()}):\n{''.join(seen)}{p.stderr.read()}")
+        seen.append(line)
+        if line.startswith("  boot "):
             lines += 1
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=30)
