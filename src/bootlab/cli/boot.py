@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bootlab.cli.common import add_profile_args
+from bootlab.cli.common import add_profile_args, positive_seconds
 
 if TYPE_CHECKING:
     from bootlab.cli.common import Resolved
@@ -18,21 +18,11 @@ if TYPE_CHECKING:
     from bootlab.verdict import Verdict
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
-    return value
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("boot", help="boot a profile once, observed: timeline and verdict (pass/crash/hang/...)")
     add_profile_args(p)
-    p.add_argument("--timeout", type=_seconds, metavar="S", help="overall limit (default: the profile's)")
-    p.add_argument("--quiet-timeout", type=_seconds, metavar="S", help="silence that counts as a hang")
+    p.add_argument("--timeout", type=positive_seconds, metavar="S", help="overall limit (default: the profile's)")
+    p.add_argument("--quiet-timeout", type=positive_seconds, metavar="S", help="silence that counts as a hang")
     p.add_argument("--log", type=str, metavar="FILE", help="write the raw console log here")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")

@@ -33,6 +33,25 @@ def add_profile_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> N
         parser.add_argument("--seed", type=_seed, metavar="N", help="the boot's 32-bit seed (replays a boot)")
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, 0 allowed (`--grace 0`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a time limit in seconds, more than 0 (`--timeout`)."""
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 must be more than 0 seconds")
+    return value
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text, 0)

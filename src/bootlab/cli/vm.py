@@ -13,15 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
+from bootlab.cli.common import positive_seconds, seconds
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     ex = vsub.add_parser("exec", help="run a command in the guest's shell; exits with its status")
     ex.add_argument("name", metavar="NAME")
-    ex.add_argument("--timeout", type=_seconds, metavar="S", help="interrupt it after S seconds (exit 124)")
+    ex.add_argument("--timeout", type=positive_seconds, metavar="S", help="interrupt it after S seconds (exit 124)")
     ex.add_argument("--json", action="store_true", help='print {"stdout", "exit_code", "duration_s"}')
     # everything after NAME is taken as is; options given after NAME must end with `--` (see _exec_argv)
     ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
@@ -78,7 +70,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     st = vsub.add_parser("stop", help="power the VM down (QMP system_powerdown, then quit after --grace)")
     st.add_argument("name", metavar="NAME")
-    st.add_argument("--grace", type=_seconds, default=10.0, metavar="S", help="seconds to wait for the guest")
+    st.add_argument("--grace", type=seconds, default=10.0, metavar="S", help="seconds to wait for the guest")
     st.set_defaults(func=cmd_stop)
 
     sa = vsub.add_parser("start", help="boot a stopped VM again (same disk overlay)")
@@ -227,7 +219,7 @@ def _exec_argv(args: argparse.Namespace) -> list[str]:
         elif opt == "--timeout" or opt.startswith("--timeout="):
             value = opt.partition("=")[2] if "=" in opt else (pre.pop(0) if pre else "")
             try:
-                args.timeout = _seconds(value)
+                args.timeout = positive_seconds(value)
             except argparse.ArgumentTypeError as exc:
                 raise UsageError(f"vm exec --timeout: {exc}") from None
         else:
