@@ -2,8 +2,9 @@
 
 QEMU runs in its own session (its own process group, no controlling terminal) and, on Linux, with a
 parent-death signal: if bootlab dies, even by SIGKILL, the kernel signals QEMU. Stopping kills the whole process
-group. Nothing is ever found or killed by name. macOS has no parent-death signal; there the child is started
-the same way and a watchdog (untested on real hardware) is the documented gap.
+group. Nothing is ever found or killed by name. macOS has no parent-death signal: there QEMU still dies on
+every exit bootlab itself handles (errors, Ctrl-C, SIGTERM), but a SIGKILLed bootlab leaves it running. That
+gap is known and documented (README, "Running"); it is untested on real hardware.
 """
 
 from __future__ import annotations
