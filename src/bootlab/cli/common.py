@@ -87,10 +87,10 @@ def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index
 
 def canonical_invocation(args: argparse.Namespace) -> tuple[Resolved, Invocation]:
     """The profile with `{seed}`/`{boot}` unfilled and the console on stdio: what scripts and locks record."""
-    from bootlab.lab import preflight as pf
+    from bootlab.qemu.argv import build_invocation
 
     res = resolve(args, keep_builtins=True)
-    return res, pf.canonical_invocation(res.project, args.profile, args.sets, res.host)
+    return res, build_invocation(res.profile, res.host)
 
 
 def check_lock(args: argparse.Namespace) -> None:
