@@ -120,9 +120,6 @@ def prepare(
         project, args.profile, sets=args.sets, seed=getattr(args, "seed", None), runtime=runtime, observed=observed
     )
     if not quiet:
-        for f in pf.findings:
-            if f.severity == "info":
-                continue  # `bootlab lint` shows those; a boot only says what may break it
-            print(f"lint {f.severity}: [{f.id}] {f.message}", file=sys.stderr)
+        pf.warn(sys.stderr)
     pf.refuse_on_errors(force)
     return Resolved(project=project, profile=pf.profile, host=pf.host), pf.invocation

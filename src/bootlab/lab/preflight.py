@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from bootlab.errors import UsageError
 
@@ -35,6 +35,12 @@ class Preflight:
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
+
+    def warn(self, stream: TextIO) -> None:
+        """Print what may break this boot (warnings and errors; `bootlab lint` shows the info notes too)."""
+        for f in self.findings:
+            if f.severity != "info":
+                print(f"lint {f.severity}: [{f.id}] {f.message}", file=stream)
 
     def refuse_on_errors(self, force: bool = False) -> None:
         """The CLI's rule: lint errors refuse the boot unless --force."""

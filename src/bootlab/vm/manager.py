@@ -176,21 +176,22 @@ def list_vms() -> list[dict[str, Any]]:
 def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
     """The profile (with mounts and forwards added) and its project, through the same lock check and lint as
     `bootlab boot` (lint errors refuse: a named VM has no --force)."""
-    import argparse
-
-    from bootlab.cli.common import prepare
+    from bootlab.lab.preflight import preflight
+    from bootlab.profile.loader import load_project
     from bootlab.profile.model import Profile
 
     mounts = [parse_mount(m) for m in req.mounts]
     forwards = [parse_forward(f) for f in req.forwards]
-    ns = argparse.Namespace(profile=profile_name, config=req.config, sets=list(req.sets), seed=None)
-    res, _inv = prepare(ns, quiet=False)
-    data = res.profile.model_dump(mode="json")
+    project = load_project(req.config)
+    pf = preflight(project, profile_name, sets=list(req.sets))
+    pf.warn(sys.stderr)
+    pf.refuse_on_errors()
+    data = pf.profile.model_dump(mode="json")
     data["shares"] = [*data["shares"], *({"path": m.path, "tag": m.tag} for m in mounts)]
     data["forwards"] = [*data["forwards"], *({"host": h, "guest": g} for h, g in forwards)]
     if req.persistent:
         data["persistent"] = True
-    return Profile.model_validate(data), res.project
+    return Profile.model_validate(data), project
 
 
 def _overlays(vm: VmDir, profile: Any) -> Any:
