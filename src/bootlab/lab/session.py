@@ -49,6 +49,12 @@ class Checked:
     findings: list[Any]
     refused: list[str]
 
+    def refuse(self, what: str) -> None:
+        """Raise the one-line refusal for a trial or comparison arm that lint refused."""
+        if self.refused:
+            ids = ", ".join(r.split(":")[0] for r in self.refused)
+            raise UsageError(f"{what}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force")
+
 
 def parse_axis(text: str) -> tuple[str, list[tuple[str, str]]]:
     """``KEY=V1,V2`` (or ``KEY=["v,with,commas", "v2"]``) -> (key, [(label, --set text)])."""
@@ -226,11 +232,7 @@ class Lab:
         check_count(n)
         base = seed_base if seed_base is not None else secrets.randbits(32)
         checked = self.check(spec, derive_seed(base, 0))
-        if checked.refused:
-            ids = ", ".join(r.split(":")[0] for r in checked.refused)
-            raise UsageError(
-                f"profile {spec.profile}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force"
-            )
+        checked.refuse(f"profile {spec.profile}")
         params: dict[str, Any] = {"n": n, "jobs": jobs, "strict": strict, "seed_base": base}
         if stopper is not None:
             params["until_confident"] = {
@@ -315,11 +317,7 @@ class Lab:
         base = seed_base if seed_base is not None else secrets.randbits(32)
         checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
         for checked in checks:
-            if checked.refused:
-                ids = ", ".join(r.split(":")[0] for r in checked.refused)
-                raise UsageError(
-                    f"{checked.spec.label}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force"
-                )
+            checked.refuse(checked.spec.label)
         cid = self.store.begin_comparison(note) if self.store is not None else None
         arms = []
         for checked, salt in zip(checks, ("a", "b"), strict=True):
