@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import children, wait_dead
 
 pytestmark = pytest.mark.e2e
 
@@ -34,28 +35,6 @@ def read_until(proc: subprocess.Popen[bytes], needle: bytes, timeout: float = 60
                 raise AssertionError(f"output ended before {needle!r}: {buf[-500:]!r}")
             buf += chunk
     return buf
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(x) for x in path.read_text().split()] if path.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def wait_dead(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_run_boots_edk2_and_qemu_dies_with_sigkilled_bootlab() -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from procs import alive, wait_dead
 
 pytestmark = pytest.mark.e2e
 
@@ -33,23 +34,6 @@ PROMPT = {"linux-arm64": b"# ", "redox-sim": b"root:/# "}
 
 if not (CONFIG.is_file() and KERNEL.is_file()):
     pytest.skip("test guests not built (bash guests/build.sh)", allow_module_level=True)
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state not in ("Z", "X")
-
-
-def wait_dead(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def free_port() -> int:
