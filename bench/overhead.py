@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def raw_argv(profile: str, config: Path) -> list[str]:
     from bootlab.host import probe
     from bootlab.profile.loader import load_project, resolve_profile
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
 
     prof = resolve_profile(profile, project=load_project(config), sets=[])
     return build_invocation(prof, probe(), None).argv

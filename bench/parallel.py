@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def one(lab: object, profile: str, sets: list[str], n: int, jobs: int) -> float:
-    from bootlab.lab.session import ArmSpec, Lab
+    from bootlab.lab.lab import ArmSpec, Lab
 
     assert isinstance(lab, Lab)
     t0 = time.monotonic()
@@ -34,7 +34,7 @@ def one(lab: object, profile: str, sets: list[str], n: int, jobs: int) -> float:
 
 def main() -> int:
     from bootlab.host import probe
-    from bootlab.lab.session import Lab
+    from bootlab.lab.lab import Lab
     from bootlab.profile.loader import load_project
     from bootlab.store.db import Store
 

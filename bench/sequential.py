@@ -81,9 +81,9 @@ def main() -> int:
 
 def real(args: argparse.Namespace) -> None:
     from bootlab.host import probe
-    from bootlab.lab.session import ArmSpec, Lab
+    from bootlab.lab.lab import ArmSpec, Lab
     from bootlab.lab.stats import Sprt
-    from bootlab.lab.trial import Stopper
+    from bootlab.lab.summary import Stopper
     from bootlab.profile.loader import load_project
     from bootlab.store.db import Store
 

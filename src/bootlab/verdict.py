@@ -95,7 +95,12 @@ class Verdict(BaseModel):
         return self.outcome in INFRA
 
     def exit_code(self) -> int:
-        """The stable CLI exit code: 0 pass, 1 guest failed (``incomplete`` too), 3 qemu/infra error."""
-        if self.outcome == "pass":
-            return 0
-        return 3 if self.outcome in INFRA else 1
+        return exit_code_of(self.outcome)
+
+
+def exit_code_of(outcome: str) -> int:
+    """The stable CLI exit code of a boot's outcome: 0 pass, 1 guest failed (``incomplete`` too), 3 qemu/infra
+    error. `bootlab boot` and `vm launch`/`start` map outcomes through here."""
+    if outcome == "pass":
+        return 0
+    return 3 if outcome in INFRA else 1

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from bootlab.lab.simulate import redox_sim_outcome
-from bootlab.lab.trial import derive_seed
+from bootlab.lab.summary import derive_seed
 from bootlab.store.db import Store
 
 ROOT = Path(__file__).resolve().parents[2]

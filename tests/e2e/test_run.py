@@ -87,7 +87,7 @@ def test_observed_boot_sockets_are_private() -> None:
     """The console and QMP sockets are 0600 in a 0700 directory: nobody else can type into the guest."""
     from bootlab.host import probe
     from bootlab.profile.loader import resolve_profile
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
     from bootlab.qemu.process import QemuProcess
     from bootlab.qemu.runtime import RuntimeDir
 

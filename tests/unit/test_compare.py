@@ -10,7 +10,7 @@ from test_trial_support import make_lab, make_project, use_simulated_boots
 
 from bootlab.cli.main import main
 from bootlab.host import Host
-from bootlab.lab.session import ArmSpec, comparison
+from bootlab.lab.lab import ArmSpec, comparison
 
 COMPARE_KEYS = {"a", "b", "difference", "difference_ci95", "p_value", "significant", "more_boots_each", "sentence"}
 

@@ -10,8 +10,8 @@ import pytest
 from bootlab.errors import UsageError
 from bootlab.lint import LintContext, check_invocation, lint, load_rules
 from bootlab.lint.engine import Constraint
-from bootlab.qemu.argv import Problem
-from bootlab.qemu.cmdline import parse_argv
+from bootlab.qemu.argv_parser import parse_argv
+from bootlab.qemu.invocation import Problem
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from test_trial_support import make_lab, make_project, use_simulated_boots
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.session import mark, matrix_cells, parse_axis
+from bootlab.lab.lab import mark, matrix_cells, parse_axis
 
 
 def test_parse_axis_forms() -> None:

@@ -11,10 +11,11 @@ import pytest
 from bootlab.console.observer import Observer
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.boot import BootOptions, boot, finish_verdict, qemu_exit_verdict, qemu_reason
-from bootlab.lab.registers import parse_registers, symbolise
+from bootlab.lab.boot import BootOptions, boot, finish_verdict, qemu_exit_verdict
 from bootlab.packs.loader import load_packs
 from bootlab.profile.model import Profile
+from bootlab.qemu.machine import exit_reason
+from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.verdict import Verdict
 
 KVM_MSR = (
@@ -26,16 +27,16 @@ KVM_MSR = (
 )
 
 
-def testqemu_reason_skips_info_lines() -> None:
-    line, title = qemu_reason(KVM_MSR)
+def test_exit_reason_skips_info_lines() -> None:
+    line, title = exit_reason(KVM_MSR)
     assert line == "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69"
     assert title == "qemu: error: failed to set MSR ADDR to ADDR"
 
 
-def testqemu_reason_bad_machine() -> None:
-    _, title = qemu_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
+def test_exit_reason_bad_machine() -> None:
+    _, title = exit_reason("qemu-system-aarch64: unsupported machine type\nUse -machine help to list\n")
     assert title == "qemu: unsupported machine type"
-    assert qemu_reason("") == (None, None)
+    assert exit_reason("") == (None, None)
 
 
 def _observed(text: str) -> Observer:

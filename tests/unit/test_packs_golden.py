@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from bootlab.console.classify import classify_text
 from bootlab.console.observer import Observer
-from bootlab.console.offline import classify_text
 from bootlab.packs.loader import load_packs
 
 GOLDEN = Path(__file__).resolve().parents[1] / "packs"

@@ -19,10 +19,10 @@ from test_trial_support import make_lab, make_project, use_simulated_boots
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.session import ArmSpec
+from bootlab.lab.lab import ArmSpec
 from bootlab.lab.simulate import bernoulli_boot_fn, redox_sim_outcome
 from bootlab.lab.stats import Sprt
-from bootlab.lab.trial import BootRecord, Stopper, derive_seed, summarize
+from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
 from bootlab.store.db import Store
 from bootlab.verdict import Incident, StageTime, Verdict
 
@@ -208,7 +208,7 @@ INTERRUPTED = textwrap.dedent(
     import sys
     from pathlib import Path
     from bootlab.host import Host, QemuBinary
-    from bootlab.lab.session import Lab, ArmSpec
+    from bootlab.lab.lab import Lab, ArmSpec
     from bootlab.lab.simulate import sim_boot_fn
     from bootlab.profile.loader import load_project
     from bootlab.report.progress import PlainProgress

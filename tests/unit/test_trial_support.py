@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bootlab.host import Host
-from bootlab.lab.session import Lab
+from bootlab.lab.lab import Lab
 from bootlab.lab.simulate import sim_boot_fn
 from bootlab.profile.loader import load_project
 from bootlab.store.db import Store

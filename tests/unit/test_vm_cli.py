@@ -14,8 +14,9 @@ import pytest
 
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
+from bootlab.lab import fallback
 from bootlab.verdict import Verdict
-from bootlab.vm import fallback, manager, registry
+from bootlab.vm import manager, registry
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,8 @@ from bootlab.cli.common import add_profile_args, positive_seconds
 
 if TYPE_CHECKING:
     from bootlab.cli.common import Resolved
-    from bootlab.qemu.argv import Invocation
+    from bootlab.profile.model import Profile
+    from bootlab.qemu.invocation import Invocation
     from bootlab.verdict import Verdict
 
 
@@ -40,36 +41,45 @@ def run_boot(args: argparse.Namespace) -> int:
     import sys
 
     from bootlab.cli.common import prepare
+    from bootlab.lab.fallback import Attempt, boot_with_fallback
 
     if args.timeout is not None:
         args.sets = [*args.sets, f"timeout={args.timeout}"]
     if args.quiet_timeout is not None:
         args.sets = [*args.sets, f"quiet_timeout={args.quiet_timeout}"]
     res, inv = prepare(args, force=args.force, quiet=False)
-    verdict = _observed_boot(args, res, inv, args.log)
-    if not args.fallback:
-        _show(args, verdict)
-        return verdict.exit_code()
+    prepared: dict[str, tuple[Resolved, Invocation]] = {res.profile.name: (res, inv)}
 
-    from bootlab.vm.fallback import announcement, should_fall_back
+    def boot_one(profile: Profile) -> Verdict:
+        first = len(prepared) == 1
+        r, i = prepared[profile.name]
+        log = args.log if first or not args.log else f"{args.log}.fallback"
+        verdict = _observed_boot(args, r, i, log)
+        if not args.json:
+            _show(args, verdict)
+        return verdict
 
-    if not should_fall_back(res.profile, verdict):
-        _show(args, verdict)
-        return verdict.exit_code()
-    if not args.json:
-        _show(args, verdict)
-    print(f"bootlab: *** {announcement(res.profile, verdict)} ***", file=sys.stderr, flush=True)
-    # The fallback boots with the same --set overrides and the same seed, so the two attempts are comparable.
-    fb_args = argparse.Namespace(**{**vars(args), "profile": res.profile.fallback, "seed": res.profile.seed})
-    fb_res, fb_inv = prepare(fb_args, force=args.force, quiet=False)
-    second = _observed_boot(fb_args, fb_res, fb_inv, f"{args.log}.fallback" if args.log else None)
-    if args.json:
-        data = second.model_dump(mode="json")
-        data["fallback_from"] = {"profile": res.profile.name, **verdict.model_dump(mode="json")}
-        print(json.dumps(data, indent=2))
+    def resolve_fallback(name: str) -> Profile:
+        # the fallback boots with the same --set overrides and the same seed, so the two attempts are comparable
+        fb_args = argparse.Namespace(**{**vars(args), "profile": name, "seed": res.profile.seed})
+        fb_res, fb_inv = prepare(fb_args, force=args.force, quiet=False)
+        prepared[fb_res.profile.name] = (fb_res, fb_inv)
+        return fb_res.profile
+
+    def announce(text: str) -> None:
+        print(f"bootlab: *** {text} ***", file=sys.stderr, flush=True)
+
+    if args.fallback:
+        attempts = boot_with_fallback(res.profile, boot_one, resolve_fallback, announce)
     else:
-        _show(args, second)
-    return second.exit_code()
+        attempts = [Attempt(res.profile, boot_one(res.profile))]
+    last = attempts[-1].verdict
+    if args.json:
+        data = last.model_dump(mode="json")
+        if len(attempts) > 1:
+            data["fallback_from"] = {"profile": attempts[0].profile.name, **attempts[0].verdict.model_dump(mode="json")}
+        print(json.dumps(data, indent=2))
+    return last.exit_code()
 
 
 def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log: str | None) -> Verdict:
@@ -77,6 +87,7 @@ def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log
     import sys
     from pathlib import Path
 
+    from bootlab.cli.common import stage_line
     from bootlab.lab.boot import BootOptions, boot
 
     profile = res.profile
@@ -84,11 +95,11 @@ def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log
 
     def on_event(kind: str, text: str, t: float) -> None:
         if kind == "stage":
-            print(f"  {t:7.2f}s  {text}", file=err, flush=True)
+            print(stage_line(text, t), file=err, flush=True)
         elif kind == "fatal":
-            print(f"  {t:7.2f}s  FATAL  {text}", file=err, flush=True)
+            print(stage_line(f"FATAL  {text}", t), file=err, flush=True)
         elif kind == "send":
-            print(f"  {t:7.2f}s  (answered {text})", file=err, flush=True)
+            print(stage_line(f"(answered {text})", t), file=err, flush=True)
 
     print(f"bootlab: booting {profile.name} ({inv.accel_reason}; seed {profile.seed})", file=err, flush=True)
     opts = BootOptions(log_path=Path(log) if log else None, project_dir=res.project.root, on_event=on_event)

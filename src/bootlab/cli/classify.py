@@ -41,7 +41,7 @@ def _project_dir(config: Path | None) -> Path | None:
 def classify(args: argparse.Namespace) -> int:
     import json
 
-    from bootlab.console.offline import classify_file
+    from bootlab.console.classify import classify_file
     from bootlab.packs.loader import load_packs
 
     packs = load_packs(args.pack, _project_dir(args.config))

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from bootlab.host import Host
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
-    from bootlab.qemu.argv import Invocation
+    from bootlab.qemu.invocation import Invocation
     from bootlab.qemu.runtime import RuntimeDir
 
 
@@ -31,6 +31,11 @@ def add_profile_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> N
     )
     if seed:
         parser.add_argument("--seed", type=_seed, metavar="N", help="the boot's 32-bit seed (replays a boot)")
+
+
+def stage_line(text: str, t: float | None) -> str:
+    """One line of a live boot timeline (`bootlab boot`, `vm launch`): seconds since QEMU started, then what."""
+    return f"  {t:7.2f}s  {text}" if t is not None else f"     ?     {text}"
 
 
 def seconds(text: str) -> float:
@@ -83,23 +88,6 @@ def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index
         keep_builtins=keep_builtins,
     )
     return Resolved(project=project, profile=profile, host=probe())
-
-
-def canonical_invocation(args: argparse.Namespace) -> tuple[Resolved, Invocation]:
-    """The profile with `{seed}`/`{boot}` unfilled and the console on stdio: what scripts and locks record."""
-    from bootlab.qemu.argv import build_invocation
-
-    res = resolve(args, keep_builtins=True)
-    return res, build_invocation(res.profile, res.host)
-
-
-def check_lock(args: argparse.Namespace) -> None:
-    """Refuse to run a locked profile whose command line changed (nothing to do when no lock names it)."""
-    from bootlab.host import probe
-    from bootlab.lab.preflight import check_lock as _check
-    from bootlab.profile.loader import load_project
-
-    _check(load_project(args.config), args.profile, args.sets, probe())
 
 
 def prepare(

@@ -52,7 +52,7 @@ def run_compare(args: argparse.Namespace) -> int:
         )
     if args.n < 1:
         raise UsageError("compare needs -n N boots per arm (e.g. -n 20)")
-    from bootlab.lab.session import ArmSpec
+    from bootlab.lab.lab import ArmSpec
 
     a = ArmSpec(pa, [*args.sets, *args.a_sets], label=_label(pa, args.a_sets, pb) or "A")
     b = ArmSpec(pb, [*args.sets, *args.b_sets], label=_label(pb, args.b_sets, pa) or "B")
@@ -78,7 +78,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_stored(args: argparse.Namespace) -> int:
-    from bootlab.lab.session import comparison, stored_trial
+    from bootlab.lab.lab import comparison, stored_trial
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store, parse_ref
 

@@ -51,7 +51,7 @@ def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str,
 
     if ref.kind == "boot":
         return None, [boot_json(store.require(ref))]
-    from bootlab.lab.session import stored_trial
+    from bootlab.lab.lab import stored_trial
 
     result, _ = stored_trial(store, ref.id)
     return result, [boot_json(b) for b in store.boots(ref.id)]

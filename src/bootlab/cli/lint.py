@@ -1,6 +1,6 @@
 """`bootlab lint`: check a profile or a raw QEMU command line against what is known to break.
 
-Two forms, one rule set (both become facts via :func:`bootlab.qemu.cmdline.parse_argv`):
+Two forms, one rule set (both become facts via :func:`bootlab.qemu.argv_parser.parse_argv`):
 
 - ``bootlab lint PROFILE [--config F] [--set k=v]...`` lints exactly the argv ``run`` would use, with what the
   profile knows (pack, persistent drives) and what the host probe knows (QEMU version, firmware).
@@ -24,7 +24,7 @@ from bootlab.errors import EXIT_GUEST_FAILED, EXIT_PASS, UsageError
 
 if TYPE_CHECKING:
     from bootlab.lint import Finding
-    from bootlab.qemu.cmdline import Facts
+    from bootlab.qemu.argv_parser import Facts
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,7 +111,7 @@ def _missing_firmware(facts: Facts, host: Any) -> str | None:
 def lint_raw(argv: list[str], *, use_host: bool, rule_dirs: list[Path]) -> list[Finding]:
     """Lint a raw command line; with ``use_host`` the probe adds the OS, arch, QEMU version and firmware."""
     from bootlab.lint import LintContext, lint
-    from bootlab.qemu.cmdline import parse_argv
+    from bootlab.qemu.argv_parser import parse_argv
 
     if not argv:
         raise UsageError(
@@ -142,15 +142,15 @@ def lint_raw(argv: list[str], *, use_host: bool, rule_dirs: list[Path]) -> list[
 def lint_profile(args: argparse.Namespace, rule_dirs: list[Path]) -> list[Finding]:
     """Lint the argv that `bootlab run PROFILE` would use (console on stdio, `{seed}` left unfilled)."""
     from bootlab.host import probe
-    from bootlab.lab.preflight import check_fallback, check_packs
+    from bootlab.lab.preflight import check_fallback, require_packs
     from bootlab.lint import check_invocation
     from bootlab.profile.loader import load_project, resolve_profile
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
 
     project = load_project(args.config)
     profile = resolve_profile(args.target[0], project=project, sets=args.sets, seed=0, keep_builtins=True)
     if profile.pack:
-        check_packs(profile, project)  # an unknown pack is bad input, as at boot
+        require_packs(profile, project.root)  # an unknown pack is bad input, as at boot
     check_fallback(profile, project, args.sets)
     host = probe()
     invocation = build_invocation(profile, host)

@@ -15,13 +15,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bootlab.cli.common import canonical_invocation
     from bootlab.errors import UsageError
+    from bootlab.host import probe
+    from bootlab.lab.preflight import canonical_invocation
+    from bootlab.profile.loader import load_project
     from bootlab.profile.lock import argv_diff, read_locks, write_lock
 
-    res, inv = canonical_invocation(args)
-    name = res.profile.name
-    entry = read_locks(res.project).get(name)
+    project = load_project(args.config)
+    inv = canonical_invocation(project, args.profile, args.sets, probe())
+    name = inv.profile.name
+    entry = read_locks(project).get(name)
     if entry is not None and entry.get("sha256") == inv.sha256:
         print(f"{name}: already locked, unchanged (sha256 {inv.sha256[:16]})")
         return 0
@@ -30,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
             f"profile {name} is already locked with a different command line "
             f"({argv_diff(list(entry.get('argv', [])), inv.argv)}); use --update to relock on purpose"
         )
-    path = write_lock(res.project, name, inv.argv, inv.sha256)
+    path = write_lock(project, name, inv.argv, inv.sha256)
     print(f"{name}: {'relocked' if entry else 'locked'} in {path} (sha256 {inv.sha256[:16]})")
     return 0

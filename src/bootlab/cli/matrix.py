@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
-    from bootlab.lab.session import matrix_cells
+    from bootlab.lab.lab import matrix_cells
 
     matrix_cells(args.profile, list(args.sets), args.axes)  # bad --axis syntax: one line before anything runs
     lab = make_lab(args)

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def render_script(name: str, profile_hash: str, argv: list[str], seed: int, accel_reason: str) -> str:
     from bootlab import __version__
-    from bootlab.qemu.argv import argv_sha256, option_groups
+    from bootlab.qemu.invocation import argv_sha256, option_groups
 
     body = " \\\n    ".join(" ".join(shlex.quote(a) for a in group) for group in option_groups(argv))
     return (
@@ -39,14 +39,15 @@ def render_script(name: str, profile_hash: str, argv: list[str], seed: int, acce
 
 
 def run(args: argparse.Namespace) -> int:
-    from bootlab.cli.common import check_lock, resolve
+    from bootlab.cli.common import resolve
+    from bootlab.lab.preflight import check_lock
     from bootlab.profile.loader import profile_hash
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
 
-    check_lock(args)
     if args.seed is None:
         args.seed = 0
     res = resolve(args)
+    check_lock(res.project, args.profile, args.sets, res.host)
     inv = build_invocation(res.profile, res.host)
     for problem in inv.problems:
         print(f"warning: {problem.message}", file=sys.stderr)

@@ -65,7 +65,7 @@ def run_show(args: argparse.Namespace) -> int:
                 _print_boot(data)
             return 0
         if ref.kind == "trial":
-            from bootlab.lab.session import stored_trial
+            from bootlab.lab.lab import stored_trial
 
             result, records = stored_trial(store, ref.id)
             result["notes"] = [n["text"] for n in store.notes(ref)]

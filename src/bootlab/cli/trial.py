@@ -16,7 +16,7 @@ from bootlab.cli.common import add_profile_args
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
-    from bootlab.lab.session import Lab
+    from bootlab.lab.lab import Lab
 
 
 def _count(text: str) -> int:
@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def make_lab(args: argparse.Namespace) -> Lab:
     """Project, host probe, store: what every lab command opens."""
     from bootlab.host import probe
-    from bootlab.lab.session import Lab
+    from bootlab.lab.lab import Lab
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store
 
@@ -101,9 +101,9 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 def run_trial(args: argparse.Namespace) -> int:
-    from bootlab.lab.session import ArmSpec
+    from bootlab.lab.lab import ArmSpec
     from bootlab.lab.stats import Sprt
-    from bootlab.lab.trial import Stopper
+    from bootlab.lab.summary import Stopper
 
     stopper = None
     if args.until_confident:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bootlab.cli.common import positive_seconds, seconds
+from bootlab.cli.common import positive_seconds, seconds, stage_line
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,8 +99,7 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
     verdict = state.get("verdict") or {}
     if not as_json and not state.get("streamed"):
         for s in state.get("stages") or verdict.get("stages") or []:
-            t = s.get("t")
-            _err(f"  {t:7.2f}s  {s['name']}" if t is not None else f"     ?     {s['name']}")
+            _err(stage_line(s["name"], s.get("t")))
     st = state.get("state")
     if st == "ready":
         if not as_json:
@@ -116,11 +115,13 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
         if verdict.get("fatal_line"):
             _err(f"  fatal line: {verdict['fatal_line']}")
         _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
-    return 3 if outcome in ("qemu-error", "infra-error") else 1
+    from bootlab.verdict import exit_code_of
+
+    return exit_code_of(outcome)
 
 
 def _print_stage(name: str, t: float | None) -> None:
-    _err(f"  {t:7.2f}s  {name}" if t is not None else f"     ?     {name}")
+    _err(stage_line(name, t))
 
 
 def cmd_launch(args: argparse.Namespace) -> int:

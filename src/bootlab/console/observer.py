@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from bootlab.console.clean import clean, clean_partial, incremental_decoder
 from bootlab.packs.loader import CompiledSignature, PackSet
-from bootlab.verdict import normalise_title
+from bootlab.verdict import Incident, StageTime, normalise_title
 
 # a line longer than this without a newline is cut (a flood without newlines must not grow memory)
 MAX_LINE = 8192
@@ -170,6 +170,28 @@ class Observer:
         if self.fatal is not None:
             return self.fatal.t
         return self._fatal_pending.t if self._fatal_pending is not None else None
+
+    @property
+    def fatal_pending_line(self) -> str | None:
+        """The fatal line, also while its finding still waits for the rest of the dump."""
+        if self.fatal is not None:
+            return self.fatal.line
+        return self._fatal_pending.line if self._fatal_pending is not None else None
+
+    def verdict_fields(self) -> dict[str, object]:
+        """The verdict fields the observer knows: stage, stages, title, fatal line and time, incidents. The same
+        for a live boot, a named VM and `bootlab classify`."""
+        fatal = self.fatal
+        return {
+            "stage": self.stage,
+            "stages": [StageTime(name=s.name, t=s.t) for s in self.stages],
+            "title": fatal.title if fatal else None,
+            "fatal_line": fatal.line if fatal else None,
+            "fatal_t": fatal.t if fatal else None,
+            "incidents": [
+                Incident(kind=i.kind, title=i.title, process=i.process, line=i.line, t=i.t) for i in self.incidents
+            ],
+        }
 
     @property
     def dump_complete(self) -> bool:

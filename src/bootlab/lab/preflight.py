@@ -18,9 +18,10 @@ from bootlab.errors import UsageError
 if TYPE_CHECKING:
     from bootlab.host import Host
     from bootlab.lint import Finding
+    from bootlab.packs.loader import PackSet
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
-    from bootlab.qemu.argv import Invocation
+    from bootlab.qemu.invocation import Invocation
     from bootlab.qemu.runtime import RuntimeDir
 
 
@@ -62,7 +63,7 @@ def lint_rule_dirs(project_file: Path | None) -> list[Path]:
 def canonical_invocation(project: Project, name: str, sets: list[str] | tuple[str, ...], host: Host) -> Invocation:
     """The profile with `{seed}`/`{boot}` unfilled and the console on stdio: what scripts and locks record."""
     from bootlab.profile.loader import resolve_profile
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
 
     return build_invocation(resolve_profile(name, project=project, sets=sets, keep_builtins=True), host)
 
@@ -78,13 +79,14 @@ def check_lock(project: Project, name: str, sets: list[str] | tuple[str, ...], h
     _check(project, name, inv.argv, inv.sha256)
 
 
-def check_packs(profile: Profile, project: Project) -> None:
-    """A profile that boots observed needs packs, and they must exist (they are loaded and cached here)."""
+def require_packs(profile: Profile, project_dir: Path | None) -> PackSet:
+    """The packs that read an observed boot of ``profile``: it must name some, and they must exist (loaded and
+    compiled once per process, then cached)."""
     from bootlab.packs.loader import load_packs
 
     if not profile.pack:
         raise UsageError(f'profile {profile.name} names no pack; add pack = ["linux"] (or redox, edk2, ...) to it')
-    load_packs(profile.pack, project.root)
+    return load_packs(profile.pack, project_dir)
 
 
 def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:
@@ -112,7 +114,7 @@ def preflight(
     """Resolve and check ``name`` for one boot. ``observed`` (a boot bootlab watches) also checks the packs."""
     from bootlab.lint import check_invocation
     from bootlab.profile.loader import resolve_profile
-    from bootlab.qemu.argv import build_invocation
+    from bootlab.qemu.invocation import build_invocation
 
     if host is None:
         from bootlab.host import probe
@@ -121,7 +123,7 @@ def preflight(
     check_lock(project, name, sets, host)
     profile = resolve_profile(name, project=project, sets=sets, seed=seed, boot_index=boot_index)
     if observed:
-        check_packs(profile, project)
+        require_packs(profile, project.root)
     check_fallback(profile, project, sets)
     inv = build_invocation(profile, host, runtime)
     inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it

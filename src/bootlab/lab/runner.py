@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bootlab.lab.trial import BootRecord, Stopper, counts_as_pass, derive_seed
+from bootlab.lab.summary import BootRecord, Stopper, counts_as_pass, derive_seed
 from bootlab.verdict import INFRA, Verdict
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 Entry points:
 
-- :func:`lint` -- facts (from :func:`bootlab.qemu.cmdline.parse_argv`) plus context -> findings.
+- :func:`lint` -- facts (from :func:`bootlab.qemu.argv_parser.parse_argv`) plus context -> findings.
 - :func:`check_argv` -- a raw command line, e.g. the user's run script pasted after ``bootlab lint --``.
 - :func:`check_invocation` -- what ``run``/``boot`` call before every boot: the builder's argv plus what the
   profile and host probe know (QEMU version, pack, ``persistent`` drives, firmware the probe could not find).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab.lint.engine import Finding, LintContext, Rule, fact_view, lint, load_rules, version_tuple
-from bootlab.qemu.cmdline import Facts, parse_argv
+from bootlab.qemu.argv_parser import Facts, parse_argv
 
 __all__ = [
     "Facts",

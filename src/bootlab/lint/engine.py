@@ -43,7 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bootlab.errors import UsageError
-from bootlab.qemu.cmdline import Facts, normalise_arch
+from bootlab.qemu.argv_parser import Facts, normalise_arch
 
 __all__ = [
     "Constraint",

@@ -50,7 +50,7 @@ def write_lock(project: Project, name: str, argv: list[str], sha256: str) -> Pat
 
 def argv_diff(locked: list[str], current: list[str]) -> str:
     """What changed, option by option: `-cpu cortex-a72 -> -cpu max`, `- -nographic`, `+ -smp 2`."""
-    from bootlab.qemu.argv import option_groups
+    from bootlab.qemu.invocation import option_groups
 
     old = [" ".join(g) for g in option_groups(locked)]
     new = [" ".join(g) for g in option_groups(current)]

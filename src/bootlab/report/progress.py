@@ -12,7 +12,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from bootlab.lab.stats import wilson
-from bootlab.lab.trial import BootRecord, failure_title
+from bootlab.lab.summary import BootRecord, failure_title
 
 if TYPE_CHECKING:
     from bootlab.lab.runner import Arm

@@ -10,7 +10,7 @@ import shlex
 import time
 from typing import Any
 
-from bootlab.lab.session import MARKS
+from bootlab.lab.lab import MARKS
 
 
 def pct(x: float | None) -> str:

@@ -15,6 +15,7 @@ import termios
 import tty
 
 from bootlab.vm.manager import connect, get, reap
+from bootlab.vm.protocol import AttachRequest
 from bootlab.vm.registry import VmDir
 
 DETACH = b"\x1d"  # Ctrl-]
@@ -27,7 +28,7 @@ def attach(name: str) -> int:
     reap()
     vm: VmDir = get(name)
     sock = connect(vm, timeout=10)
-    sock.sendall(json.dumps({"op": "attach"}).encode() + b"\n")
+    sock.sendall(AttachRequest().encode())
     first = bytearray()
     while b"\n" not in first:
         chunk = sock.recv(4096)

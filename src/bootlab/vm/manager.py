@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bootlab.errors import InfraError, UsageError
+from bootlab.errors import EXIT_GUEST_FAILED, BootlabError, InfraError, UsageError
+from bootlab.vm import protocol
 from bootlab.vm.registry import VmDir, all_vms, make_private_dir, same_process, validate_name
 
 START_TIMEOUT = 15.0
@@ -84,11 +85,11 @@ class LaunchRequest:
 # ---------------------------------------------------------------------------------------------- control socket
 
 
-def request(vm: VmDir, req: dict[str, Any], timeout: float | None = 30.0) -> dict[str, Any]:
-    """One request/reply with the VM's supervisor."""
+def request(vm: VmDir, req: protocol._Message, timeout: float | None = 30.0) -> dict[str, Any]:
+    """One request/reply with the VM's supervisor (the reply's JSON object; see :mod:`bootlab.vm.protocol`)."""
     sock = connect(vm, timeout)
     try:
-        sock.sendall(json.dumps(req).encode() + b"\n")
+        sock.sendall(req.encode())
         line = _readline(sock)
     finally:
         sock.close()
@@ -256,26 +257,29 @@ def launch(
     except BaseException:
         shutil.rmtree(vm.path, ignore_errors=True)
         raise
-    spawn(vm)
     if not wait:
-        return info(vm)
-    result = wait_settled(vm, on_stage=on_stage)
-    verdict = result.get("verdict") or {}
-    if result.get("state") == "stopped" and verdict.get("outcome") in ("crash", "hang") and profile.fallback:
-        first = verdict
-        if on_event:
-            on_event(
-                f"FALLBACK: {profile.name} ended in {first.get('outcome')}"
-                f"{': ' + first['title'] if first.get('title') else ''}; "
-                f"retrying once under its fallback profile {profile.fallback}"
-            )
-        fb, _ = _resolve(req, profile.fallback)
-        for p in vm.path.glob("disk*.qcow2"):
-            p.unlink()
-        _prepare(vm, req, fb, project, fell_back_from=profile.name)
         spawn(vm)
-        result = wait_settled(vm, on_stage=on_stage)
-        result["fallback_from"] = {"profile": profile.name, "verdict": first}
+        return info(vm)
+    from bootlab.lab.fallback import boot_with_fallback
+    from bootlab.verdict import Verdict
+
+    states: list[dict[str, Any]] = []
+
+    def boot_vm(p: Any) -> Verdict:
+        if states:  # the fallback: a fresh overlay, the fallback profile
+            for disk in vm.path.glob("disk*.qcow2"):
+                disk.unlink()
+            _prepare(vm, req, p, project, fell_back_from=profile.name)
+        spawn(vm)
+        states.append(wait_settled(vm, on_stage=on_stage))
+        return Verdict.model_validate(states[-1].get("verdict") or {"outcome": "infra-error"})
+
+    attempts = boot_with_fallback(
+        profile, boot_vm, lambda name: _resolve(req, name)[0], on_event or (lambda _text: None)
+    )
+    result = states[-1]
+    if len(attempts) > 1:
+        result["fallback_from"] = {"profile": profile.name, "verdict": states[0].get("verdict") or {}}
     return result
 
 
@@ -333,7 +337,7 @@ def wait_settled(
         with contextlib.suppress(InfraError, UsageError, OSError, ValueError):
             sock = connect(vm, timeout + 5)
             try:
-                sock.sendall(json.dumps({"op": "wait", "timeout": timeout, "events": True}).encode() + b"\n")
+                sock.sendall(protocol.WaitRequest(timeout=timeout, events=True).encode())
                 reader = sock.makefile("rb")
                 for line in reader:
                     msg = json.loads(line)
@@ -378,7 +382,7 @@ def stop(name: str, grace: float = 10.0) -> dict[str, Any]:
     if not vm.supervisor_alive():
         return {"ok": True, "how": "already stopped"}
     sup = vm.supervisor() or {}
-    res = request(vm, {"op": "stop", "grace": grace}, timeout=grace + 30)
+    res = request(vm, protocol.StopRequest(grace=grace), timeout=grace + 30)
     deadline = time.monotonic() + 10
     while same_process(sup.get("pid"), sup.get("start")) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -417,24 +421,28 @@ def exec_command(name: str, argv: list[str], timeout: float | None = None) -> Ex
         raise UsageError(f"vm {name} is stopped; start it with `bootlab vm start {name}`")
     if (vm.read("state.json") or {}).get("state") == "booting":
         wait_settled(vm)  # after `launch --no-wait`: run once it is ready (or report how the boot ended)
-    res = request(vm, {"op": "exec", "argv": argv, "timeout": timeout}, timeout=None)
-    if "error" in res:
-        if res.get("usage") or res.get("state") in ("booting", "stopped", "stopping"):
-            hint = "; wait for it with `bootlab vm list`" if res.get("state") == "booting" else ""
-            raise UsageError(res["error"] + hint)
-        if res.get("verdict"):
-            raise GuestCrashed(res["error"], res["verdict"])
-        raise InfraError(res["error"])
+    res = protocol.parse_reply(request(vm, protocol.ExecRequest(argv=argv, timeout=timeout), timeout=None))
+    if isinstance(res, protocol.ErrorReply):
+        if res.usage or res.state in ("booting", "stopped", "stopping"):
+            hint = "; wait for it with `bootlab vm list`" if res.state == "booting" else ""
+            raise UsageError(res.error + hint)
+        if res.verdict:
+            raise GuestCrashed(res.error, res.verdict)
+        raise InfraError(res.error)
+    if not isinstance(res, protocol.ExecReply):
+        raise InfraError(f"vm {name}: unexpected reply from the supervisor: {res}")
     return ExecOutcome(
-        stdout=base64.b64decode(res["stdout_b64"]),
-        exit_code=int(res["exit_code"]),
-        duration_s=float(res["duration_s"]),
-        timed_out=bool(res.get("timed_out")),
+        stdout=base64.b64decode(res.stdout_b64),
+        exit_code=res.exit_code,
+        duration_s=res.duration_s,
+        timed_out=res.timed_out,
     )
 
 
-class GuestCrashed(Exception):
-    """Exec on a VM whose guest crashed: the verdict instead of an exit status."""
+class GuestCrashed(BootlabError):
+    """Exec on a VM whose guest crashed: the verdict instead of an exit status (exit 1, like a failed boot)."""
+
+    exit_code = EXIT_GUEST_FAILED
 
     def __init__(self, message: str, verdict: dict[str, Any]) -> None:
         super().__init__(message)

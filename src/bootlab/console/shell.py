@@ -1,4 +1,6 @@
-"""Exact command execution over a serial shell: framing, parsing, resync. Pure functions, no I/O.
+"""Exact command execution over a serial shell: framing, parsing, resync, and :class:`GuestShell`, which runs
+framed commands over any :class:`~bootlab.console.base.Console` (a named VM's console, a boot running checks, a
+test's scripted shell).
 
 A serial console is one byte stream shared by the kernel, the tty's echo, the shell's prompt and the command's
 output. The user's old tmux + sed scraping broke on exactly that ("login/root text echoed as commands, output not
@@ -24,13 +26,22 @@ The wrapper is POSIX sh (busybox ash, dash, bash). Redox's ion would need its ow
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
 import secrets
 import shlex
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bootlab.errors import InfraError
+
+if TYPE_CHECKING:
+    from bootlab.console.base import Console
 
 PREFIX = "__BL"
 # busybox ash line editing holds at most 1024 bytes per line; the tty's canonical buffer 4095
@@ -224,3 +235,127 @@ class Collector:
 
     def partial(self) -> bytes:
         return partial_output(bytes(self.buf), self.framed)
+
+
+# ---------------------------------------------------------------------------------------------- over a console
+
+SYNC_TIMEOUT = 10.0
+_POLL = 0.25  # how often a waiting exec checks whether it should give up
+
+
+class ShellError(InfraError):
+    """The guest's shell did not answer as framed (no POSIX sh, output damaged on the console)."""
+
+
+class ExecAborted(Exception):
+    """The caller's ``should_stop`` said so (the guest crashed, the VM is stopping): no result."""
+
+
+@dataclass
+class ExecOutcome:
+    output: bytes
+    exit_code: int
+    duration_s: float
+    timed_out: bool = False
+
+
+class GuestShell:
+    """Runs framed commands in the guest's shell over a console: one at a time (the caller serialises).
+
+    Each call takes the console to use, so that a caller sharing one console between readers (a
+    :class:`~bootlab.console.hub.ConsoleHub`) can hand each exec a fresh tap that sees only what follows it.
+    ``should_stop`` is polled while waiting; when it returns True the exec is abandoned with
+    :class:`ExecAborted`.
+    """
+
+    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
+        self.synced = False
+        self.gzip: bool | None = None  # can the guest compress exec output? probed at the first exec
+        self.should_stop = should_stop or (lambda: False)
+        self.last_seen = b""  # what the console showed when a sync failed: said in the error
+
+    async def sync(self, console: Console, *, attempts: int = 3, interrupt: bool = False) -> bool:
+        """Type a fresh marker and wait for the shell to print it: the shell is at its prompt and ours.
+
+        With ``interrupt`` (a timed-out command is still running) every attempt starts with Ctrl-C; otherwise
+        only retries do (something unexpected holds the shell). The random marker makes late output of the
+        interrupted command harmless."""
+        for i in range(attempts):
+            if self.should_stop():
+                break
+            line, marker = sync_line(new_id())
+            if interrupt or i > 0:
+                await console.write(b"\x03")
+                await asyncio.sleep(0.2)
+            await console.write(line.encode())
+            if await self._wait_marker(console, marker, SYNC_TIMEOUT / attempts):
+                self.synced = True
+                return True
+        self.synced = False
+        return False
+
+    async def _wait_marker(self, console: Console, marker: bytes, timeout: float) -> bool:
+        seen = bytearray()
+        deadline = time.monotonic() + timeout
+        while not has_marker(seen, marker):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.should_stop():
+                self.last_seen = bytes(seen[-300:])
+                return False
+            chunk = await console.read(min(left, _POLL))
+            if chunk is not None:
+                if chunk.eof:
+                    return False
+                seen += chunk.data
+        return True
+
+    async def run(
+        self, console: Console, argv: list[str], timeout: float | None = None, abandoned: asyncio.Event | None = None
+    ) -> ExecOutcome:
+        """Run ``argv`` (each argument quoted) in a fresh ``sh -c``; its output and exit status, exactly.
+
+        ``abandoned`` set (the client went away) interrupts it like a timeout, so a forgotten ``sleep 1000``
+        cannot hold the shell. Raises :class:`ShellError` when the shell does not answer or the output was
+        damaged, :class:`ExecAborted` when ``should_stop``."""
+        if not self.synced and not await self.sync(console):
+            raise ShellError(f"the guest's shell does not answer on the console{self._answered()}")
+        if self.gzip is None:
+            probe = await self._run(console, wrap(GZIP_PROBE), 10.0, None)
+            try:
+                self.gzip = gzip_works(probe.output, probe.exit_code)
+            except zlib.error:
+                self.gzip = False
+        return await self._run(console, wrap(argv, gzip=self.gzip), timeout, abandoned)
+
+    async def _run(
+        self, console: Console, framed: Framed, timeout: float | None, abandoned: asyncio.Event | None
+    ) -> ExecOutcome:
+        start = time.monotonic()
+        collector = Collector(framed)
+        await console.write(framed.line.encode())
+        deadline = None if timeout is None else start + timeout
+        while True:
+            if self.should_stop():
+                raise ExecAborted
+            left = None if deadline is None else deadline - time.monotonic()
+            gone = abandoned is not None and abandoned.is_set()
+            if gone or (left is not None and left <= 0):
+                partial = collector.partial()
+                await self.sync(console, attempts=4, interrupt=True)
+                return ExecOutcome(partial, 124, round(time.monotonic() - start, 3), timed_out=True)
+            chunk = await console.read(_POLL if left is None else min(left, _POLL))
+            if chunk is None:
+                continue
+            if chunk.eof:
+                raise ExecAborted
+            try:
+                result = collector.feed(chunk.data)
+            except ValueError as exc:
+                self.synced = False
+                raise ShellError(str(exc)) from None
+            if result is not None:
+                return ExecOutcome(result.output, result.exit_code, round(time.monotonic() - start, 3))
+
+    def _answered(self) -> str:
+        seen = self.last_seen.decode(errors="replace").strip()
+        return f" (it printed: {seen[-120:]!r})" if seen else ""

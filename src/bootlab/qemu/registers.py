@@ -1,12 +1,12 @@
-"""Registers at crash: pause the VM over QMP, read ``info registers`` per vCPU, symbolise the PC.
+"""Registers at a crash: read QEMU's ``info registers`` text per vCPU, symbolise PC, ELR and LR.
 
 A crash verdict with the PC (and on aarch64 ELR/LR, ESR/FAR) is where debugging starts; reading them costs a
-few milliseconds while the VM is paused anyway. QMP is spoken with QEMU's own ``qemu.qmp`` library.
+few milliseconds while the VM is paused anyway. The QMP side (pausing, asking per vCPU) is
+:meth:`bootlab.qemu.machine.QemuMachine.registers`; this module only reads the text.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -88,48 +88,3 @@ def symbolise(regs: VcpuRegisters, elf: str | None) -> VcpuRegisters:
             if where:
                 regs.symbols[name] = where
     return regs
-
-
-async def capture(qmp_socket: Path, *, symbols: str | None = None, timeout: float = 3.0) -> list[VcpuRegisters]:
-    """Pause the VM and read every vCPU's registers. Returns [] (never raises) when QMP is unavailable."""
-    import asyncio
-
-    from qemu.qmp import QMPClient
-
-    client = QMPClient("bootlab")
-    regs: list[VcpuRegisters] = []
-    try:
-        await asyncio.wait_for(client.connect(str(qmp_socket)), timeout)
-        await asyncio.wait_for(client.execute("stop"), timeout)
-        cpus = await asyncio.wait_for(client.execute("query-cpus-fast"), timeout)
-        indexes = sorted(int(c["cpu-index"]) for c in cpus) if isinstance(cpus, list) else [0]
-        for idx in indexes:
-            text = await asyncio.wait_for(
-                client.execute("human-monitor-command", {"command-line": "info registers", "cpu-index": idx}),
-                timeout,
-            )
-            regs.append(symbolise(parse_registers(idx, str(text)), symbols))
-    except Exception:  # registers are a bonus; the verdict stands without them
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), timeout)
-    return regs
-
-
-async def quit_vm(qmp_socket: Path, timeout: float = 2.0) -> bool:
-    """Ask QEMU to quit over QMP (clean exit); False if it could not be asked."""
-    import asyncio
-
-    from qemu.qmp import QMPClient
-
-    client = QMPClient("bootlab-quit")
-    try:
-        await asyncio.wait_for(client.connect(str(qmp_socket)), timeout)
-        await asyncio.wait_for(client.execute("quit"), timeout)
-        return True
-    except Exception:  # the caller kills the process group anyway
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.disconnect(), timeout)

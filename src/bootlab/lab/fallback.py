@@ -6,8 +6,9 @@ The user's notes: HVF crashes at random, the cortex-a72 TCG config boots; so the
 arguments of the same kind) and never ``timeout``. Both verdicts are kept, and the switch is announced loudly.
 Trials never fall back: they measure one profile.
 
-``bootlab vm launch`` has its own loop (the VM's overlay and state are reset between attempts, see
-:func:`bootlab.vm.manager.launch`); :func:`boot_with_fallback` is the same rule for one-shot boots.
+:func:`boot_with_fallback` is the one place that applies the rule: ``bootlab boot --fallback`` passes an
+observed boot, ``bootlab vm launch`` a boot of the named VM (its overlay reset between attempts, see
+:func:`bootlab.vm.manager.launch`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from bootlab.vm import shell
+from bootlab.console import shell
 
 
 def console(framed: shell.Framed, *, prompt: bytes = b"root:/# ", kernel_line: bytes | None = None) -> bytes:

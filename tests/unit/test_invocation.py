@@ -10,7 +10,7 @@ import pytest
 from bootlab.errors import UsageError
 from bootlab.host import Host
 from bootlab.profile.loader import preset_names, resolve_profile
-from bootlab.qemu.argv import build_invocation
+from bootlab.qemu.invocation import build_invocation
 from bootlab.qemu.runtime import RuntimeDir
 
 GOLDEN = Path(__file__).parent / "golden" / "argv"

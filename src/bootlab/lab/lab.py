@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from bootlab.errors import UsageError
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p
-from bootlab.lab.trial import BootRecord, Stopper, derive_seed, summarize
+from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
 
 if TYPE_CHECKING:
     from bootlab.host import Host

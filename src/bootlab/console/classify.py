@@ -13,22 +13,7 @@ from pathlib import Path
 from bootlab.console.observer import Observer
 from bootlab.errors import UsageError
 from bootlab.packs.loader import PackSet
-from bootlab.verdict import Incident, StageTime, Verdict
-
-
-def verdict_fields(obs: Observer) -> dict[str, object]:
-    """The verdict fields the observer knows (stage, stages, title, fatal line/time, incidents)."""
-    fatal = obs.fatal
-    return {
-        "stage": obs.stage,
-        "stages": [StageTime(name=s.name, t=s.t) for s in obs.stages],
-        "title": fatal.title if fatal else None,
-        "fatal_line": fatal.line if fatal else None,
-        "fatal_t": fatal.t if fatal else None,
-        "incidents": [
-            Incident(kind=i.kind, title=i.title, process=i.process, line=i.line, t=i.t) for i in obs.incidents
-        ],
-    }
+from bootlab.verdict import Verdict
 
 
 def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) -> Verdict:
@@ -41,7 +26,7 @@ def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) ->
         outcome = "pass"
     else:
         outcome = "incomplete"
-    return Verdict(outcome=outcome, **verdict_fields(obs))  # type: ignore[arg-type]
+    return Verdict(outcome=outcome, **obs.verdict_fields())  # type: ignore[arg-type]
 
 
 def classify_file(path: Path, packs: PackSet) -> Verdict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bootlab.errors import UsageError
-from bootlab.qemu.cmdline import parse_argv, parse_size_mb, split_opts
+from bootlab.qemu.argv_parser import parse_argv, parse_size_mb, split_opts
 
 Q = "qemu-system-aarch64"
 

@@ -1,0 +1,134 @@
+"""The messages between `bootlab vm ...` and a VM's supervisor, typed, for both sides.
+
+One JSON object per line over the supervisor's control socket (``ctl.sock``, 0600 in a 0700 directory): the
+client sends one request, the supervisor answers with reply lines (``wait`` with ``events`` first streams stage
+events; ``attach`` turns the connection into the raw console after its reply). :class:`Status` is also what the
+supervisor writes to ``state.json`` on every change, so `vm list` can answer without asking.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from bootlab.vm.state import VmState
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def encode(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode() + b"\n"
+
+
+# ---------------------------------------------------------------------------------------------- requests
+
+
+class StatusRequest(_Message):
+    op: Literal["status"] = "status"
+
+
+class WaitRequest(_Message):
+    """Until the boot is decided (``booting`` is over); with ``events``, stage events stream first."""
+
+    op: Literal["wait"] = "wait"
+    timeout: float = 600.0
+    events: bool = False
+
+
+class ExecRequest(_Message):
+    op: Literal["exec"] = "exec"
+    argv: list[str]
+    timeout: float | None = None
+
+
+class AttachRequest(_Message):
+    op: Literal["attach"] = "attach"
+
+
+class StopRequest(_Message):
+    op: Literal["stop"] = "stop"
+    grace: float = 10.0
+
+
+Request = Annotated[StatusRequest | WaitRequest | ExecRequest | AttachRequest | StopRequest, Field(discriminator="op")]
+_REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+def parse_request(line: bytes) -> Request:
+    """One request line; ValueError when it is not one of the requests above."""
+    try:
+        return _REQUEST.validate_json(line)
+    except ValidationError as exc:
+        raise ValueError(f"bad request: {exc.errors()[0]['msg']}") from None
+
+
+# ---------------------------------------------------------------------------------------------- replies
+
+
+class StageEvent(_Message):
+    event: Literal["stage"] = "stage"
+    name: str
+    t: float | None
+
+
+class Status(_Message):
+    """Where the VM is: the reply to ``status``/``wait`` and the content of ``state.json``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    state: VmState
+    profile: str | None = None
+    accel: str | None = None
+    started: float | None = None
+    uptime_s: float | None = None
+    stages: list[dict[str, Any]] = Field(default_factory=list)
+    verdict: dict[str, Any] | None = None
+    crash: dict[str, Any] | None = None
+    note: str = ""
+    pid: int | None = None
+    qemu_pid: int | None = None
+    forwards: list[str] = Field(default_factory=list)
+    log: str | None = None
+    exec_gzip: bool | None = None
+
+
+class ExecReply(_Message):
+    stdout_b64: str
+    exit_code: int
+    duration_s: float
+    timed_out: bool = False
+
+
+class ErrorReply(_Message):
+    """A request that could not be served. ``usage``: the client's mistake (exit 2); ``verdict``: the guest
+    crashed (exec exits 1 with it); otherwise the infrastructure's (exit 3)."""
+
+    error: str
+    usage: bool = False
+    state: VmState | None = None
+    verdict: dict[str, Any] | None = None
+
+
+class AttachReply(_Message):
+    ok: bool = True
+    state: VmState
+
+
+class StopReply(_Message):
+    ok: bool = True
+    how: str
+
+
+Reply = ExecReply | ErrorReply | StopReply
+
+
+def parse_reply(data: dict[str, Any]) -> Reply:
+    """An exec or stop reply (or an error) as the client reads it."""
+    if "error" in data:
+        return ErrorReply.model_validate(data)
+    if "how" in data:
+        return StopReply.model_validate(data)
+    return ExecReply.model_validate(data)
