@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bootlab.console.observer import Observer
 from bootlab.profile.model import Profile
 from bootlab.vm import manager, registry
 from bootlab.vm.supervisor import Supervisor
@@ -55,3 +56,67 @@ def test_unknown_pack_is_reported_without_waiting_for_the_start_timeout(tmp_path
     verdict = result.get("verdict") or vm.read("state.json")["verdict"]
     assert verdict["outcome"] == "infra-error" and "unknown pack 'nope'" in verdict["title"]
     assert "Traceback" not in vm.supervisor_out.read_text()
+
+
+class FakeMachine:
+    """What the supervisor asks of a QemuMachine once the console is up, without QEMU."""
+
+    pid = None
+    returncode = None
+
+    def __init__(self) -> None:
+        self.running = True
+        self.paused = False
+        self.stopped_gracefully: bool | None = None
+
+    async def registers(self, symbols: str | None = None) -> list[object]:
+        self.paused = True
+        return []
+
+    async def stop(self, *, graceful: bool) -> None:
+        self.stopped_gracefully = graceful
+        self.running = False
+
+    async def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def stderr_text(self) -> str:
+        return ""
+
+    def kill(self) -> None:
+        self.running = False
+
+
+def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path: Path) -> None:
+    """The recorded redox-sim kernel panic, replayed 20x faster than recorded, with the quiet-based crash clocks
+    stretched to 60 s: only the pack's dump_end line (`HALT`) can end this boot within a second."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+
+    recorded = Path(__file__).resolve().parents[1] / "replay" / "redox-sim-kernel-panic.log"
+    data = read_chunks(recorded)
+    seen, halt = b"", None
+    for t, chunk in data:
+        seen += chunk
+        if b"\nHALT" in seen:
+            halt = t
+            break
+    assert halt is not None
+    vm = make_vm("dumpend", tmp_path, ["redox"])
+    sup = Supervisor(vm)
+    sup.grace = sup.max_grace = 60.0
+    sup.packs = load_packs(["redox"])
+    sup.obs = Observer(sup.packs, variables={"user": "root", "password": "password"})
+    machine = FakeMachine()
+    console = ReplayConsole(data, speed=20.0, after_end="silence")
+
+    async def go() -> None:
+        await asyncio.wait_for(sup._life(machine, console), 20.0)
+
+    asyncio.run(go())
+    assert sup.verdict is not None and sup.verdict.outcome == "crash"
+    assert sup.verdict.title == "redox: kernel panic at src/context/memory.rs:LINE"
+    assert sup.verdict.duration_s is not None and halt <= sup.verdict.duration_s < halt + 1.0
+    assert machine.paused and machine.stopped_gracefully is True  # registers, then a clean quit (overlays)
+    assert sup.state == "stopped" and vm.read("state.json")["state"] == "stopped"

@@ -33,6 +33,7 @@ class RawLog:
         self._log.write(data)
         self._log.flush()
         self._index.write(f"{self.offset} {t:.6f}\n")
+        self._index.flush()  # both on disk as they come: a log read while the boot runs (or after a kill) is whole
         self.offset += len(data)
 
     def close(self) -> None:
@@ -49,13 +50,20 @@ class RawLog:
 
 
 def read_chunks(log: Path) -> list[tuple[float, bytes]]:
-    """The recorded reads of ``log`` as (arrival time, bytes), from its ``.times`` index.
+    """The recorded reads of ``log`` as (arrival time, bytes), from its ``.times`` index. A gzipped recording
+    (``X.log.gz`` with ``X.times.gz``) is read as well: long floods compress a hundredfold.
 
-    Bytes after the last indexed read (written without a time, e.g. drained after the verdict) come last, at
-    the last known time."""
-    data = log.read_bytes()
+    Bytes after the last indexed read (written without a time) come last, at the last known time."""
+    if log.suffix == ".gz":
+        import gzip
+
+        data = gzip.decompress(log.read_bytes())
+        index = gzip.decompress(times_path(log.with_suffix("")).with_suffix(".times.gz").read_bytes()).decode()
+    else:
+        data = log.read_bytes()
+        index = times_path(log).read_text()
     entries: list[tuple[int, float]] = []
-    for line in times_path(log).read_text().splitlines():
+    for line in index.splitlines():
         parts = line.split()
         if len(parts) == 2:
             entries.append((int(parts[0]), float(parts[1])))

@@ -73,7 +73,9 @@ class ReplayConsole:
             await self._pass(timeout)
             return None
         if due == float("inf"):
-            raise RuntimeError("replay: a read without timeout on a silent console would wait for ever")
+            if self._speed is None:
+                raise RuntimeError("replay: a read without timeout on a silent console would wait for ever")
+            await asyncio.Event().wait()  # real time: silent until cancelled, like a guest that stopped printing
         await self._pass(max(0.0, due - now))
         self._next += 1
         return Chunk(data, due)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bootlab.console.clock import BootClock
+from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.observer import Observer
 from bootlab.console.shell import PREFIX, ExecAborted, GuestShell, ShellError, wrap
 from bootlab.packs.loader import PackSet, compile_packs
@@ -44,6 +44,10 @@ _PREFIX = PREFIX.encode()
 
 
 class Supervisor:
+    # the crash-dump clocks, as `bootlab boot` uses them (class attributes, so a test can stretch them)
+    grace = GRACE
+    max_grace = MAX_GRACE
+
     def __init__(self, vm: VmDir) -> None:
         self.vm = vm
         self.profile = Profile.model_validate(vm.read("profile.json"))
@@ -194,7 +198,7 @@ class Supervisor:
         self.hub = hub = ConsoleHub(console)
         hub.add_sink(self._fan_out)
         hub.start()
-        clock = BootClock(p.timeout, p.quiet_timeout, console.now())
+        clock = BootClock(p.timeout, p.quiet_timeout, console.now(), self.grace, self.max_grace)
         with RawLog(self.vm.log, append=True) as log:
             loop = BootLoop(
                 hub.tap(), self.obs, clock, log=log, on_event=self._on_event, skip_line=lambda ln: _PREFIX in ln

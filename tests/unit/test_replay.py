@@ -1,0 +1,231 @@
+"""The boot loop's clocks and interactions on real recorded boots, replayed without QEMU.
+
+Each recording in tests/replay/ is a raw console log with its `.times` index and the verdict the live boot gave
+(re-record with `bash tests/replay/record.sh`). Played back in virtual time (ReplayConsole), the loop sees the
+same chunks at the same times, so every clock must fire at exactly the time the recording implies: these tests
+are deterministic and take milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
+from bootlab.console.loop import BootLoop
+from bootlab.console.observer import Observer
+from bootlab.console.rawlog import RawLog, read_chunks
+from bootlab.console.replay import ReplayConsole
+from bootlab.lab.boot import finish_verdict
+from bootlab.packs.loader import load_packs
+from bootlab.verdict import Verdict
+
+RECORDED = Path(__file__).resolve().parents[1] / "replay"
+BASE = Verdict(outcome="infra-error")
+REDOX_VARS = {"user": "root", "password": "password"}
+LINUX_VARS = {"user": "root", "password": ""}
+
+
+def log_of(name: str) -> Path:
+    plain = RECORDED / f"{name}.log"
+    return plain if plain.exists() else RECORDED / f"{name}.log.gz"
+
+
+def chunks(name: str) -> list[tuple[float, bytes]]:
+    return read_chunks(log_of(name))
+
+
+def first_t(name: str, needle: bytes) -> float:
+    """Arrival time of the first chunk that completes ``needle`` (searching the stream, not single chunks)."""
+    seen = b""
+    for t, data in chunks(name):
+        seen += data
+        if needle in seen:
+            return t
+    raise AssertionError(f"{needle!r} not in {name}")
+
+
+class Replayed:
+    def __init__(self, console: ReplayConsole, loop: BootLoop, ending: str) -> None:
+        self.console = console
+        self.loop = loop
+        self.ending = ending
+        loop.finish()
+        self.verdict = finish_verdict(BASE, loop.obs, ending, console.now())
+
+
+def replay(
+    name: str | list[tuple[float, bytes]],
+    packs: list[str],
+    *,
+    variables: dict[str, str] | None = None,
+    timeout: float = 120.0,
+    quiet: float = 30.0,
+    grace: float = GRACE,
+    max_grace: float = MAX_GRACE,
+    after_end: Any = "silence",
+    shell: bool = False,
+    interact: bool = True,
+) -> Replayed:
+    data = chunks(name) if isinstance(name, str) else name
+    console = ReplayConsole(data, after_end=after_end)
+    obs = Observer(load_packs(packs), variables=variables, wait_for_shell=shell)
+    loop = BootLoop(console, obs, BootClock(timeout, quiet, 0.0, grace, max_grace), interact=interact)
+    return Replayed(console, loop, asyncio.run(loop.until_verdict()))
+
+
+# ---------------------------------------------------------------------------------------------- the live verdicts
+
+LIVE = {
+    "redox-sim-pass": (["redox"], REDOX_VARS, 30.0),
+    "redox-sim-kernel-panic": (["redox"], REDOX_VARS, 30.0),
+    "redox-sim-lacks-grant": (["redox"], REDOX_VARS, 30.0),
+    "linux-arm64-panic": (["linux"], LINUX_VARS, 30.0),
+    "linux-arm64-hang": (["linux"], LINUX_VARS, 4.0),
+    "linux-arm64-flood": (["linux"], LINUX_VARS, 5.0),
+    "linux-arm64-slow": (["linux"], LINUX_VARS, 30.0),
+    "linux-arm64-uefi-login": (["edk2", "linux"], LINUX_VARS, 30.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIVE))
+def test_replay_reproduces_the_live_verdict(name: str) -> None:
+    packs, variables, quiet = LIVE[name]
+    live = json.loads((RECORDED / f"{name}.verdict.json").read_text())
+    got = replay(name, packs, variables=variables, quiet=quiet).verdict
+    assert (got.outcome, got.stage, got.title, got.fatal_line) == (
+        live["outcome"],
+        live["stage"],
+        live["title"],
+        live["fatal_line"],
+    )
+    assert [(s.name, pytest.approx(s.t, abs=1e-6)) for s in got.stages] == [
+        (s["name"], s["t"]) for s in live["stages"]
+    ]
+    assert [i.title for i in got.incidents] == [i["title"] for i in live["incidents"]]
+    # live, the verdict came a little after the chunk that decided it (the host's own latency)
+    assert live["duration_s"] - 0.1 <= got.duration_s <= live["duration_s"] + 0.001  # type: ignore[operator]
+
+
+# ---------------------------------------------------------------------------------------------- the clocks
+
+
+def test_quiet_timeout_is_a_hang_exactly_quiet_seconds_after_the_last_output() -> None:
+    r = replay("linux-arm64-hang", ["linux"], quiet=4.0)
+    last = chunks("linux-arm64-hang")[-1][0]
+    assert r.ending == "hang" and r.verdict.title == "hang after userspace"
+    assert r.console.now() == pytest.approx(last + 4.0)
+    # a longer quiet limit waits longer on the very same recording
+    assert replay("linux-arm64-hang", ["linux"], quiet=7.5).console.now() == pytest.approx(last + 7.5)
+
+
+def test_output_without_a_new_milestone_for_twice_quiet_is_a_hang() -> None:
+    r = replay("linux-arm64-flood", ["linux"], quiet=5.0)
+    userspace = next(s.t for s in r.verdict.stages if s.name == "userspace")
+    assert r.ending == "hang" and userspace is not None
+    assert r.console.now() == pytest.approx(userspace + 10.0)
+    # the console was never quiet: the flood was still arriving when the no-progress rule fired
+    gaps = [b[0] - a[0] for a, b in zip(chunks("linux-arm64-flood"), chunks("linux-arm64-flood")[1:], strict=False)]
+    assert max(g for g, (t, _) in zip(gaps, chunks("linux-arm64-flood"), strict=False) if t > userspace) < 5.0
+
+
+def test_overall_timeout() -> None:
+    r = replay("linux-arm64-slow", ["linux"], timeout=10.0, after_end="eof")
+    assert r.ending == "timeout" and r.verdict.title == f"timeout after {r.verdict.stage}"
+    assert r.console.now() == pytest.approx(10.0)
+
+
+def test_crash_ends_at_the_dump_end_line_without_waiting_for_quiet() -> None:
+    halt = first_t("redox-sim-kernel-panic", b"\nHALT")
+    r = replay("redox-sim-kernel-panic", ["redox"], variables=REDOX_VARS, grace=60.0, max_grace=60.0)
+    assert r.ending == "crash" and r.loop.obs.dump_ended
+    assert r.console.now() == pytest.approx(halt)
+
+
+@pytest.mark.parametrize(
+    ("name", "packs"), [("redox-sim-lacks-grant", ["redox"]), ("linux-arm64-panic", ["linux"])]
+)
+def test_crash_without_dump_end_waits_for_grace_seconds_of_quiet(name: str, packs: list[str]) -> None:
+    r = replay(name, packs, variables=REDOX_VARS)
+    fatal_at = r.loop.clock.fatal_at
+    assert r.ending == "crash" and fatal_at is not None and not r.loop.obs.dump_ended
+    after = [t for t, _ in chunks(name) if t >= fatal_at]
+    # the verdict lands at the first pause of GRACE seconds after the fatal finding
+    quiet_from = next(a for a, b in zip(after, [*after[1:], float("inf")], strict=True) if b - a >= GRACE)
+    assert r.console.now() == pytest.approx(quiet_from + GRACE)
+    assert r.console.now() < fatal_at + MAX_GRACE
+
+
+def test_crash_followed_by_endless_output_ends_after_max_grace() -> None:
+    panic = [(t, d) for t, d in chunks("redox-sim-lacks-grant")]
+    fatal = replay("redox-sim-lacks-grant", ["redox"], variables=REDOX_VARS).loop.clock.fatal_at
+    assert fatal is not None
+    # the recorded crash up to its fatal finding, then the recorded flood's output as if the guest kept printing
+    flood = [(fatal + 0.01 + t - 6.0, d) for t, d in chunks("linux-arm64-flood") if t > 6.0]  # gaps < 0.1 s
+    r = replay([c for c in panic if c[0] <= fatal] + flood, ["redox"], variables=REDOX_VARS)
+    assert r.ending == "crash"
+    assert r.console.now() == pytest.approx(r.loop.clock.fatal_at + MAX_GRACE)  # type: ignore[operator]
+
+
+def test_eof_before_ready_is_closed_and_after_a_fatal_line_a_crash() -> None:
+    cut = [c for c in chunks("redox-sim-pass") if c[0] < first_t("redox-sim-pass", b"Redox OS starting")]
+    assert replay(cut, ["redox"], after_end="eof").ending == "closed"
+    panic = chunks("linux-arm64-panic")
+    fatal_t = first_t("linux-arm64-panic", b"Kernel panic - not syncing")
+    assert replay([c for c in panic if c[0] <= fatal_t], ["linux"], after_end="eof").ending == "crash"
+
+
+# ---------------------------------------------------------------------------------------------- interactions
+
+
+def test_redox_menu_is_answered_after_its_delay() -> None:
+    r = replay("redox-sim-pass", ["redox"], variables=REDOX_VARS, after_end="eof")
+    menu = first_t("redox-sim-pass", b"Arrow keys and enter select mode")
+    assert r.console.sent == [(pytest.approx(menu + 0.2), b"\r")]
+    assert replay("redox-sim-pass", ["redox"], after_end="eof", interact=False).console.sent == []
+
+
+def test_edk2_countdown_is_answered_at_once() -> None:
+    r = replay("linux-arm64-uefi-login", ["edk2", "linux"], after_end="eof")
+    countdown = first_t("linux-arm64-uefi-login", b"seconds to skip")
+    assert r.console.sent == [(countdown, b"\r")]
+    assert r.ending == "pass"
+
+
+@pytest.mark.parametrize(
+    ("name", "packs", "variables", "prompt", "expected"),
+    [
+        ("redox-sim-shell", ["redox"], REDOX_VARS, b"root:/#", [b"\r", b"root\n", b"password\n"]),
+        ("linux-arm64-shell", ["linux"], LINUX_VARS, b"/ #", [b"root\n"]),
+    ],
+)
+def test_login_and_password_are_answered_and_ready_is_the_shell(
+    name: str, packs: list[str], variables: dict[str, str], prompt: bytes, expected: list[bytes]
+) -> None:
+    r = replay(name, packs, variables=variables, shell=True, after_end="eof")
+    assert r.ending == "pass" and r.verdict.stage == "login"
+    assert [d for _, d in r.console.sent] == expected
+    login = first_t(name, b"login:")
+    assert (login, variables["user"].encode() + b"\n") in r.console.sent
+    assert r.console.now() >= first_t(name, prompt)
+
+
+def test_a_password_interaction_waits_for_its_var() -> None:
+    # without a password var the redox pack does not answer `password:` (nothing to send) and the boot hangs there
+    r = replay("redox-sim-shell", ["redox"], variables={"user": "root"}, shell=True, after_end="silence", quiet=3)
+    assert b"password\n" not in [d for _, d in r.console.sent]
+
+
+def test_rawlog_round_trip(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    with RawLog(log) as w:
+        w.write(b"one\n", 0.5)
+        w.write(b"", 0.6)  # nothing read: nothing indexed
+        w.write(b"two", 1.25)
+    with RawLog(log, append=True) as w:  # a named VM's log goes on across starts
+        w.write(b"\nthree\n", 0.1)
+    assert read_chunks(log) == [(0.5, b"one\n"), (1.25, b"two"), (0.1, b"\nthree\n")]
