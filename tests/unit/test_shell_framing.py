@@ -118,6 +118,7 @@ def test_partial_output_of_a_timed_out_command() -> None:
     cut = full.index(framed.end)
     partial = shell.partial_output(full[:cut], framed)
     assert b"".join(b"%d\n" % i for i in range(1, 101)).startswith(partial)
+    assert partial == b"".join(b"%d\n" % i for i in range(1, 101))  # everything before the end marker came through
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 64, 4096])

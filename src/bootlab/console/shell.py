@@ -268,7 +268,8 @@ class GuestShell:
     :class:`ExecAborted`.
     """
 
-    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
+    def __init__(self, should_stop: Callable[[], bool] | None = None, *, sync_timeout: float = SYNC_TIMEOUT) -> None:
+        self.sync_timeout = sync_timeout
         self.synced = False
         self.gzip: bool | None = None  # can the guest compress exec output? probed at the first exec
         self.should_stop = should_stop or (lambda: False)
@@ -288,7 +289,7 @@ class GuestShell:
                 await console.write(b"\x03")
                 await asyncio.sleep(0.2)
             await console.write(line.encode())
-            if await self._wait_marker(console, marker, SYNC_TIMEOUT / attempts):
+            if await self._wait_marker(console, marker, self.sync_timeout / attempts):
                 self.synced = True
                 return True
         self.synced = False

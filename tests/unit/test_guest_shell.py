@@ -1,0 +1,183 @@
+"""GuestShell over the Console protocol, against a real POSIX shell in a pseudo-terminal.
+
+A pty is what a serial getty gives the guest's shell: echo of what is typed, CR/LF translation, and a line
+discipline that hands the shell one line per read, so input typed ahead waits in the tty for whoever reads next.
+That is exactly the situation in which a command that reads stdin would swallow the next command: these tests
+drive the real framing, sync and timeout logic through it, with no QEMU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import pty
+import signal
+import subprocess
+import termios
+import time
+
+import pytest
+
+from bootlab.console.base import Chunk
+from bootlab.console.shell import GuestShell, ShellError
+
+
+class PtyShell:
+    """A Console over ``sh -i`` in a pseudo-terminal (the test's stand-in for a guest's serial console)."""
+
+    def __init__(self, prompt: str = "root:/# ", shell: str = "sh") -> None:
+        master, slave = pty.openpty()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PS1": prompt, "HOME": "/", "LC_ALL": "C"}
+        self.proc = subprocess.Popen(
+            [shell, "-i"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty is its terminal: Ctrl-C is SIGINT
+        )
+        os.close(slave)
+        self.master = master
+        self.t0 = time.monotonic()
+        self.typed_after: bytes | None = None  # typed right after the next framed command line
+        self.seen = bytearray()
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    async def read(self, timeout: float | None) -> Chunk | None:
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self.master, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(self.master)
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:
+            data = b""
+        self.seen += data
+        return Chunk(data, self.now())
+
+    async def write(self, data: bytes) -> None:
+        os.write(self.master, data)
+        if self.typed_after is not None and b"__BL B" in data:
+            await asyncio.sleep(0.3)  # the command has started: what follows is type-ahead in the tty
+            os.write(self.master, self.typed_after)
+            self.typed_after = None
+
+    async def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+        os.close(self.master)
+
+
+def run(coro_fn: object) -> object:
+    async def go() -> object:
+        console = PtyShell()
+        try:
+            return await asyncio.wait_for(coro_fn(console), 60)  # type: ignore[operator]
+        finally:
+            await console.close()
+
+    return asyncio.run(go())
+
+
+def test_exec_is_exact_through_a_tty() -> None:
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        out = await sh.run(console, ["printf", "root:/# \\r\\n__BLB x\\n\\001\\377"])
+        assert (out.output, out.exit_code, out.timed_out) == (b"root:/# \r\n__BLB x\n\x01\xff", 0, False)
+        assert (await sh.run(console, ["sh", "-c", "echo err >&2; exit 7"])).output == b"err\n"
+        assert (await sh.run(console, ["sh", "-c", "exit 7"])).exit_code == 7
+        assert sh.gzip is True  # this host's sh has gzip: output travelled compressed
+
+    run(body)
+
+
+def test_exec_stdin_is_dev_null_so_typed_ahead_input_is_not_swallowed() -> None:
+    """`cat` would read the tty; with stdin from /dev/null it ends at once, and the line typed ahead meanwhile
+    stays in the tty for the shell, which runs it."""
+
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        await sh.run(console, ["true"])  # sync and gzip probe first
+        console.typed_after = b"echo typed-ahead-$((6 * 7))\n"
+        out = await sh.run(console, ["cat"], timeout=10)
+        assert (out.output, out.exit_code, out.timed_out) == (b"", 0, False)
+        marker = b"typed-ahead-42"
+        deadline = time.monotonic() + 10
+        while marker not in console.seen and time.monotonic() < deadline:
+            await console.read(0.2)
+        assert marker in console.seen  # the shell ran it: nobody else consumed it
+
+    run(body)
+
+
+@pytest.mark.parametrize(("gzip", "lines"), [(False, 100_000), (True, 400_000)])
+def test_timeout_interrupts_returns_the_partial_output_and_the_shell_stays_usable(gzip: bool, lines: int) -> None:
+    """What made it out before the timeout comes back (gzip holds more back, so it gets more lines to flush)."""
+    expected = b"".join(b"%d\n" % i for i in range(1, lines + 1))
+
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        await sh.run(console, ["true"])  # sync and probe gzip, then choose
+        sh.gzip = gzip
+        t0 = time.monotonic()
+        out = await sh.run(console, ["sh", "-c", f"seq 1 {lines}; sleep 600"], timeout=4)
+        assert out.timed_out and out.exit_code == 124
+        assert time.monotonic() - t0 < 20
+        assert len(out.output) > 0 and expected.startswith(out.output)
+        again = await sh.run(console, ["echo", "still here"], timeout=10)
+        assert (again.output, again.exit_code) == (b"still here\n", 0)
+
+    run(body)
+
+
+def test_abandoned_exec_is_interrupted_like_a_timeout() -> None:
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        gone = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, gone.set)
+        out = await sh.run(console, ["sleep", "600"], abandoned=gone)
+        assert out.timed_out and out.exit_code == 124
+        assert (await sh.run(console, ["echo", "ok"])).output == b"ok\n"
+
+    run(body)
+
+
+def test_a_guest_without_sh_is_said_with_what_it_answered() -> None:
+    """A console whose 'shell' answers something else (U-Boot: `Unknown command 'printf'`)."""
+
+    class NotSh(PtyShell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.answer = b"Unknown command 'printf' - try 'help'\r\n=> "
+
+        async def write(self, data: bytes) -> None:
+            self.pending = getattr(self, "pending", b"") + self.answer
+
+        async def read(self, timeout: float | None) -> Chunk | None:
+            if getattr(self, "pending", b""):
+                data, self.pending = self.pending, b""
+                return Chunk(data, self.now())
+            await asyncio.sleep(min(timeout or 0.1, 0.1))
+            return None
+
+    async def go() -> None:
+        console = NotSh()
+        try:
+            with pytest.raises(ShellError, match="Unknown command 'printf'"):
+                await GuestShell(sync_timeout=1.0).run(console, ["true"])
+        finally:
+            await console.close()
+
+    asyncio.run(go())
