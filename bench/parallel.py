@@ -25,10 +25,10 @@ def one(lab: object, profile: str, sets: list[str], n: int, jobs: int) -> float:
 
     assert isinstance(lab, Lab)
     t0 = time.monotonic()
-    r = lab.trial(ArmSpec(profile, sets), n=n, jobs=jobs, seed_base=1)
+    r = lab.trial(ArmSpec(profile, sets), n=n, jobs=jobs, seed_base=1).summary
     elapsed = time.monotonic() - t0
-    if r["excluded"] or r["passed"] != r["boots"]:
-        print(f"  warning: -j {jobs}: {r['outcomes']}", file=sys.stderr)
+    if r.excluded or r.passed != r.boots:
+        print(f"  warning: -j {jobs}: {r.outcomes}", file=sys.stderr)
     return n / elapsed * 60
 
 

@@ -82,6 +82,7 @@ def main() -> int:
 def real(args: argparse.Namespace) -> None:
     from bootlab.host import probe
     from bootlab.lab.lab import ArmSpec, Lab
+    from bootlab.lab.results import to_json
     from bootlab.lab.stats import Sprt
     from bootlab.lab.summary import Stopper
     from bootlab.profile.loader import load_project
@@ -95,7 +96,9 @@ def real(args: argparse.Namespace) -> None:
             for run in range(args.real_runs):
                 stopper = Stopper(sprt=Sprt(args.target))
                 spec = ArmSpec("redox-sim", ["cpu=max", f"vars.build={build}"])
-                r = lab.trial(spec, n=4 * Sprt(args.target).fixed_n(), jobs=2, seed_base=100 + run, stopper=stopper)
+                r = to_json(
+                    lab.trial(spec, n=4 * Sprt(args.target).fixed_n(), jobs=2, seed_base=100 + run, stopper=stopper)
+                )
                 seq = r["sequential"]
                 used.append(r["boots"])
                 print(

@@ -11,16 +11,20 @@ from test_trial_support import make_lab, make_project, use_simulated_boots
 from bootlab.cli.main import main
 from bootlab.host import Host
 from bootlab.lab.lab import ArmSpec, comparison
+from bootlab.lab.results import TrialResult, to_json
+from bootlab.lab.summary import BootRecord, summarize
+from bootlab.verdict import Verdict
 
 COMPARE_KEYS = {"a", "b", "difference", "difference_ci95", "p_value", "significant", "more_boots_each", "sentence"}
 
 
-def arm(passed: int, boots: int) -> dict[str, object]:
-    return {"passed": passed, "boots": boots, "rate": passed / boots if boots else None}
+def arm(passed: int, boots: int) -> TrialResult:
+    records = [BootRecord(i, i, Verdict(outcome="pass" if i < passed else "crash")) for i in range(boots)]
+    return TrialResult(trial=None, profile="p", sets=[], status="done", summary=summarize(records))
 
 
 def test_the_users_ten_boots_are_not_enough() -> None:
-    c = comparison(arm(6, 10), arm(10, 10), "dsb-wfi", "isb-barriers")
+    c = to_json(comparison(arm(6, 10), arm(10, 10), "dsb-wfi", "isb-barriers"))
     assert c["p_value"] == pytest.approx(0.0867, abs=1e-4)
     assert not c["significant"]
     assert c["more_boots_each"] is not None and 5 <= c["more_boots_each"] <= 20
@@ -30,11 +34,11 @@ def test_the_users_ten_boots_are_not_enough() -> None:
 
 
 def test_significant_sentence_names_the_better_side() -> None:
-    c = comparison(arm(12, 30), arm(30, 30), "dsb-wfi", "isb-barriers")
+    c = to_json(comparison(arm(12, 30), arm(30, 30), "dsb-wfi", "isb-barriers"))
     assert c["significant"] and c["sentence"].startswith("isb-barriers passes more often than dsb-wfi (p = ")
-    c = comparison(arm(30, 30), arm(12, 30), "A", "B")
+    c = to_json(comparison(arm(30, 30), arm(12, 30), "A", "B"))
     assert c["sentence"].startswith("A passes more often than B")
-    c = comparison(arm(5, 10), arm(5, 10), "A", "B")
+    c = to_json(comparison(arm(5, 10), arm(5, 10), "A", "B"))
     assert "no difference seen" in c["sentence"] and c["more_boots_each"] is None
 
 
@@ -50,7 +54,7 @@ def test_compare_interleaves_a_and_b(tmp_path: Path, fake_host: Host) -> None:
     lab.boot_fn = spy
     a = ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"], label="dsb-wfi")
     b = ArmSpec("sim", ["cpu=max", "vars.build=isb-barriers"], label="isb-barriers")
-    c = lab.compare(a, b, n=40, jobs=1, seed_base=2)
+    c = to_json(lab.compare(a, b, n=40, jobs=1, seed_base=2))
     assert order[:6] == ["dsb-wfi", "isb-barriers"] * 3
     assert set(c) >= COMPARE_KEYS and c["comparison"] == "c1"
     assert c["b"]["passed"] == 40 and 10 <= c["a"]["passed"] <= 32

@@ -13,6 +13,7 @@ from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
 from bootlab.lab.lab import mark, matrix_cells, parse_axis
+from bootlab.lab.results import to_json
 
 
 def test_parse_axis_forms() -> None:
@@ -65,12 +66,14 @@ def test_marks() -> None:
 
 def test_matrix_reproduces_the_notes_pattern(tmp_path: Path, fake_host: Host) -> None:
     lab = make_lab(tmp_path, fake_host)
-    m = lab.matrix(
-        "sim",
-        [],
-        ["cpu=cortex-a72,max", "smp=1,4", "machine.highmem=on,off"],
-        n=20,
-        seed_base=11,
+    m = to_json(
+        lab.matrix(
+            "sim",
+            [],
+            ["cpu=cortex-a72,max", "smp=1,4", "machine.highmem=on,off"],
+            n=20,
+            seed_base=11,
+        )
     )
     by = {(c["axes"]["cpu"], c["axes"]["smp"], c["axes"]["machine.highmem"]): c for c in m["cells"]}
     assert len(by) == 8

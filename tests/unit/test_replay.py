@@ -103,9 +103,7 @@ def test_replay_reproduces_the_live_verdict(name: str) -> None:
         live["title"],
         live["fatal_line"],
     )
-    assert [(s.name, pytest.approx(s.t, abs=1e-6)) for s in got.stages] == [
-        (s["name"], s["t"]) for s in live["stages"]
-    ]
+    assert [(s.name, pytest.approx(s.t, abs=1e-6)) for s in got.stages] == [(s["name"], s["t"]) for s in live["stages"]]
     assert [i.title for i in got.incidents] == [i["title"] for i in live["incidents"]]
     # live, the verdict came a little after the chunk that decided it (the host's own latency)
     assert live["duration_s"] - 0.1 <= got.duration_s <= live["duration_s"] + 0.001  # type: ignore[operator]
@@ -146,9 +144,7 @@ def test_crash_ends_at_the_dump_end_line_without_waiting_for_quiet() -> None:
     assert r.console.now() == pytest.approx(halt)
 
 
-@pytest.mark.parametrize(
-    ("name", "packs"), [("redox-sim-lacks-grant", ["redox"]), ("linux-arm64-panic", ["linux"])]
-)
+@pytest.mark.parametrize(("name", "packs"), [("redox-sim-lacks-grant", ["redox"]), ("linux-arm64-panic", ["linux"])])
 def test_crash_without_dump_end_waits_for_grace_seconds_of_quiet(name: str, packs: list[str]) -> None:
     r = replay(name, packs, variables=REDOX_VARS)
     fatal_at = r.loop.clock.fatal_at

@@ -20,6 +20,7 @@ from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
 from bootlab.lab.lab import ArmSpec
+from bootlab.lab.results import to_json
 from bootlab.lab.simulate import bernoulli_boot_fn, redox_sim_outcome
 from bootlab.lab.stats import Sprt
 from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
@@ -65,7 +66,7 @@ def test_summary_counts_titles_incidents_and_stages() -> None:
         rec(4, "pass", incidents=2, stages={"kernel": 1.1, "login": 2.2}),
         rec(5, "qemu-error", "qemu: bad option"),
     ]
-    s = summarize(records)
+    s = to_json(summarize(records))
     assert (s["boots"], s["passed"], s["excluded"]) == (5, 2, 1)
     assert s["rate"] == pytest.approx(0.4)
     assert s["outcomes"] == {"pass": 2, "crash": 2, "hang": 1, "qemu-error": 1}
@@ -79,14 +80,14 @@ def test_summary_counts_titles_incidents_and_stages() -> None:
 
 def test_strict_counts_incidents_as_failures() -> None:
     records = [rec(0, "pass"), rec(1, "pass", incidents=1)]
-    assert summarize(records)["passed"] == 2
-    strict = summarize(records, strict=True)
+    assert to_json(summarize(records))["passed"] == 2
+    strict = to_json(summarize(records, strict=True))
     assert strict["passed"] == 1 and strict["titles"][0]["title"] == "incidents (strict)"
 
 
 def test_infra_errors_are_excluded_and_said_loudly_when_they_dominate() -> None:
     records = [rec(0, "pass"), rec(1, "infra-error", "no socket"), rec(2, "qemu-error", "bad -M")]
-    s = summarize(records)
+    s = to_json(summarize(records))
     assert s["boots"] == 1 and s["excluded"] == 2 and s["rate"] == 1.0
     assert "host or the profile is the problem" in s["warning"]
 
@@ -101,11 +102,11 @@ def test_seeds_are_deterministic_and_distinct() -> None:
 
 def test_trial_matches_the_guest_model_and_is_replayable(tmp_path: Path, fake_host: Host) -> None:
     lab = make_lab(tmp_path, fake_host)
-    r = lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5)
+    r = to_json(lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5))
     expected = sum(not redox_sim_outcome(derive_seed(5, i), cpu="max", build="dsb-wfi")[0] for i in range(30))
     assert r["passed"] == expected and r["boots"] == 30
     assert set(r) >= JSON_KEYS
-    again = lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5)
+    again = to_json(lab.trial(ArmSpec("sim", MAX_DSB), n=30, seed_base=5))
 
     def strip(titles: list[dict[str, object]]) -> list[tuple[object, ...]]:
         return [(t["title"], t["count"], t["first_seed"]) for t in titles]
@@ -122,16 +123,16 @@ def test_trial_matches_the_guest_model_and_is_replayable(tmp_path: Path, fake_ho
 def test_until_confident_reaches_and_refutes_early(tmp_path: Path, fake_host: Host) -> None:
     lab = make_lab(tmp_path, fake_host)
     lab.boot_fn = bernoulli_boot_fn(1.0)
-    r = lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9)))
+    r = to_json(lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9))))
     seq = r["sequential"]
     assert seq["decision"] == "reached" and r["stopped_early"]
     assert seq["decided_at"] == 25  # log(0.9/0.8) per pass, threshold log(19)
     assert seq["fixed_n"] > 100 and seq["saved"] == seq["fixed_n"] - seq["boots_used"]
     lab.boot_fn = bernoulli_boot_fn(0.0)
-    r = lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9)))
+    r = to_json(lab.trial(ArmSpec("sim"), n=200, seed_base=1, stopper=Stopper(sprt=Sprt(0.9))))
     assert r["sequential"]["decision"] == "refuted" and r["sequential"]["decided_at"] == 5
     lab.boot_fn = bernoulli_boot_fn(0.5)
-    r = lab.trial(ArmSpec("sim"), n=500, seed_base=1, stopper=Stopper(width=0.3))
+    r = to_json(lab.trial(ArmSpec("sim"), n=500, seed_base=1, stopper=Stopper(width=0.3)))
     lo, hi = r["ci95"]
     assert r["sequential"]["decision"] == "narrow" and hi - lo < 0.3 and r["boots"] < 60
 
@@ -209,6 +210,7 @@ INTERRUPTED = textwrap.dedent(
     from pathlib import Path
     from bootlab.host import Host, QemuBinary
     from bootlab.lab.lab import Lab, ArmSpec
+    from bootlab.lab.results import to_json
     from bootlab.lab.simulate import sim_boot_fn
     from bootlab.profile.loader import load_project
     from bootlab.report.progress import PlainProgress
@@ -218,7 +220,7 @@ INTERRUPTED = textwrap.dedent(
     host.qemu["aarch64"] = QemuBinary("aarch64", "/usr/bin/qemu-system-aarch64", "8.2.0", ["tcg"])
     host.accelerators = {"aarch64": ["tcg"]}
     lab = Lab(load_project(root / "bootlab.toml"), host, Store(root / "store"), boot_fn=sim_boot_fn(delay=0.3))
-    r = lab.trial(ArmSpec("sim"), n=1000, jobs=2, seed_base=1, progress=PlainProgress())
+    r = to_json(lab.trial(ArmSpec("sim"), n=1000, jobs=2, seed_base=1, progress=PlainProgress()))
     print(r["status"], r["boots"], flush=True)
     """
 )
@@ -291,7 +293,7 @@ def test_boot_function_errors_are_infra_errors_not_crashes(tmp_path: Path, fake_
         raise OSError("socket vanished")
 
     lab.boot_fn = broken
-    r = lab.trial(ArmSpec("sim"), n=3, seed_base=1)
+    r = to_json(lab.trial(ArmSpec("sim"), n=3, seed_base=1))
     assert r["excluded"] == 3 and r["boots"] == 0 and r["rate"] is None
     assert r["warning"] and "bootlab: socket vanished" in r["excluded_titles"][0]["title"]
 

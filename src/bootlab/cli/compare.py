@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bootlab.cli.trial import add_run_args, emit_json, make_lab, progress_for
 from bootlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from bootlab.lab.results import ComparisonResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,7 +78,7 @@ def run_compare(args: argparse.Namespace) -> int:
         if lab.store is not None:
             lab.store.close()
     _print(args, result)
-    return 130 if result["status"] == "interrupted" else 0
+    return 130 if result.status == "interrupted" else 0
 
 
 def _compare_stored(args: argparse.Namespace) -> int:
@@ -89,21 +93,19 @@ def _compare_stored(args: argparse.Namespace) -> int:
     with open_store(load_project(args.config)) as store:
         ra, _ = stored_trial(store, refs[0].id)
         rb, _ = stored_trial(store, refs[1].id)
-    label_a = " ".join([ra["profile"], *[s for s in ra["sets"] if s not in rb["sets"]]])
-    label_b = " ".join([rb["profile"], *[s for s in rb["sets"] if s not in ra["sets"]]])
+    label_a = " ".join([ra.profile, *[s for s in ra.sets if s not in rb.sets]])
+    label_b = " ".join([rb.profile, *[s for s in rb.sets if s not in ra.sets]])
     if label_a == label_b:
         label_a, label_b = f"{label_a} ({refs[0]})", f"{label_b} ({refs[1]})"
-    result = comparison(ra, rb, label_a, label_b)
-    result["comparison"] = None
-    result["status"] = "done"
-    _print(args, result)
+    _print(args, comparison(ra, rb, label_a, label_b))
     return 0
 
 
-def _print(args: argparse.Namespace, result: dict[str, object]) -> None:
+def _print(args: argparse.Namespace, result: ComparisonResult) -> None:
     if args.json:
         emit_json(result)
     else:
+        from bootlab.lab.results import to_json
         from bootlab.report.text import print_comparison
 
-        print_comparison(result)
+        print_comparison(to_json(result))

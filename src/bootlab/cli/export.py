@@ -52,9 +52,10 @@ def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str,
     if ref.kind == "boot":
         return None, [boot_json(store.require(ref))]
     from bootlab.lab.lab import stored_trial
+    from bootlab.lab.results import to_json
 
     result, _ = stored_trial(store, ref.id)
-    return result, [boot_json(b) for b in store.boots(ref.id)]
+    return to_json(result), [boot_json(b) for b in store.boots(ref.id)]
 
 
 def to_json(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:

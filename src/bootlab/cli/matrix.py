@@ -51,7 +51,8 @@ def run_matrix(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
+        from bootlab.lab.results import to_json
         from bootlab.report.text import print_matrix
 
-        print_matrix(result)
-    return 130 if result["status"] == "interrupted" else 0
+        print_matrix(to_json(result))
+    return 130 if result.status == "interrupted" else 0

@@ -66,8 +66,10 @@ def run_show(args: argparse.Namespace) -> int:
             return 0
         if ref.kind == "trial":
             from bootlab.lab.lab import stored_trial
+            from bootlab.lab.results import to_json
 
-            result, records = stored_trial(store, ref.id)
+            trial, records = stored_trial(store, ref.id)
+            result = to_json(trial)
             result["notes"] = [n["text"] for n in store.notes(ref)]
             result["boot_list"] = [
                 {"boot": r.ref, "idx": r.idx, "seed": r.seed, "outcome": r.verdict.outcome, "title": r.verdict.title}

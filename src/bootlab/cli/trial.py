@@ -17,6 +17,7 @@ from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
     from bootlab.lab.lab import Lab
+    from bootlab.lab.results import Result
 
 
 def _count(text: str) -> int:
@@ -95,8 +96,10 @@ def progress_for(args: argparse.Namespace, title: str) -> Any:
     return make_progress(title, quiet=getattr(args, "quiet", False))
 
 
-def emit_json(obj: dict[str, Any]) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
+def emit_json(result: Result) -> None:
+    from bootlab.lab.results import to_json
+
+    json.dump(to_json(result), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
 
@@ -130,15 +133,16 @@ def run_trial(args: argparse.Namespace) -> int:
     finally:
         if lab.store is not None:
             lab.store.close()
-    for line in result.pop("lint", []):
+    for line in result.lint:
         print(f"lint {line}", file=sys.stderr)
     if args.json:
         emit_json(result)
     else:
+        from bootlab.lab.results import to_json
         from bootlab.report.text import print_trial
 
-        print_trial(result)
-    if result["status"] == "interrupted":
+        print_trial(to_json(result))
+    if result.interrupted:
         return 130
-    seq = result.get("sequential") or {}
+    seq = result.sequential or {}
     return 1 if seq.get("decision") == "refuted" else 0

@@ -15,10 +15,13 @@ import itertools
 import json
 import secrets
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
+from bootlab.lab.results import Arm as ResultArm
+from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, TrialResult, to_json
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p
 from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
@@ -194,25 +197,24 @@ class Lab:
     def run(self, arms: list[Arm], *, jobs: int | None, progress: Progress | None) -> RunResult:
         return asyncio.run(run_arms(arms, self.boot_fn, jobs=jobs, store=self.store, host=self.host, progress=progress))
 
-    def trial_result(self, arm: Arm, spec: ArmSpec, *, seed_base: int, interrupted: bool) -> dict[str, Any]:
-        """The ``--json`` object of one trial; also what the store keeps as its summary."""
-        summary = summarize(arm.records, strict=arm.strict)
+    def trial_result(self, arm: Arm, spec: ArmSpec, *, seed_base: int, interrupted: bool) -> TrialResult:
+        """One trial's result; its JSON is also what the store keeps as the trial's summary."""
         sequential = None
         if arm.stopper is not None:
             sequential = arm.stopper.report(len(arm.records), arm.cap)
             sequential["decided_at"] = arm.stopper.decided_at
-        result = {
-            "trial": f"t{arm.trial_id}" if arm.trial_id is not None else None,
-            "profile": spec.profile,
-            "sets": spec.sets,
-            "status": "interrupted" if interrupted else "done",
-            **summary,
-            "stopped_early": arm.stopped_early,
-            "seed_base": seed_base,
-            "sequential": sequential,
-        }
+        result = TrialResult(
+            trial=f"t{arm.trial_id}" if arm.trial_id is not None else None,
+            profile=spec.profile,
+            sets=spec.sets,
+            status="interrupted" if interrupted else "done",
+            summary=summarize(arm.records, strict=arm.strict),
+            stopped_early=arm.stopped_early,
+            seed_base=seed_base,
+            sequential=sequential,
+        )
         if self.store is not None and arm.trial_id is not None:
-            self.store.finish_trial(arm.trial_id, result["status"], result)
+            self.store.finish_trial(arm.trial_id, result.status, to_json(result))
         return result
 
     # -- the three commands ------------------------------------------------------------------------------------------
@@ -228,7 +230,7 @@ class Lab:
         seed_base: int | None = None,
         stopper: Stopper | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> TrialResult:
         check_count(n)
         base = seed_base if seed_base is not None else secrets.randbits(32)
         checked = self.check(spec, derive_seed(base, 0))
@@ -247,7 +249,7 @@ class Lab:
         arm = self.make_arm(checked, n=n, seed_base=base, strict=strict, stopper=stopper, trial_id=trial_id)
         res = self.run([arm], jobs=jobs, progress=progress)
         out = self.trial_result(arm, spec, seed_base=base, interrupted=res.interrupted)
-        out["lint"] = [f"{f.severity}: [{f.id}] {f.message}" for f in checked.findings if f.severity != "info"]
+        out.lint = [f"{f.severity}: [{f.id}] {f.message}" for f in checked.findings if f.severity != "info"]
         return out
 
     def matrix(
@@ -262,7 +264,7 @@ class Lab:
         note: str | None = None,
         seed_base: int | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> MatrixResult:
         check_count(n)
         axes_map, specs = matrix_cells(profile, sets, axes)
         base = seed_base if seed_base is not None else secrets.randbits(32)
@@ -280,25 +282,25 @@ class Lab:
             tid = self.begin_trial(checked, {"n": n, "strict": strict, "seed_base": base}, None, matrix_id=matrix_id)
             arms.append((checked, self.make_arm(checked, n=n, seed_base=base, strict=strict, trial_id=tid)))
         res = self.run([a for _, a in arms if a is not None], jobs=jobs, progress=progress)
-        cells: list[dict[str, Any]] = []
+        cells: list[MatrixCell] = []
         for checked, arm in arms:
             if arm is None:
-                cells.append({"axes": checked.spec.axes, "refused": checked.refused, "mark": "refused"})
+                cells.append(MatrixCell(axes=checked.spec.axes, refused=checked.refused, mark="refused"))
                 continue
             cell = self.trial_result(arm, checked.spec, seed_base=base, interrupted=res.interrupted)
-            cells.append({"axes": checked.spec.axes, "refused": None, "mark": mark(cell), **cell})
-        out: dict[str, Any] = {
-            "matrix": f"m{matrix_id}" if matrix_id is not None else None,
-            "profile": profile,
-            "sets": sets,
-            "axes": axes_map,
-            "n": n,
-            "seed_base": base,
-            "status": "interrupted" if res.interrupted else "done",
-            "cells": cells,
-        }
+            cells.append(MatrixCell(axes=checked.spec.axes, mark=mark(to_json(cell)), result=cell))
+        out = MatrixResult(
+            matrix=f"m{matrix_id}" if matrix_id is not None else None,
+            profile=profile,
+            sets=sets,
+            axes=axes_map,
+            n=n,
+            seed_base=base,
+            status="interrupted" if res.interrupted else "done",
+            cells=cells,
+        )
         if self.store is not None and matrix_id is not None:
-            self.store.finish_matrix(matrix_id, out["status"], out)
+            self.store.finish_matrix(matrix_id, out.status, to_json(out))
         return out
 
     def compare(
@@ -312,7 +314,7 @@ class Lab:
         note: str | None = None,
         seed_base: int | None = None,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> ComparisonResult:
         check_count(n)
         base = seed_base if seed_base is not None else secrets.randbits(32)
         checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
@@ -328,15 +330,16 @@ class Lab:
         ra = self.trial_result(arms[0], a, seed_base=base, interrupted=res.interrupted)
         rb = self.trial_result(arms[1], b, seed_base=base, interrupted=res.interrupted)
         out = comparison(ra, rb, a.label, b.label)
-        out["comparison"] = f"c{cid}" if cid is not None else None
-        out["status"] = "interrupted" if res.interrupted else "done"
+        out.comparison = f"c{cid}" if cid is not None else None
+        out.status = "interrupted" if res.interrupted else "done"
         if self.store is not None and cid is not None and arms[0].trial_id and arms[1].trial_id:
-            self.store.finish_comparison(cid, arms[0].trial_id, arms[1].trial_id, out)
+            self.store.finish_comparison(cid, arms[0].trial_id, arms[1].trial_id, to_json(out))
         return out
 
 
-def mark(result: dict[str, Any]) -> str:
-    """The user's notes' marks: ✅ all passed, ⚠️ some failed (flaky), ❌ all failed; ❔ nothing counted."""
+def mark(result: Mapping[str, Any]) -> str:
+    """The user's notes' marks for a trial's (or a matrix cell's) JSON: ✅ all passed, ⚠️ some failed (flaky),
+    ❌ all failed; ❔ nothing counted; 🚫 refused by lint."""
     if result.get("refused"):
         return "refused"
     boots, passed = result["boots"], result["passed"]
@@ -352,9 +355,9 @@ def mark(result: dict[str, Any]) -> str:
 MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
 
 
-def comparison(ra: dict[str, Any], rb: dict[str, Any], label_a: str, label_b: str) -> dict[str, Any]:
+def comparison(ra: TrialResult, rb: TrialResult, label_a: str, label_b: str) -> ComparisonResult:
     """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence."""
-    ka, na, kb, nb = ra["passed"], ra["boots"], rb["passed"], rb["boots"]
+    ka, na, kb, nb = ra.summary.passed, ra.summary.boots, rb.summary.passed, rb.summary.boots
     pa = ka / na if na else None
     pb = kb / nb if nb else None
     p = fisher_p(ka, na, kb, nb)
@@ -380,19 +383,19 @@ def comparison(ra: dict[str, Any], rb: dict[str, Any], label_a: str, label_b: st
                 f"not distinguishable yet (p = {p:.2g}): about {more} more boots each would settle a difference "
                 f"this size ({pa:.0%} vs {pb:.0%})"
             )
-    return {
-        "a": {"label": label_a, **ra},
-        "b": {"label": label_b, **rb},
-        "difference": (pb - pa) if pa is not None and pb is not None else None,
-        "difference_ci95": [lo, hi],
-        "p_value": p,
-        "significant": significant,
-        "more_boots_each": more,
-        "sentence": sentence,
-    }
+    return ComparisonResult(
+        a=ResultArm(label=label_a, result=ra),
+        b=ResultArm(label=label_b, result=rb),
+        difference=(pb - pa) if pa is not None and pb is not None else None,
+        difference_ci95=(lo, hi),
+        p_value=p,
+        significant=significant,
+        more_boots_each=more,
+        sentence=sentence,
+    )
 
 
-def stored_trial(store: Store, trial_id: int) -> tuple[dict[str, Any], list[BootRecord]]:
+def stored_trial(store: Store, trial_id: int) -> tuple[TrialResult, list[BootRecord]]:
     """A stored trial's summary recomputed from its boots (so ``compare --trials`` and ``export`` agree)."""
     from bootlab.store.db import Ref
     from bootlab.verdict import Verdict
@@ -404,17 +407,16 @@ def stored_trial(store: Store, trial_id: int) -> tuple[dict[str, Any], list[Boot
     ]
     params = json.loads(row["params"] or "{}")
     saved = json.loads(row["summary"]) if row["summary"] else {}
-    summary = summarize(records, strict=bool(params.get("strict")))
-    result = {
-        "trial": f"t{trial_id}",
-        "profile": row["profile"],
-        "sets": json.loads(row["sets"] or "[]"),
-        "status": store.status_of(row),
-        **summary,
-        "stopped_early": bool(saved.get("stopped_early", False)),
-        "seed_base": params.get("seed_base"),
-        "sequential": saved.get("sequential"),
-        "note": row["note"],
-        "started": row["started"],
-    }
+    result = TrialResult(
+        trial=f"t{trial_id}",
+        profile=row["profile"],
+        sets=json.loads(row["sets"] or "[]"),
+        status=store.status_of(row),
+        summary=summarize(records, strict=bool(params.get("strict"))),
+        stopped_early=bool(saved.get("stopped_early", False)),
+        seed_base=params.get("seed_base"),
+        sequential=saved.get("sequential"),
+        note=row["note"],
+        started=row["started"],
+    )
     return result, records

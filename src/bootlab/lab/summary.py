@@ -20,6 +20,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from bootlab.lab.results import StageStats, Summary, TitleGroup
 from bootlab.lab.stats import Sprt, percentile, width_fixed_n, wilson
 from bootlab.verdict import INFRA, Verdict
 
@@ -55,19 +56,19 @@ def failure_title(verdict: Verdict) -> str:
     return f"{verdict.outcome} after {verdict.stage or 'start'}"
 
 
-def _grouped(items: list[tuple[str, BootRecord]]) -> list[dict[str, Any]]:
-    groups: dict[str, dict[str, Any]] = {}
+def _grouped(items: list[tuple[str, BootRecord]]) -> list[TitleGroup]:
+    groups: dict[str, TitleGroup] = {}
     for title, rec in sorted(items, key=lambda x: x[1].idx):
         g = groups.get(title)
         if g is None:
-            groups[title] = {"title": title, "count": 1, "first_seed": rec.seed, "first_boot": rec.ref}
+            groups[title] = TitleGroup(title=title, count=1, first_seed=rec.seed, first_boot=rec.ref)
         else:
-            g["count"] += 1
-    return sorted(groups.values(), key=lambda g: (-g["count"], g["title"]))
+            g.count += 1
+    return sorted(groups.values(), key=lambda g: (-g.count, g.title))
 
 
-def summarize(records: list[BootRecord], *, strict: bool = False) -> dict[str, Any]:
-    """The trial's numbers; the keys are those of ``bootlab trial --json`` (minus id and profile)."""
+def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
+    """The trial's numbers (the fields of ``bootlab trial --json`` after its id and profile)."""
     counted = [r for r in records if r.verdict.outcome not in INFRA]
     excluded = len(records) - len(counted)
     passed = sum(1 for r in counted if counts_as_pass(r.verdict, strict))
@@ -90,12 +91,9 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> dict[str, A
                 order.append(s.name)
             stage_times[s.name].append(s.t)
     stages = {
-        name: {
-            "p50": round(percentile(ts, 50), 3),
-            "p90": round(percentile(ts, 90), 3),
-            "max": round(max(ts), 3),
-            "n": len(ts),
-        }
+        name: StageStats(
+            p50=round(percentile(ts, 50), 3), p90=round(percentile(ts, 90), 3), max=round(max(ts), 3), n=len(ts)
+        )
         for name, ts in ((name, stage_times[name]) for name in order)
     }
     warning = None
@@ -104,20 +102,20 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> dict[str, A
             f"{excluded} of {len(records)} boots were qemu-error/infra-error: the host or the profile is the "
             f"problem here, not the guest; the rate covers only {n} boot(s)"
         )
-    return {
-        "boots": n,
-        "passed": passed,
-        "rate": (passed / n) if n else None,
-        "ci95": [lo, hi],
-        "outcomes": outcomes,
-        "titles": titles,
-        "incidents": incidents,
-        "stages": stages,
-        "excluded": excluded,
-        "excluded_titles": infra,
-        "strict": strict,
-        "warning": warning,
-    }
+    return Summary(
+        boots=n,
+        passed=passed,
+        rate=(passed / n) if n else None,
+        ci95=(lo, hi),
+        outcomes=outcomes,
+        titles=titles,
+        incidents=incidents,
+        stages=stages,
+        excluded=excluded,
+        excluded_titles=infra,
+        strict=strict,
+        warning=warning,
+    )
 
 
 @dataclass
