@@ -24,20 +24,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from bootlab.arch import ARCHES, QEMU_PACKAGES, normalise_arch
 from bootlab.errors import UsageError
-
-ARCHES = ("aarch64", "x86_64", "riscv64")
-QEMU_PACKAGES = {
-    "aarch64": "qemu-system-arm",
-    "x86_64": "qemu-system-x86",
-    "riscv64": "qemu-system-misc",
-}
-_MACHINE_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64"}
 
 
 def host_arch() -> str:
-    m = platform.machine().lower()
-    return _MACHINE_ALIASES.get(m, m)
+    return normalise_arch(platform.machine())
 
 
 def host_os() -> str:

@@ -8,7 +8,8 @@ import pytest
 
 from bootlab.errors import UsageError
 from bootlab.profile.loader import apply_sets, load_project, parse_set, resolve_profile
-from bootlab.profile.model import format_size_mib, parse_size_mib
+from bootlab.profile.model import parse_size_mib
+from bootlab.qemu.size import format_size_mib
 
 
 def write(project: Path, text: str) -> Path:

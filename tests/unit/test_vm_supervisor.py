@@ -88,7 +88,7 @@ class FakeMachine:
 
 
 def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path: Path) -> None:
-    """The recorded redox-sim kernel panic, replayed 20x faster than recorded, with the quiet-based crash clocks
+    """The recorded redox-sim kernel panic, replayed 5x faster than recorded, with the quiet-based crash clocks
     stretched to 60 s: only the pack's dump_end line (`HALT`) can end this boot within a second."""
     from bootlab.console.rawlog import read_chunks
     from bootlab.console.replay import ReplayConsole
@@ -109,7 +109,7 @@ def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path
     sup.packs = load_packs(["redox"])
     sup.obs = Observer(sup.packs, variables={"user": "root", "password": "password"})
     machine = FakeMachine()
-    console = ReplayConsole(data, speed=20.0, after_end="silence")
+    console = ReplayConsole(data, speed=5.0, after_end="silence")
 
     async def go() -> None:
         await asyncio.wait_for(sup._life(machine, console), 20.0)
@@ -117,6 +117,6 @@ def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path
     asyncio.run(go())
     assert sup.verdict is not None and sup.verdict.outcome == "crash"
     assert sup.verdict.title == "redox: kernel panic at src/context/memory.rs:LINE"
-    assert sup.verdict.duration_s is not None and halt <= sup.verdict.duration_s < halt + 1.0
+    assert sup.verdict.duration_s is not None and halt <= sup.verdict.duration_s < halt + 5.0  # not +60
     assert machine.paused and machine.stopped_gracefully is True  # registers, then a clean quit (overlays)
     assert sup.state == "stopped" and vm.read("state.json")["state"] == "stopped"

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def advice(host: object) -> list[str]:
     """What to install for anything missing, one line each."""
-    from bootlab.host import ARCHES, QEMU_PACKAGES, Host, firmware_install_hint
+    from bootlab.arch import ARCHES, QEMU_PACKAGES
+    from bootlab.host import Host, firmware_install_hint
 
     assert isinstance(host, Host)
     mac = host.os == "darwin"

@@ -42,8 +42,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bootlab.arch import normalise_arch
 from bootlab.errors import UsageError
-from bootlab.qemu.argv_parser import Facts, normalise_arch
+from bootlab.qemu.argv_parser import Facts
 
 __all__ = [
     "Constraint",
@@ -382,7 +383,7 @@ def fact_view(facts: Facts, context: LintContext | None = None) -> dict[str, Any
     """Merge command-line facts and context into the one mapping rules are matched against."""
     ctx = context or LintContext()
     view = facts.as_dict()
-    host_arch = normalise_arch(ctx.host_arch)
+    host_arch = normalise_arch(ctx.host_arch) if ctx.host_arch else None
     view["qemu_version"] = tuple(ctx.qemu_version) if ctx.qemu_version else None
     view["host_os"] = ctx.host_os.lower() if ctx.host_os else None
     view["host_arch"] = host_arch

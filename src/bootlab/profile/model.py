@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-ARCHES = ("aarch64", "x86_64", "riscv64")
+from bootlab.arch import Arch
+from bootlab.qemu.size import size_mib
+
 ACCELS = ("hvf", "kvm", "tcg", "whpx")
 Accel = Literal["hvf", "kvm", "tcg", "whpx"]
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
-_UNIT_MIB = {"": 1.0, "K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
 
 
 def parse_size_mib(value: object) -> int:
@@ -28,18 +27,10 @@ def parse_size_mib(value: object) -> int:
         if value < 1:
             raise ValueError(f"{value} MiB is not a size; write it like 2G or 512M")
         return value
-    m = _SIZE.match(str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a size; write it like 2G or 512M")
-    mib = float(m.group(1)) * _UNIT_MIB[m.group(2).upper()]
+    mib = size_mib(str(value))
     if mib < 1 or mib != int(mib):
         raise ValueError(f"{value!r} is not a whole number of MiB")
     return int(mib)
-
-
-def format_size_mib(mib: int) -> str:
-    """The shortest `-m` spelling: 2048 -> `2G`, 512 -> `512M`."""
-    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
 
 
 def _split_list(value: object) -> object:
@@ -167,7 +158,7 @@ class Profile(_Strict):
 
     name: str
     description: str = ""
-    arch: Literal["aarch64", "x86_64", "riscv64"]
+    arch: Arch
     machine: Machine
     accel: Annotated[list[Accel], BeforeValidator(_split_list)] = Field(
         default_factory=lambda: list[Accel](["hvf", "kvm", "tcg"]), min_length=1

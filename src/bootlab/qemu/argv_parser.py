@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bootlab.errors import UsageError
+from bootlab.qemu.size import size_bytes
 
 __all__ = ["Drive", "Facts", "Firmware", "parse_argv", "parse_bool", "parse_size_mb", "split_opts"]
 
@@ -58,27 +59,11 @@ _FALSE = frozenset({"off", "no", "false", "n"})
 _LEGACY_DRIVES = {"hda": "ide", "hdb": "ide", "hdc": "ide", "hdd": "ide", "cdrom": "ide", "fda": "floppy",
                   "fdb": "floppy", "sd": "sd", "mtdblock": "mtd"}  # fmt: skip
 
-_SIZE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50, "e": 1 << 60}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([bkmgtpeBKMGTPE]?)\s*$")
 
 _BINARY_RE = re.compile(r"^qemu-system-([A-Za-z0-9_]+?)(?:\.exe)?$")
 # Leading words a pasted command line may carry before the binary (`sudo`, `exec`, `VAR=value`).
 _PREFIX_WORDS = frozenset({"sudo", "exec", "env", "nice", "time", "nohup", "command"})
 _ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-
-_ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64", "i686": "i386", "x86": "i386"}
-
-
-def normalise_arch(name: str | None) -> str | None:
-    """Map the many spellings of an architecture (``arm64``, ``amd64``) onto QEMU's (``aarch64``, ``x86_64``).
-
-    Host probes report ``platform.machine()`` which says ``arm64`` on macOS and ``aarch64`` on Linux; rules
-    compare the guest arch against the host arch, so both sides must speak QEMU's names.
-    """
-    if name is None:
-        return None
-    low = name.strip().lower()
-    return _ARCH_ALIASES.get(low, low)
 
 
 @dataclass
@@ -248,12 +233,10 @@ def parse_bool(value: str, *, what: str) -> bool:
 
 def parse_size_mb(value: str, *, what: str) -> int:
     """Read a QEMU ``-m`` size (``2G``, ``2048``, ``1.5G``, ``512M``) into MiB; a bare number means MiB."""
-    match = _SIZE_RE.match(value)
-    if not match:
-        raise UsageError(f"{what} {value}: expected a size such as 2G, 512M or 2048 (MiB)")
-    number, unit = match.groups()
-    scale = _SIZE_UNITS[unit.lower()] if unit else _SIZE_UNITS["m"]
-    return int(float(number) * scale) // (1 << 20)
+    try:
+        return int(size_bytes(value)) // (1 << 20)
+    except ValueError:
+        raise UsageError(f"{what} {value}: expected a size such as 2G, 512M or 2048 (MiB)") from None
 
 
 def _parse_int(value: str, *, what: str) -> int:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from bootlab.errors import UsageError
 from bootlab.host import Host, firmware_install_hint
-from bootlab.profile.model import Profile, format_size_mib
+from bootlab.profile.model import Profile
 from bootlab.qemu.runtime import RuntimeDir
+from bootlab.qemu.size import format_size_mib
 
 DEFAULT_CPU = {"hvf": "host", "kvm": "host", "tcg": "max", "whpx": "max"}
 
