@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab.arch import ARCHES, QEMU_PACKAGES, normalise_arch
-from bootlab.errors import UsageError
+from bootlab.errors import InfraError
 
 
 def host_arch() -> str:
@@ -69,9 +69,15 @@ class Host:
         }
 
     def binary(self, arch: str) -> QemuBinary:
+        """The qemu-system binary for ``arch``; :class:`~bootlab.errors.InfraError` (exit 3) when there is none.
+
+        A missing QEMU is one kind of error everywhere: infrastructure. The profile is not wrong (the same
+        profile boots on a host that has the binary), the host lacks a tool; so `bootlab boot` exits 3, a boot
+        run through the library is an ``infra-error`` verdict, and a cluster worker without the binary reports
+        its boots as infra-errors, never as the guest failing and never as the user's bad input."""
         if arch not in self.qemu:
             pkg = QEMU_PACKAGES.get(arch, "qemu-system")
-            raise UsageError(
+            raise InfraError(
                 f"qemu-system-{arch} not found on PATH; install it: sudo apt install {pkg} "
                 f"(macOS: brew install qemu), then check with `bootlab doctor`"
             )

@@ -141,7 +141,7 @@ def test_missing_qemu_binary_is_one_line(project: Path, tmp_path: Path) -> None:
         [sys.executable, "-m", "bootlab", "script", "redox-x86_64", "--set", "vars.image=/i.img"],
         capture_output=True, text=True, cwd=project, env={"PATH": str(env_path), "HOME": str(tmp_path)},
     )  # fmt: skip
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.returncode == 3 and "Traceback" not in result.stderr  # infrastructure (was 2: issue 9)
     assert "qemu-system-x86_64 not found on PATH; install it" in result.stderr
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bootlab.errors import UsageError
+from bootlab.errors import InfraError, UsageError
 from bootlab.host import Host
 from bootlab.profile.loader import preset_names, resolve_profile
 from bootlab.qemu.invocation import build_invocation
@@ -117,7 +117,7 @@ def test_missing_firmware_is_a_problem_with_install_hint(fake_host: Host, projec
 
 def test_missing_qemu_binary(fake_host: Host, project: Path) -> None:
     del fake_host.qemu["x86_64"]
-    with pytest.raises(UsageError, match=r"qemu-system-x86_64 not found on PATH; install it: sudo apt install"):
+    with pytest.raises(InfraError, match=r"qemu-system-x86_64 not found on PATH; install it: sudo apt install"):
         build_invocation(resolve_profile("redox-x86_64", sets=IMAGE_SETS, seed=0), fake_host)
 
 

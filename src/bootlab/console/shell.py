@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bootlab.errors import InfraError
+from bootlab.errors import EXIT_INFRA, BootlabError, InfraError
 
 if TYPE_CHECKING:
     from bootlab.console.base import Console
@@ -247,8 +247,10 @@ class ShellError(InfraError):
     """The guest's shell did not answer as framed (no POSIX sh, output damaged on the console)."""
 
 
-class ExecAborted(Exception):
+class ExecAborted(BootlabError):
     """The caller's ``should_stop`` said so (the guest crashed, the VM is stopping): no result."""
+
+    exit_code = EXIT_INFRA
 
 
 @dataclass

@@ -55,8 +55,9 @@ class Checked:
     def refuse(self, what: str) -> None:
         """Raise the one-line refusal for a trial or comparison arm that lint refused."""
         if self.refused:
-            ids = ", ".join(r.split(":")[0] for r in self.refused)
-            raise UsageError(f"{what}: lint refuses to boot ({ids}); fix the profile, or run anyway with --force")
+            from bootlab.lab.preflight import lint_refusal
+
+            raise lint_refusal(what, [r.split(":")[0] for r in self.refused])
 
 
 def parse_axis(text: str) -> tuple[str, list[tuple[str, str]]]:

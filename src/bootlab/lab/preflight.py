@@ -46,10 +46,14 @@ class Preflight:
     def refuse_on_errors(self, force: bool = False) -> None:
         """The CLI's rule: lint errors refuse the boot unless --force."""
         if self.errors and not force:
-            raise UsageError(
-                f"profile {self.profile.name}: lint refuses to boot ({', '.join(f.id for f in self.errors)}); "
-                f"fix the profile, or boot anyway with --force"
-            )
+            raise lint_refusal(f"profile {self.profile.name}", [f.id for f in self.errors])
+
+
+def lint_refusal(what: str, rule_ids: list[str]) -> UsageError:
+    """The one line that refuses to boot what lint found errors in (a boot, a trial's or comparison's arm)."""
+    return UsageError(
+        f"{what}: lint refuses to boot ({', '.join(rule_ids)}); fix the profile, or boot anyway with --force"
+    )
 
 
 def lint_rule_dirs(project_file: Path | None) -> list[Path]:

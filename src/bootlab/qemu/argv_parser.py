@@ -12,6 +12,11 @@ because QEMU grows options faster than bootlab. A value it *does* know and canno
 lots``) is a :class:`~bootlab.errors.UsageError` with one line, mirroring QEMU's own refusal.
 
 The parser never touches the filesystem or runs QEMU; facts that need the host are added by the caller.
+
+:class:`FirmwareFact` and :class:`DriveFact` are what a command line *does* (any ``-drive`` QEMU accepts, with
+its interface, id, device and raw options); the profile's :class:`~bootlab.profile.model.Firmware` and
+:class:`~bootlab.profile.model.Drive` are what a user *asks for* (the few shapes bootlab builds). The builder
+turns the second into argv; this parser turns any argv into the first.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 from bootlab.errors import UsageError
 from bootlab.qemu.size import size_bytes
 
-__all__ = ["Drive", "Facts", "Firmware", "parse_argv", "parse_bool", "parse_size_mb", "split_opts"]
+__all__ = ["DriveFact", "Facts", "FirmwareFact", "parse_argv", "parse_bool", "parse_size_mb", "split_opts"]
 
 # QEMU options that take no argument. Anything else that QEMU knows takes exactly one argument; an option
 # we do not know at all takes the next token as its argument unless that token starts with "-".
@@ -67,7 +72,7 @@ _ENV_ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass
-class Firmware:
+class FirmwareFact:
     """One firmware image: ``-bios FILE`` or a ``-drive if=pflash`` (code or vars)."""
 
     kind: str  # "bios" or "pflash"
@@ -78,7 +83,7 @@ class Firmware:
 
 
 @dataclass
-class Drive:
+class DriveFact:
     """One guest disk, whichever way it was attached (``-drive``, ``-hda``, ``-blockdev``, a positional
     image).
 
@@ -134,8 +139,8 @@ class Facts:
     memory_mb: int | None = None
     machine_type: str | None = None
     machine_options: dict[str, str] = field(default_factory=dict)
-    firmware: list[Firmware] = field(default_factory=list)
-    drives: list[Drive] = field(default_factory=list)
+    firmware: list[FirmwareFact] = field(default_factory=list)
+    drives: list[DriveFact] = field(default_factory=list)
     devices: list[dict[str, str]] = field(default_factory=list)
     kernel: str | None = None
     initrd: str | None = None
@@ -337,10 +342,10 @@ class _Builder:
 
     # --- firmware and boot payload --------------------------------------------------------------------------
     def _opt_bios(self, value: str | None) -> None:
-        self.facts.firmware.append(Firmware(kind="bios", file=value))
+        self.facts.firmware.append(FirmwareFact(kind="bios", file=value))
 
     def _opt_pflash(self, value: str | None) -> None:
-        self.facts.firmware.append(Firmware(kind="pflash", file=value))
+        self.facts.firmware.append(FirmwareFact(kind="pflash", file=value))
 
     def _opt_kernel(self, value: str | None) -> None:
         self.facts.kernel = value
@@ -365,7 +370,7 @@ class _Builder:
         if interface == "pflash":
             unit = _parse_int(opts["unit"], what="-drive unit") if "unit" in opts else None
             self.facts.firmware.append(
-                Firmware(
+                FirmwareFact(
                     kind="pflash",
                     file=opts.get("file"),
                     readonly=readonly,
@@ -376,7 +381,7 @@ class _Builder:
             return
         snapshot = parse_bool(opts["snapshot"], what="-drive snapshot") if "snapshot" in opts else False
         self.facts.drives.append(
-            Drive(
+            DriveFact(
                 file=opts.get("file"),
                 interface=interface,
                 format=opts.get("format"),
@@ -395,7 +400,7 @@ class _Builder:
         file = opts.get("filename") or opts.get("file.filename") or opts.get("file")
         readonly = parse_bool(opts["read-only"], what="-blockdev read-only") if "read-only" in opts else False
         self.facts.drives.append(
-            Drive(
+            DriveFact(
                 file=file,
                 interface="none",
                 format=opts.get("driver"),
@@ -408,7 +413,7 @@ class _Builder:
     def _legacy_drive(self, name: str, value: str) -> None:
         cdrom = name == "cdrom"
         self.facts.drives.append(
-            Drive(file=value, interface=_LEGACY_DRIVES[name], readonly=cdrom, media="cdrom" if cdrom else None)
+            DriveFact(file=value, interface=_LEGACY_DRIVES[name], readonly=cdrom, media="cdrom" if cdrom else None)
         )
 
     def _opt_device(self, value: str | None) -> None:

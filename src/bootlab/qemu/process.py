@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from bootlab.errors import UsageError
+from bootlab.errors import InfraError
 
 PR_SET_PDEATHSIG = 1
 
@@ -94,7 +94,7 @@ class QemuProcess:
                 preexec_fn=child_setup(os.getpid(), self.death_signal),
             )
         except FileNotFoundError:
-            raise UsageError(f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)") from None
+            raise InfraError(f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)") from None
         finally:
             if handle is not None:
                 handle.close()
