@@ -34,14 +34,15 @@ check: venv
 	@$(BIN)/ruff format --check --quiet src tests bench
 	@$(BIN)/mypy
 
+# BOOTLAB_TEST_STRICT: a missing QEMU, guest or firmware fails the run instead of skipping (tests/prereq.py)
 test: setup guests check
-	@$(BIN)/pytest -q $(PYTEST_ARGS)
+	@BOOTLAB_TEST_STRICT=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 unit: venv
 	@$(BIN)/pytest -q -m "not e2e" $(PYTEST_ARGS)
 
 e2e: setup guests
-	@$(BIN)/pytest -q -m e2e $(PYTEST_ARGS)
+	@BOOTLAB_TEST_STRICT=1 $(BIN)/pytest -q -m e2e $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) guests/out .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from prereq import need
+
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
@@ -312,8 +314,10 @@ FAST_MAX = "max"  # redox-sim boots its kernel with arm64.nopauth, so plain `max
 
 @pytest.fixture(scope="session")
 def guests():
-    if not shutil.which("qemu-system-aarch64") or not shutil.which("qemu-system-x86_64"):
-        pytest.skip("qemu-system-aarch64/x86_64 not installed (apt-get install qemu-system-arm qemu-system-x86)")
+    need(
+        bool(shutil.which("qemu-system-aarch64") and shutil.which("qemu-system-x86_64")),
+        "qemu-system-aarch64/x86_64 not installed (apt-get install qemu-system-arm qemu-system-x86)",
+    )
     r = subprocess.run(["bash", str(GUESTS / "build.sh")], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"guests/build.sh failed:\n{r.stdout}\n{r.stderr}"
     assert TOML.is_file()

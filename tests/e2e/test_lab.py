@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,16 +22,14 @@ import pytest
 from bootlab.lab.simulate import redox_sim_outcome
 from bootlab.lab.summary import derive_seed
 from bootlab.store.db import Store
+from prereq import need_guests
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
 MAX = "cpu=max"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-]
+pytestmark = pytest.mark.e2e
+need_guests()
 
 
 def bootlab(store: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,6 @@ without them these tests skip, saying how to build them.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +15,13 @@ import pytest
 
 from bootlab.lab.boot import BootOptions, boot
 from bootlab.verdict import Verdict
+from prereq import need_guests
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-]
+pytestmark = pytest.mark.e2e
+need_guests()
 
 
 def run(profile: str, *sets: str, tmp: Path, **opts: object) -> Verdict:

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 from procs import alive, wait_dead
 
+from prereq import need, need_guests
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +34,8 @@ CONFIG = ROOT / "guests" / "bootlab.toml"
 KERNEL = ROOT / "guests" / "out" / "linux-arm64" / "vmlinuz"
 PROMPT = {"linux-arm64": b"# ", "redox-sim": b"root:/# "}
 
-if not (CONFIG.is_file() and KERNEL.is_file()):
-    pytest.skip("test guests not built (bash guests/build.sh)", allow_module_level=True)
+need_guests()
+need(KERNEL.is_file(), "test guests not built: run `bash guests/build.sh`")
 
 
 def free_port() -> int:
@@ -205,9 +207,8 @@ def test_console_attach_two_watchers_and_detach(vm: Vm) -> None:
     assert b"attached-42" in log  # the console is recorded whoever is attached
 
 
+@pytest.mark.parametrize("vm", ["linux-arm64"], indirect=True)  # the share and httpd are linux-arm64 features
 def test_share_and_forward(vm: Vm) -> None:
-    if vm.guest != "linux-arm64":
-        pytest.skip("the share and httpd are linux-arm64 features of the test guests")
     r = vm.exec("cat", "/mnt/host/note.txt")
     assert (r.stdout, r.returncode) == (b"hello from the host\n", 0)
     assert vm.share is not None

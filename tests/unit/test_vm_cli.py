@@ -17,6 +17,7 @@ from bootlab.errors import UsageError
 from bootlab.lab import fallback
 from bootlab.verdict import Verdict
 from bootlab.vm import manager, registry
+from prereq import need
 
 
 @pytest.fixture(autouse=True)
@@ -270,8 +271,7 @@ def test_overlay_over_the_image_and_kept(tmp_path: Path) -> None:
 
     from bootlab.profile.model import Profile
 
-    if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img not installed")
+    need(shutil.which("qemu-img") is not None, "qemu-img not installed: run `make setup`")
     image = tmp_path / "disk.img"
     image.write_bytes(b"\0" * 1024 * 1024)
     vm = make_vm("disky")
