@@ -62,9 +62,11 @@ class Host:
     firmware_files: dict[str, str] = field(default_factory=dict)  # every *.fd found: file name -> path
 
     def to_json(self) -> dict[str, Any]:
+        """`bootlab doctor --json`: binaries, usable accelerators (best first), why the others are not, firmware."""
         return {
             "qemu": {a: {"path": b.path, "version": b.version} for a, b in self.qemu.items()},
             "accelerators": self.accelerators,
+            "unavailable": self.unavailable,
             "firmware": self.firmware,
         }
 
@@ -283,6 +285,10 @@ def accel_reasons(
             reason = f"qemu-system-{guest_arch} was built without {accel}"
         if reason is None and accel != "tcg" and smoke is not None:
             reason = smoke(accel)
+            if reason is not None and accel == "kvm":
+                reason += (
+                    "; /dev/kvm opens, so KVM is there but refuses a -cpu host vCPU: nested KVM (this host is a VM)"
+                )
         if reason is None:
             usable.append(accel)
         else:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bootlab.cli.main import main
+from bootlab.host import Host
 
 
 def bootlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -19,10 +20,31 @@ def bootlab(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
 def test_doctor_json_shape(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["doctor", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"qemu", "accelerators", "firmware"}
+    assert set(data) == {"qemu", "accelerators", "unavailable", "firmware"}
     for arch, info in data["qemu"].items():
         assert set(info) == {"path", "version"}
         assert "tcg" in data["accelerators"][arch]
+        # every accelerator bootlab knows is either usable or has its reason (issue 9: the table had them, JSON not)
+        assert set(data["accelerators"][arch]) | set(data["unavailable"][arch]) == {"hvf", "kvm", "tcg"}
+        assert all(isinstance(r, str) and r for r in data["unavailable"][arch].values())
+
+
+def test_doctor_table_keeps_paths_whole_on_80_columns(fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    long_path = "/opt/homebrew/Cellar/qemu/10.0.2/bin/qemu-system-aarch64"
+    fake_host.qemu["aarch64"].path = long_path
+    fake_host.unavailable["x86_64"]["kvm"] = "QEMU could not start a vCPU with -cpu host (failed to set MSR 0x10a)"
+    monkeypatch.setattr("bootlab.host.probe", lambda: fake_host)
+    buf = StringIO()
+    monkeypatch.setattr("rich.console.Console", lambda **kw: Console(file=buf, width=80, **kw))
+    assert main(["doctor"]) == 0
+    out = buf.getvalue()
+    assert long_path in out and "/fw/QEMU_EFI.fd" in out
+    assert "x86_64 kvm unavailable: QEMU could not start a vCPU" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
 
 
 def test_profiles_lists_presets(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,24 +42,30 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # paths are never cut (they are what the user copies): the tables keep them whole and the long reasons go
+    # below the table, where they wrap as prose
+    console = Console(highlight=False)
     table = Table(title=f"host: {host.os} {host.arch}", title_justify="left")
-    for col in ("arch", "qemu", "version", "accelerators (best first)", "unavailable"):
-        table.add_column(col)
-    for arch in sorted(set(host.qemu) | {"aarch64", "x86_64"}):
+    table.add_column("arch", no_wrap=True)
+    table.add_column("qemu", no_wrap=True, overflow="fold")
+    table.add_column("version", no_wrap=True)
+    table.add_column("accelerators (best first)")
+    arches = sorted(set(host.qemu) | {"aarch64", "x86_64"})
+    for arch in arches:
         b = host.qemu.get(arch)
-        why = host.unavailable.get(arch, {})
         table.add_row(
             arch,
             b.path if b else "[red]missing[/red]",
             b.version if b else "",
             ", ".join(host.accelerators.get(arch, [])),
-            "; ".join(f"{a}: {r}" for a, r in why.items()),
         )
     console.print(table)
+    for arch in arches:
+        for accel, reason in host.unavailable.get(arch, {}).items():
+            console.print(f"  {arch} {accel} unavailable: {reason}", markup=False)
     fw = Table(title="firmware", title_justify="left")
-    fw.add_column("name")
-    fw.add_column("path")
+    fw.add_column("name", no_wrap=True)
+    fw.add_column("path", no_wrap=True, overflow="fold")
     for name, path in sorted(host.firmware.items()):
         fw.add_row(name, path)
     console.print(fw)
