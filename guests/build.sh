@@ -118,6 +118,29 @@ outputs_ok() {
 mkdir -p "$OUT"
 if command -v flock >/dev/null 2>&1; then exec 9>"$OUT/.lock"; flock 9; fi
 
+# ---- Debian 12's own QEMU 7.2 (aarch64), beside the system's QEMU (10.x from bookworm-backports under make test):
+# tests/e2e/test_qemu_versions.py boots the same guests with both. Unpacked, never installed (Debian 12 only).
+# QEMU finds its data relative to its binary (bin/../share/qemu, bin/../lib/ipxe/qemu), so the 7.2 data files go
+# beside it and the option ROMs it shares with the system's QEMU are linked.
+QEMU72=$OUT/qemu-7.2
+if [ ! -x "$QEMU72/bin/qemu-system-aarch64" ] && grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then
+    dl=$CACHE/qemu-7.2
+    mkdir -p "$dl"
+    if (cd "$dl" && chmod 777 . && apt-get download -q qemu-system-arm/bookworm qemu-system-data/bookworm \
+            >/dev/null 2>"$dl/err"); then
+        rm -rf "$QEMU72.tmp" && mkdir -p "$QEMU72.tmp/x" "$QEMU72.tmp/bin" "$QEMU72.tmp/share" "$QEMU72.tmp/lib"
+        for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$QEMU72.tmp/x"; done
+        mv "$QEMU72.tmp/x/usr/bin/qemu-system-aarch64" "$QEMU72.tmp/bin/"
+        mv "$QEMU72.tmp/x/usr/share/qemu" "$QEMU72.tmp/share/qemu"
+        ln -s /usr/share/seabios "$QEMU72.tmp/share/seabios"
+        ln -s /usr/lib/ipxe "$QEMU72.tmp/lib/ipxe"
+        rm -rf "$QEMU72.tmp/x" "$QEMU72" "$dl"
+        mv "$QEMU72.tmp" "$QEMU72"
+    else
+        echo "guests/build.sh: could not download Debian 12's QEMU 7.2 ($(tail -1 "$dl/err")); the QEMU version test will say so" >&2
+    fi
+fi
+
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SRC_HASH" ] && outputs_ok; then
     write_toml
     exit 0

@@ -18,8 +18,35 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
   exit 0
 fi
 
-packages=(qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils mtools dosfstools cpio)
+packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio)
+qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
+
+sudo=""
+[[ "$(id -u)" -eq 0 ]] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+updated=""
+apt_update() { [[ -n "$updated" ]] || { $sudo apt-get update -qq >/dev/null; updated=1; }; }
+
+# QEMU: our users run 10.x. Debian 12 ships 7.2; its bookworm-backports suite has 10.0.x, which is what `make test`
+# tests (7.2 stays covered by tests/e2e/test_qemu_versions.py). BOOTLAB_QEMU=distro keeps the distribution's QEMU.
+. /etc/os-release 2>/dev/null || true
+if [[ "${VERSION_CODENAME:-}" == "bookworm" && "${BOOTLAB_QEMU:-backports}" == "backports" ]]; then
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup: adding Debian's bookworm-backports suite (QEMU 10.x)" >&2
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      | $sudo tee /etc/apt/sources.list.d/bootlab-backports.sources >/dev/null
+    updated=""
+  fi
+  version=$(dpkg-query -W -f='${Version}' qemu-system-arm 2>/dev/null || true)
+  if [[ -z "$version" ]] || dpkg --compare-versions "$version" lt "1:10"; then
+    echo "setup: installing QEMU 10.x from bookworm-backports (${qemu[*]})" >&2
+    apt_update
+    $sudo apt-get install -y -qq --no-install-recommends -t bookworm-backports "${qemu[@]}" >/dev/null
+  fi
+else
+  packages+=("${qemu[@]}")
+fi
 
 missing=()
 for pkg in "${packages[@]}"; do
@@ -28,9 +55,6 @@ for pkg in "${packages[@]}"; do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-sudo=""
-[[ "$(id -u)" -eq 0 ]] || sudo="sudo"
 echo "setup: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >/dev/null
+apt_update
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
