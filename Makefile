@@ -21,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
 	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' >/dev/null
+	@PYTHONDONTWRITEBYTECODE= $(BIN)/python -m compileall -q src >/dev/null  # as pip does for an installed package
 	@touch $@
 
 guests: setup

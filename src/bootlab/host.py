@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -29,7 +28,7 @@ from bootlab.errors import InfraError
 
 
 def host_arch() -> str:
-    return normalise_arch(platform.machine())
+    return normalise_arch(os.uname().machine)  # what platform.machine() says, without importing platform
 
 
 def host_os() -> str:

@@ -17,12 +17,12 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
-from bootlab.packs.model import Interaction, Milestone, PackFile, Signature
+
+if TYPE_CHECKING:  # the pack model (pydantic) loads when a pack file is read, not for a name check
+    from bootlab.packs.model import Interaction, Milestone, PackFile, Signature
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 
@@ -85,6 +85,22 @@ def available(dirs: list[Path]) -> list[str]:
     return sorted(names)
 
 
+def check_pack_names(names: list[str] | tuple[str, ...], project_dir: Path | None = None) -> None:
+    """Each name has a pack file on the search path (no parsing, no compiling: what `lint PROFILE` needs to
+    say an unknown pack is bad input, in a few stat calls)."""
+    dirs = search_path(project_dir)
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise UsageError(f"pack name {name!r} is not valid; use letters, digits, '.', '_' or '-'")
+        if not any((d / f"{name}.toml").is_file() for d in dirs):
+            raise _unknown_pack(name, dirs)
+
+
+def _unknown_pack(name: str, dirs: list[Path]) -> UsageError:
+    known = ", ".join(available(dirs)) or "none"
+    return UsageError(f"unknown pack {name!r} (known: {known}); add packs/{name}.toml to the project or fix the name")
+
+
 def read_pack_file(path: Path) -> PackFile:
     """Parse and validate one pack file; any problem is one line naming the file and the field."""
     try:
@@ -94,6 +110,10 @@ def read_pack_file(path: Path) -> PackFile:
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"pack {path} is not valid TOML: {exc}; fix the file") from exc
     data.setdefault("name", path.stem)
+    from pydantic import ValidationError
+
+    from bootlab.packs.model import PackFile
+
     try:
         pack = PackFile.model_validate(data)
     except ValidationError as exc:
@@ -142,8 +162,7 @@ def resolve_pack(name: str, dirs: list[Path], _seen: tuple[str, ...] = ()) -> Pa
             else:
                 base = resolve_pack(pack.extends, dirs, (*_seen, name))
             return _merge(base, pack)
-    known = ", ".join(available(dirs)) or "none"
-    raise UsageError(f"unknown pack {name!r} (known: {known}); add packs/{name}.toml to the project or fix the name")
+    raise _unknown_pack(name, dirs)
 
 
 def _anonymous(regex: str) -> str:

@@ -15,13 +15,15 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
-from bootlab.profile.model import Profile
 from bootlab.profile.templating import render_tree
+
+if TYPE_CHECKING:  # the model (pydantic) is imported when a profile is validated: `profiles` lists without it
+    from pydantic import ValidationError
+
+    from bootlab.profile.model import Profile
 
 PROJECT_FILE = "bootlab.toml"
 PROJECT_KEYS = {"profiles", "store", "packs"}
@@ -221,6 +223,8 @@ def _absolutise(table: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def _validation_message(exc: ValidationError, where: str) -> str:
+    from bootlab.profile.model import Profile
+
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     key = f"{where}.{loc}" if loc else where
@@ -281,6 +285,10 @@ def resolve_profile(
     table = render_tree(table, values, where)
     table = _absolutise(table, project.root)
     table.update(name=name, seed=seed, boot=boot_index)
+    from pydantic import ValidationError
+
+    from bootlab.profile.model import Profile
+
     try:
         return Profile.model_validate(table)
     except ValidationError as exc:
