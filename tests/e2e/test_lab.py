@@ -221,8 +221,11 @@ def test_ctrl_c_stops_vms_keeps_boots_marks_interrupted(tmp_path: Path) -> None:
     while line and not line.startswith("  boot "):
         line = p.stderr.readline()
     assert line, "the trial never finished a boot"
-    time.sleep(0.5)  # let the next boots start
+    deadline = time.monotonic() + 30
     qemus = _children(p.pid)
+    while len(qemus) < 2 and time.monotonic() < deadline:  # -j 2: wait for the next two boots to be running
+        time.sleep(0.05)
+        qemus = _children(p.pid)
     assert qemus, "no QEMU running under the trial"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)

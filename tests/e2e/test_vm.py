@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,7 @@ class Vm:
     env: dict[str, str]
     share: Path | None = None
     port: int | None = None
+    seen_pids: set[int] = field(default_factory=set)  # every supervisor and QEMU pid this VM ever had
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
@@ -62,7 +63,9 @@ class Vm:
 
     def row(self) -> dict[str, object]:
         rows = json.loads(self.cli("list", "--json").stdout)
-        return next(r for r in rows if r["name"] == self.name)
+        row: dict[str, object] = next(r for r in rows if r["name"] == self.name)
+        self.seen_pids.update(p for p in (row["pid"], row["qemu_pid"]) if isinstance(p, int))
+        return row
 
 
 @pytest.fixture(scope="module", params=["linux-arm64", "redox-sim"])
@@ -80,11 +83,12 @@ def vm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
     r = v.cli("launch", v.name, guest, "--config", str(CONFIG), *extra, timeout=180)
     assert r.returncode == 0, r.stderr.decode()
     assert b"is ready" in r.stderr
+    v.row()  # records the pids of the launch
     yield v
-    row = json.loads(v.cli("list", "--json").stdout)
-    pids = [p for r in row for p in (r["pid"], r["qemu_pid"]) if p]
-    v.cli("delete", v.name)
-    assert all(wait_dead(p) for p in pids)
+    v.cli("delete", v.name)  # the lifecycle test deleted it already, unless it failed half-way
+    # every supervisor and QEMU this VM had is gone (pids recorded while they ran, not listed after the delete)
+    assert len(v.seen_pids) >= 2
+    assert all(wait_dead(p) for p in v.seen_pids)
 
 
 def test_launch_printed_the_timeline_and_lists_ready(vm: Vm) -> None:
@@ -142,9 +146,16 @@ def test_two_concurrent_execs_run_one_after_the_other(vm: Vm) -> None:
     def go(key: str, *argv: str) -> None:
         results[key] = vm.exec(*argv)
 
+    # each command notes in the guest when it starts and ends: the two must not interleave
+    vm.exec("rm", "-f", "/tmp/exec-order")
+    note = "echo {0} >> /tmp/exec-order"
     threads = [
-        threading.Thread(target=go, args=("a", "sh", "-c", "sleep 1; echo A; echo A2")),
-        threading.Thread(target=go, args=("b", "sh", "-c", "echo B; exit 3")),
+        threading.Thread(
+            target=go, args=("a", "sh", "-c", f"{note.format('a<')}; sleep 1; echo A; echo A2; {note.format('a>')}")
+        ),
+        threading.Thread(
+            target=go, args=("b", "sh", "-c", f"{note.format('b<')}; echo B; {note.format('b>')}; exit 3")
+        ),
     ]
     for th in threads:
         th.start()
@@ -152,6 +163,8 @@ def test_two_concurrent_execs_run_one_after_the_other(vm: Vm) -> None:
         th.join(60)
     assert (results["a"].stdout, results["a"].returncode) == (b"A\nA2\n", 0)
     assert (results["b"].stdout, results["b"].returncode) == (b"B\n", 3)
+    order = vm.exec("cat", "/tmp/exec-order").stdout.split()
+    assert order in ([b"a-start", b"a-end", b"b-start", b"b-end"], [b"b-start", b"b-end", b"a-start", b"a-end"])
 
 
 def test_timeout_interrupts_and_the_shell_stays_usable(vm: Vm) -> None:
@@ -170,7 +183,13 @@ def test_ctrl_c_on_exec_interrupts_the_command(vm: Vm) -> None:
         [sys.executable, "-m", "bootlab", "vm", "exec", vm.name, "--", "sleep", "1000"],
         env=vm.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    time.sleep(1.5)
+    # wait until the guest has the command (its line is on the console), not for a guessed while
+    log = Path(vm.env["BOOTLAB_VM_HOME"]) / vm.name / "console.log"
+    start = log.stat().st_size
+    deadline = time.monotonic() + 30
+    while b"sleep 1000" not in log.read_bytes()[start:] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"sleep 1000" in log.read_bytes()[start:], "the exec never reached the guest"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(10) == 130
     t = time.monotonic()

@@ -184,3 +184,39 @@ def test_dump_end_or_reboot_banner_ends_the_dump() -> None:
     assert not redox_obs.dump_ended
     redox_obs.feed(b"HALT\n")
     assert redox_obs.dump_ended
+
+
+def test_incidents_are_listed_in_the_order_they_happened() -> None:
+    """A finding that waits for later lines (a Lacks grant waits for the exception line naming its process) is
+    listed where it happened, before an incident that completed in the meantime."""
+    obs = redox()
+    obs.feed(b"kernel::context::memory:DEBUG -- Lacks grant\n", 1.0)
+    obs.feed(b"nulld failed with exit status: 1\n", 2.0)
+    obs.feed(b"kernel::context::signal:INFO -- UNHANDLED EXCEPTION, CPU #0, PID 5, NAME /bin/pcid, CONTEXT 0x1\n", 3.0)
+    obs.finish()
+    assert obs.fatal is None
+    assert [(i.title, i.t) for i in obs.incidents] == [
+        ("redox: Lacks grant in pcid", 1.0),
+        ("redox: nulld failed with exit status", 2.0),
+        ("redox: UNHANDLED EXCEPTION in pcid", 3.0),
+    ]
+
+
+def test_lacks_grant_protection_fault_and_init_dying_is_one_crash_without_consequences() -> None:
+    """A Lacks grant in init ends the boot; the protection fault and daemon deaths that follow it are its
+    consequences, not incidents of their own."""
+    obs = redox()
+    dump = "".join(f"X{i}: 0000000000000000\n" for i in range(31))
+    obs.feed(
+        (
+            "kernel::context::memory:DEBUG -- Lacks grant\n" + dump + "kernel::context::signal:INFO -- UNHANDLED "
+            "EXCEPTION, CPU #0, PID 1, NAME [bootstrap], CONTEXT 0x1\n"
+            "Protection fault: 7FB at 1B:FFFFFF000014BAB2\n"
+            "nulld failed with exit status: 1\n"
+            "kernel::context::signal:INFO -- UNHANDLED EXCEPTION, CPU #0, PID 7, NAME /bin/pcid, CONTEXT 0x1\n"
+        ).encode(),
+        4.0,
+    )
+    obs.finish()
+    assert obs.fatal is not None and obs.fatal.title == "redox: Lacks grant in [bootstrap]"
+    assert obs.incidents == []

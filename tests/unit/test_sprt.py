@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -28,6 +29,19 @@ def test_thresholds() -> None:
     assert s.upper == pytest.approx(2.944, abs=1e-3)
     assert s.lower == pytest.approx(-2.944, abs=1e-3)
     assert s.decide(0, 0) == "undecided"
+
+
+def test_thresholds_with_unequal_error_rates() -> None:
+    """Wald's bounds: reach at log((1-beta)/alpha), refute at log(beta/(1-alpha)). With alpha != beta a swap
+    shows: a strict alpha (rarely claim a rate that is not there) needs more evidence to reach than to refute."""
+    s = Sprt(0.9, alpha=0.01, beta=0.2)
+    assert s.upper == pytest.approx(math.log(0.8 / 0.01))  # 4.382
+    assert s.lower == pytest.approx(math.log(0.2 / 0.99))  # -1.599
+    assert s.upper > -s.lower
+    swapped = Sprt(0.9, alpha=0.2, beta=0.01)
+    assert swapped.upper == pytest.approx(math.log(0.99 / 0.2)) and swapped.lower == pytest.approx(math.log(0.01 / 0.8))
+    # 25 passes in a row reach 0.9 at alpha = beta = 0.05; at alpha = 0.01 it takes 38
+    assert Sprt(0.9).decide(28, 0) == "reached" and s.decide(28, 0) == "undecided"
 
 
 def test_one_failure_refutes_a_target_of_100_percent() -> None:

@@ -21,6 +21,14 @@ def test_wilson_10_of_10_is_not_a_point() -> None:
     assert hi == 1.0
 
 
+def test_wilson_of_one_boot() -> None:
+    """1/1 is not 100% [100%, 100%]: one boot says little (Wilson: [20.7%, 100%]); 0/1 mirrors it."""
+    lo, hi = wilson(1, 1)
+    assert lo == pytest.approx(0.2065, abs=1e-4) and hi == 1.0
+    lo, hi = wilson(0, 1)
+    assert lo == 0.0 and hi == pytest.approx(0.7935, abs=1e-4)
+
+
 def test_wilson_nothing_known() -> None:
     assert wilson(0, 0) == (0.0, 1.0)
 

@@ -92,6 +92,15 @@ def test_infra_errors_are_excluded_and_said_loudly_when_they_dominate() -> None:
     assert "host or the profile is the problem" in s["warning"]
 
 
+def test_excluded_warning_boundary_is_as_many_excluded_as_counted() -> None:
+    """The warning fires when the excluded boots are at least as many as the counted ones, not only more."""
+    equal = [rec(0, "pass"), rec(1, "crash", "x"), rec(2, "infra-error", "no socket"), rec(3, "qemu-error", "bad")]
+    assert to_json(summarize(equal))["warning"] is not None
+    fewer = [rec(0, "pass"), rec(1, "crash", "x"), rec(2, "pass"), rec(3, "qemu-error", "bad"), rec(4, "infra-error")]
+    assert to_json(summarize(fewer))["warning"] is None
+    assert to_json(summarize([rec(0, "pass")]))["warning"] is None  # nothing excluded
+
+
 def test_seeds_are_deterministic_and_distinct() -> None:
     seeds = [derive_seed(42, i) for i in range(1000)]
     assert seeds == [derive_seed(42, i) for i in range(1000)]

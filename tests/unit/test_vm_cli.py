@@ -128,7 +128,8 @@ def test_unverifiable_start_time_never_kills(monkeypatch: pytest.MonkeyPatch) ->
         vm.write("state.json", {"state": "ready", "started": 0})
         assert manager.info(vm)["state"] == "died"
         assert not vm.supervisor_file.exists()
-        assert stranger.poll() is None  # not signalled
+        with pytest.raises(subprocess.TimeoutExpired):  # not signalled: still running half a second later
+            stranger.wait(timeout=0.5)
         assert not registry.verified_process(stranger.pid, 0)
         assert registry.same_process(stranger.pid, 0)  # looks alive, but that is not proof enough to kill
     finally:
