@@ -45,6 +45,7 @@ def test_golden(log: Path) -> None:
     verdict = classify_text(log.read_text(errors="replace"), load_packs(exp["packs"]))
     assert verdict.outcome == exp["outcome"]
     assert verdict.title == exp.get("title")
+    assert (verdict.death.title if verdict.death else None) == exp.get("death")
     if "fatal_line" in exp:
         assert verdict.fatal_line == exp["fatal_line"]
     got = [(i.kind, i.title, i.process) for i in verdict.incidents]

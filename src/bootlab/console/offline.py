@@ -13,12 +13,13 @@ from pathlib import Path
 from bootlab.console.observer import Observer
 from bootlab.errors import UsageError
 from bootlab.packs.loader import PackSet
-from bootlab.verdict import Incident, StageTime, Verdict
+from bootlab.verdict import Death, Incident, StageTime, Verdict
 
 
 def verdict_fields(obs: Observer) -> dict[str, object]:
-    """The verdict fields the observer knows (stage, stages, title, fatal line/time, incidents)."""
+    """The verdict fields the observer knows (stage, stages, title, fatal line/time, incidents, death)."""
     fatal = obs.fatal
+    death = obs.death
     return {
         "stage": obs.stage,
         "stages": [StageTime(name=s.name, t=s.t) for s in obs.stages],
@@ -28,6 +29,7 @@ def verdict_fields(obs: Observer) -> dict[str, object]:
         "incidents": [
             Incident(kind=i.kind, title=i.title, process=i.process, line=i.line, t=i.t) for i in obs.incidents
         ],
+        "death": Death(title=death.title, line=death.line, t=death.t) if death and fatal else None,
     }
 
 
