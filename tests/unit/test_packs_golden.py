@@ -105,7 +105,7 @@ def _fired() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     for log in LOGS:
         exp = expected(log)
         obs = observe(log, exp["packs"])
-        ids = {f.signature for f in obs.incidents} | ({obs.fatal.signature} if obs.fatal else set())
+        ids = {f.signature for f in (*obs.incidents, obs.fatal, obs.death) if f is not None}
         for sid in ids:
             fired.setdefault(sid, set()).add(log.name)
         if exp["outcome"] == "pass" and not exp.get("incidents"):
