@@ -368,3 +368,26 @@ def test_bad_frame_options_are_one_line_usage_errors(tmp_path: Path, change: tup
     with pytest.raises(UsageError) as err:
         compile_packs([read_pack_file(path)])
     assert re.search(message, str(err.value)) and "\n" not in str(err.value)
+
+
+def test_a_project_pack_extends_the_frame_groups(tmp_path: Path) -> None:
+    """A project's packs/linux.toml with extends = "linux" adds a generic helper of its own (no Python)."""
+    from bootlab.packs.loader import load_packs
+
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "linux.toml").write_text(
+        'extends = "linux"\ndescription = "linux with our vendor helpers"\nreference = "ours"\n\n'
+        '[[frames.group]]\nname = "vendor"\nskip_always = true\nregex = ["^vendor_checked_copy$"]\n'
+        'reference = "our tree: a checked copy that reports its callers\' bugs"\n'
+    )
+    log = (
+        "[    1.0] BUG: unable to handle page fault for address: ffffc90000a1b000\n"
+        "[    1.1] RIP: 0010:vendor_checked_copy+0x1a/0x40\n"
+        "[    1.2] Call Trace:\n"
+        "[    1.3]  <TASK>\n"
+        "[    1.4]  vendor_read_config+0x51/0x90\n"
+    )
+    ours = classify_text(log, load_packs(["linux"], tmp_path))
+    shipped = classify_text(log, load_packs(["linux"]))
+    assert ours.title == "linux: BUG: unable to handle kernel paging request in vendor_read_config"
+    assert shipped.title == "linux: BUG: unable to handle kernel paging request in vendor_checked_copy"

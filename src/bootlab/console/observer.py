@@ -259,11 +259,11 @@ class Observer:
                     self._resolve(p)
         if fired is None or match is None:
             return
-        if fired.spec.cause_window and self.death is None and self._caused(self._new_pending(fired, match, line, t)):
+        pending = self._new_pending(fired, match, line, t)
+        if fired.spec.cause_window and self.death is None and self._caused(pending):
             return
         if self.fatal_seen:
             return  # after a fatal line only the dump matters; later failures are consequences
-        pending = self._new_pending(fired, match, line, t)
         self._check_fatal(pending)
         if fired.spec.follow > 0 and not self._complete(pending):
             self._pending.append(pending)
