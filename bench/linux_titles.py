@@ -10,8 +10,9 @@ computes:
 - pairs: of all pairs of logs with the same syzkaller title, how many get the same bootlab title; of pairs with
   different syzkaller titles, how many get different ones (a log with no bootlab title agrees with nothing);
 - speed: logs/s and MB/s of classifying the whole set (packs compiled once, as ``bootlab classify`` does;
-  best of ``--rounds``). ``--against SRC`` times another source tree (e.g. ``/work/main/src``) in the same
-  run, interleaved round by round, and prints the ratio: the baseline shares the machine's load.
+  best of ``--rounds``), and the wall time of one ``bootlab classify`` process over all the files.
+  ``--against SRC`` times another source tree (e.g. ``/work/main/src``) in the same run, interleaved round by
+  round, and prints the ratios: the baseline shares the machine's load.
 
     .venv/bin/python bench/linux_titles.py [--rounds 5] [--against OTHER/src] [--misses] [--splits] [--merges]
 
@@ -74,6 +75,22 @@ def pct(a: int, b: int) -> str:
     return f"{100.0 * a / b:.1f}% ({a}/{b})" if b else "n/a"
 
 
+def cli_round(src: Path | None, files: list[Path]) -> float:
+    """Seconds for one `bootlab classify FILES... --pack linux --json` process (start-up included; the files
+    keep their syzkaller header, a few lines the pack reads too)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "bootlab", "classify", *map(str, files), "--pack", "linux", "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        check=False,
+    )
+    return time.perf_counter() - t0
+
+
 def other_tree_round(src: Path, directory: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(src), "BOOTLAB_LINUX_SAMPLES": str(directory)}
     out = subprocess.run(
@@ -116,10 +133,15 @@ def main() -> int:
     time_round(samples)
     rounds: list[float] = []
     others: list[float] = []
+    cli: list[float] = []
+    cli_others: list[float] = []
+    files = [s.path for s in samples]
     for _ in range(args.rounds):
         rounds.append(time_round(samples))
+        cli.append(cli_round(None, files))
         if args.against:
             others.append(other_tree_round(args.against, directory))
+            cli_others.append(cli_round(args.against, files))
     best = min(rounds)
     result = {
         "logs": len(samples),
@@ -140,10 +162,14 @@ def main() -> int:
         "logs_per_s": len(samples) / best,
         "mb_per_s": size / best / 1e6,
     }
+    result["cli_seconds"] = min(cli)
+    result["cli_logs_per_s"] = len(samples) / min(cli)
     if others:
         result["against"] = str(args.against)
         result["against_seconds"] = min(others)
         result["ratio"] = best / min(others)
+        result["cli_against_seconds"] = min(cli_others)
+        result["cli_ratio"] = min(cli) / min(cli_others)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -161,8 +187,15 @@ def main() -> int:
             f"speed       {result['logs_per_s']:.0f} logs/s, {result['mb_per_s']:.2f} MB/s "
             f"(best of {args.rounds}: {best:.3f}s)"
         )
+        print(
+            f"cli         bootlab classify (one process, {len(files)} files): {min(cli):.3f}s, "
+            f"{result['cli_logs_per_s']:.0f} logs/s"
+        )
         if others:
-            print(f"vs {args.against}: {min(others):.3f}s; ratio this/that = {result['ratio']:.3f}")
+            print(
+                f"vs {args.against}: {min(others):.3f}s; ratio this/that = {result['ratio']:.3f}; "
+                f"cli {min(cli_others):.3f}s, ratio {result['cli_ratio']:.3f}"
+            )
     if args.misses:
         print("\nreports not found:")
         for s, g in reports:
