@@ -13,6 +13,15 @@ from bootlab.host import Host, QemuBinary
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite tests/syzkaller/linux-titles.toml from the current linux pack (its tests then skip); "
+        "review the diff before committing",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Tests never write into the user's store, logs or VM registry: point them all at a temporary tree.

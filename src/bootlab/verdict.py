@@ -18,17 +18,26 @@ GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout"})
 INFRA: frozenset[str] = frozenset({"qemu-error", "infra-error"})
 
 _FILE_LINE = re.compile(r"(\.(?:c|h|rs|S|s|cc|cpp|go|py|zig)):\d+(?::\d+)?")
+# a symbol with its offset and size (``ip6_fragment+0x1052/0x2d80``): the offsets move with every build
+_SYMBOL_OFFSET = re.compile(r"\b([A-Za-z_][\w.]*)\+0x[0-9a-fA-F]+(?:/0x[0-9a-fA-F]+)?")
+# suffixes the compiler adds to a function it clones (``__call_rcu.constprop.76``, ``foo.isra.0.cold``)
+_CLONE_SUFFIX = re.compile(
+    r"\b([A-Za-z_]\w*?)(?:\.(?:constprop|isra|part|llvm|lto_priv)\.\d+|\.(?:cold|localalias)(?:\.\d+)?)+\b"
+)
 _HEX = re.compile(r"\b0x[0-9a-fA-F]+\b|\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b")
 _CPU = re.compile(r"\bCPU#\s*\d+")
 _NUM = re.compile(r"(?<![\w.])\d+(?![\w])")
 
 
 def normalise_title(title: str) -> str:
-    """``file.c:123`` -> ``file.c:LINE``, hex addresses -> ADDR, ``CPU#3`` -> CPU, other numbers -> NUM.
+    """``file.c:123`` -> ``file.c:LINE``, ``func.isra.0+0x1c/0x40`` -> ``func``, hex addresses -> ADDR,
+    ``CPU#3`` -> CPU, other numbers -> NUM.
 
     Numbers inside identifiers (``jbd2_journal_commit``, ``ext4``) are kept: they name things, not instances.
     """
     title = _FILE_LINE.sub(r"\1:LINE", title)
+    title = _SYMBOL_OFFSET.sub(r"\1", title)
+    title = _CLONE_SUFFIX.sub(r"\1", title)
     title = _HEX.sub("ADDR", title)
     title = _CPU.sub("CPU", title)
     title = _NUM.sub("NUM", title)
@@ -44,6 +53,16 @@ class Incident(BaseModel):
     kind: str
     title: str
     process: str | None
+    line: str
+    t: float | None
+
+
+class Death(BaseModel):
+    """How the boot died, when that is not the report that titles it: the ``Kernel panic - not syncing:
+    panic_on_warn set`` after a WARNING, the ``Fatal exception`` after an oops. The report is the bug (it
+    titles the verdict); this is its consequence, kept so the cause of death is not lost."""
+
+    title: str
     line: str
     t: float | None
 
@@ -75,6 +94,7 @@ class Verdict(BaseModel):
     fatal_line: str | None = None
     fatal_t: float | None = None
     incidents: list[Incident] = Field(default_factory=list)
+    death: Death | None = None
     duration_s: float | None = None
     log: str | None = None
     seed: int | None = None

@@ -61,3 +61,15 @@ def test_hundreds_of_logs_in_one_call(capsys: pytest.CaptureFixture[str], tmp_pa
     assert main(["classify", *logs, "--pack", "redox", "--json"]) == 1
     outcomes = [json.loads(x)["outcome"] for x in capsys.readouterr().out.splitlines()]
     assert outcomes.count("pass") == 150 and outcomes.count("crash") == 150
+
+
+def test_a_panic_after_a_report_is_shown_as_its_death(capsys: pytest.CaptureFixture[str]) -> None:
+    log = GOLDEN / "linux" / "synth-refcount-panic-on-warn-x86.log"
+    assert main(["classify", str(log), "--pack", "linux"]) == 1
+    out = capsys.readouterr().out
+    assert "linux: WARNING: refcount bug in foo_session_get" in out
+    assert "died of: linux: kernel panic: panic_on_warn set" in out
+    assert main(["classify", str(log), "--pack", "linux", "--json"]) == 1
+    death = json.loads(capsys.readouterr().out)["death"]
+    assert death["title"] == "linux: kernel panic: panic_on_warn set"
+    assert "Kernel panic - not syncing" in death["line"]

@@ -45,6 +45,7 @@ def test_golden(log: Path) -> None:
     verdict = classify_text(log.read_text(errors="replace"), load_packs(exp["packs"]))
     assert verdict.outcome == exp["outcome"]
     assert verdict.title == exp.get("title")
+    assert (verdict.death.title if verdict.death else None) == exp.get("death")
     if "fatal_line" in exp:
         assert verdict.fatal_line == exp["fatal_line"]
     got = [(i.kind, i.title, i.process) for i in verdict.incidents]
@@ -104,7 +105,7 @@ def _fired() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     for log in LOGS:
         exp = expected(log)
         obs = observe(log, exp["packs"])
-        ids = {f.signature for f in obs.incidents} | ({obs.fatal.signature} if obs.fatal else set())
+        ids = {f.signature for f in (*obs.incidents, obs.fatal, obs.death) if f is not None}
         for sid in ids:
             fired.setdefault(sid, set()).add(log.name)
         if exp["outcome"] == "pass" and not exp.get("incidents"):

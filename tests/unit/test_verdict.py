@@ -47,6 +47,7 @@ def test_json_has_exactly_the_documented_fields() -> None:
         "fatal_line",
         "fatal_t",
         "incidents",
+        "death",
         "duration_s",
         "log",
         "seed",

@@ -129,6 +129,9 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
     if verdict.fatal_line:
         t = f" (t={verdict.fatal_t:.2f}s)" if verdict.fatal_t is not None else ""
         out.print(f"  fatal line{t}: {verdict.fatal_line}", markup=False)
+    if verdict.death:
+        t = f" (t={verdict.death.t:.2f}s)" if verdict.death.t is not None else ""
+        out.print(f"  died of{t}: {verdict.death.title}", markup=False)
     for inc in verdict.incidents:
         out.print(f"  incident [{inc.kind}] {inc.title}", markup=False)
     for r in verdict.registers:

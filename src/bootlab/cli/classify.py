@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 # fields that mean nothing offline (no clock, no QEMU)
-_OFFLINE_FIELDS = ("outcome", "stage", "stages", "title", "fatal_line", "incidents")
+_OFFLINE_FIELDS = ("outcome", "stage", "stages", "title", "fatal_line", "incidents", "death")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,6 +65,8 @@ def classify(args: argparse.Namespace) -> int:
             print(f"{verdict.outcome} (stage {stage}){title}")
             if verdict.fatal_line:
                 print(f"  fatal line: {verdict.fatal_line}")
+            if verdict.death:
+                print(f"  died of: {verdict.death.title}")
             for i in verdict.incidents:
                 print(f"  incident [{i.kind}] {i.title}")
     return worst

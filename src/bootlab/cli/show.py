@@ -106,6 +106,8 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  title: {v['title']}")
     if v.get("fatal_line"):
         print(f"  fatal line: {v['fatal_line']}")
+    if v.get("death"):
+        print(f"  died of: {v['death']['title']}")
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
     import shlex

@@ -114,6 +114,8 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
         _err(f"bootlab: vm {name}: boot {outcome}" + (f": {verdict['title']}" if verdict.get("title") else ""))
         if verdict.get("fatal_line"):
             _err(f"  fatal line: {verdict['fatal_line']}")
+        if verdict.get("death"):
+            _err(f"  died of: {verdict['death']['title']}")
         _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
     from bootlab.verdict import exit_code_of
 

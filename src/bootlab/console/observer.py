@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 
 from bootlab.console.clean import clean, clean_partial, incremental_decoder
-from bootlab.packs.loader import CompiledSignature, PackSet
-from bootlab.verdict import Incident, StageTime, normalise_title
+from bootlab.packs.loader import CompiledSignature, FrameRule, PackSet
+from bootlab.verdict import Death, Incident, StageTime, normalise_title
 
 # a line longer than this without a newline is cut (a flood without newlines must not grow memory)
 MAX_LINE = 8192
@@ -26,6 +26,8 @@ MAX_LINE = 8192
 MAX_PENDING = 64
 # incidents kept per boot; further ones are counted, not stored
 MAX_INCIDENTS = 1000
+# candidate frames kept per pending finding (the guilty one is near the top of its stack)
+MAX_FRAMES = 64
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -57,6 +59,8 @@ class Finding:
     line: str
     t: float | None
     seq: int
+    pack: str = ""
+    lineno: int = 0  # the line of the console it was on (1-based), for cause_window
 
 
 @dataclass
@@ -69,7 +73,15 @@ class _Pending:
     left: int
     fatal: bool = False
     dropped: bool = False
-    lines_seen: list[str] = field(default_factory=list)
+    lineno: int = 0
+    context: str | None = None  # who printed the header (CONFIG_PRINTK_CALLER), when the pack says
+    open_context: bool = False  # every context's lines belong to it from now on
+    frame_on: bool = True  # frames count (false until the signature's frame_after line)
+    frame_done: bool = False  # the guilty frame is decided (or the first stack trace ended)
+    trace_frames: int = 0  # stack-trace frame lines seen, skipped or not
+    frames: list[str] = field(default_factory=list)  # guilty candidates, top of the stack first
+    header_frame: str | None = None  # the function the header names (KASAN's "in func", WARNING's "at func")
+    helper_frame: str | None = None  # the first generic helper seen (titles the report when nothing else does)
 
 
 class Observer:
@@ -104,8 +116,9 @@ class Observer:
         self._fatal_pending: _Pending | None = None
         self._seq = 0
         self._finished = False
-        self._fatal_sig: CompiledSignature | None = None
+        self._dump_end: re.Pattern[str] | None = None  # the fatal signature's (or its death's) dump_end
         self.dump_ended = False  # the fatal signature's dump_end line has been seen
+        self.death: Finding | None = None  # the panic an earlier report caused (see Signature.cause_window)
 
     # ------------------------------------------------------------------ feeding
 
@@ -179,9 +192,10 @@ class Observer:
         return self._fatal_pending.line if self._fatal_pending is not None else None
 
     def verdict_fields(self) -> dict[str, object]:
-        """The verdict fields the observer knows: stage, stages, title, fatal line and time, incidents. The same
-        for a live boot, a named VM and `bootlab classify`."""
+        """The verdict fields the observer knows: stage, stages, title, fatal line and time, incidents, and the
+        death a crash's first report caused. The same for a live boot, a named VM and `bootlab classify`."""
         fatal = self.fatal
+        death = self.death
         return {
             "stage": self.stage,
             "stages": [StageTime(name=s.name, t=s.t) for s in self.stages],
@@ -191,6 +205,7 @@ class Observer:
             "incidents": [
                 Incident(kind=i.kind, title=i.title, process=i.process, line=i.line, t=i.t) for i in self.incidents
             ],
+            "death": Death(title=death.title, line=death.line, t=death.t) if death and fatal else None,
         }
 
     @property
@@ -215,9 +230,12 @@ class Observer:
             if ms[i].regex.search(text):
                 self.stages.append(Stage(ms[i].spec.name, t))
                 self._stage_index = i
-        if self.ready_t is None and any(p.search(text) for p in self.ready_patterns):
-            self.ready_t = t if t is not None else 0.0
-            self.ready_line = text.rstrip()
+        if self.ready_t is None:
+            for p in self.ready_patterns:
+                if p.search(text):
+                    self.ready_t = t if t is not None else 0.0
+                    self.ready_line = text.rstrip()
+                    break
         for inter in self.packs.interactions:
             iid = inter.spec.id
             if iid in self._fired_on_line or self._interaction_counts.get(iid, 0) >= inter.spec.max:
@@ -242,32 +260,34 @@ class Observer:
                 if match:
                     fired = sig
                     break
-        fatal_sig = self._fatal_sig
-        if fatal_sig is not None and fatal_sig.dump_end is not None and fatal_sig.dump_end.search(line):
+        dump_end = self._dump_end
+        if dump_end is not None and dump_end.search(line):
             self.dump_ended = True
         if fired is not None:
             for p in self._pending:
                 if fired.spec.id in p.sig.spec.superseded_by:
                     p.dropped = True
-        for p in list(self._pending):
-            if p.dropped:
-                self._pending.remove(p)
-                continue
-            self._follow(p, line)
-            if p.left <= 0 or self._complete(p):
-                self._pending.remove(p)
-                self._resolve(p)
-        if fired is None or match is None or self.fatal_seen:
+        if self._pending:
+            context = self._context(line)
+            if fired is not None and fired.spec.interrupts and not fired.spec.cause_window:
+                self._interrupt(fired, context)
+            for p in list(self._pending):
+                if p.dropped:
+                    self._pending.remove(p)
+                    continue
+                if not self._belongs(p, line, context):
+                    continue
+                self._follow(p, line)
+                if p.left <= 0 or self._complete(p):
+                    self._pending.remove(p)
+                    self._resolve(p)
+        if fired is None or match is None:
+            return
+        pending = self._new_pending(fired, match, line, t)
+        if fired.spec.cause_window and self.death is None and self._caused(pending):
+            return
+        if self.fatal_seen:
             return  # after a fatal line only the dump matters; later failures are consequences
-        self._seq += 1
-        caps = {k: v for k, v in match.groupdict().items() if v is not None}
-        pending = _Pending(fired, line, t, self._seq, caps, fired.spec.follow)
-        for rx in fired.follow:  # the header line itself may already say what the window looks for
-            m = rx.search(line)
-            if m:
-                for k, v in m.groupdict().items():
-                    if v is not None:
-                        pending.captures.setdefault(k, v)
         self._check_fatal(pending)
         if fired.spec.follow > 0 and not self._complete(pending):
             self._pending.append(pending)
@@ -276,24 +296,178 @@ class Observer:
         else:
             self._resolve(pending)
 
+    def _new_pending(self, sig: CompiledSignature, match: re.Match[str], line: str, t: float | None) -> _Pending:
+        self._seq += 1
+        caps = {k: v for k, v in match.groupdict().items() if v is not None}
+        header_frame = caps.pop("frame", None) if sig.frame is not None else None
+        pending = _Pending(sig, line, t, self._seq, caps, sig.spec.follow, lineno=self.lines)
+        pending.context = self._context(line)
+        pending.frame_on = sig.frame is None or sig.frame.after is None
+        for rx in sig.follow:  # the header line itself may already say what the window looks for
+            m = rx.search(line)
+            if m:
+                for k, v in m.groupdict().items():
+                    if v is not None and k != "frame":
+                        pending.captures.setdefault(k, v)
+        if header_frame is not None and sig.frame is not None:
+            pending.header_frame = header_frame.split(".")[0]
+            self._candidate(pending, sig.frame, header_frame)
+        return pending
+
+    def _caused(self, consequence: _Pending) -> bool:
+        """A line that reports a death (``cause_window``) after a report: the report titles the boot and this
+        line becomes its death. The report is the earliest of the pack's reports (of ``cause_kinds``) that began
+        within the window; it may come before a fatal report already seen, which then was a consequence too.
+        False when there is no report to blame: the line is a report itself."""
+        cause = self._cause_of(consequence)
+        current = self._fatal_pending or self.fatal
+        if cause is None and current is None:
+            return False
+        self.death = self._finding(consequence, fatal=True)
+        self._dump_end = consequence.sig.dump_end or self._dump_end
+        if cause is None or cause is current or (current is not None and cause.lineno >= current.lineno):
+            return True
+        if self._fatal_pending is not None:
+            self._fatal_pending.dropped = True
+            self._fatal_pending = None
+        self.fatal = None
+        if isinstance(cause, _Pending):
+            cause.fatal = True
+            self._fatal_pending = cause
+            self._dump_end = self._dump_end or cause.sig.dump_end
+            for q in self._pending:  # reports after the cause are its consequences too
+                if q.seq > cause.seq:
+                    q.dropped = True
+        else:
+            self.incidents.remove(cause)
+            cause.fatal = True
+            self.fatal = cause
+        return True
+
+    def _cause_of(self, consequence: _Pending) -> Finding | _Pending | None:
+        """The earliest report of the consequence's pack (and ``cause_kinds``) within its ``cause_window``."""
+        spec = consequence.sig.spec
+        since = consequence.lineno - spec.cause_window
+        pack = consequence.sig.pack
+        kinds = set(spec.cause_kinds)
+
+        def eligible(f_pack: str, sig_id: str, kind: str) -> bool:
+            return f_pack == pack and (pack, sig_id) not in self.packs.consequences and (not kinds or kind in kinds)
+
+        causes: list[Finding | _Pending] = [
+            p
+            for p in self._pending
+            if not p.dropped and p.lineno >= since and eligible(p.sig.pack, p.sig.spec.id, p.sig.spec.kind)
+        ]
+        for f in reversed(self.incidents):
+            if f.lineno < since:
+                break
+            if eligible(f.pack, f.signature, f.kind):
+                causes.append(f)
+        return min(causes, key=lambda c: c.lineno, default=None)
+
+    def _interrupt(self, fired: CompiledSignature, context: str | None) -> None:
+        """Another report begins: reports still waiting for their guilty frame (in the same context) decide it
+        from what they have seen, since what follows belongs to the new report."""
+        for p in self._pending:
+            if p.frame_done or p.sig.frame is None or p.sig.spec.id == fired.spec.id:
+                continue
+            if p.context is not None and context is not None and p.context != context:
+                continue
+            self._decide(p, p.frames[0] if p.frames else None)
+
+    def _context(self, line: str) -> str | None:
+        rx = self.packs.context
+        if rx is None:
+            return None
+        m = rx.search(line)
+        return m.group("context") if m else None
+
+    def _belongs(self, p: _Pending, line: str, context: str | None) -> bool:
+        """Whether a line is part of the report ``p`` (interleaved output of other CPUs and tasks is not)."""
+        if p.context is None or p.open_context:
+            return True
+        if context != p.context:
+            return False
+        opener = self.packs.context_open
+        if opener is not None and opener.search(line):
+            p.open_context = True
+        return True
+
     def _follow(self, p: _Pending, line: str) -> None:
         p.left -= 1
+        rule = p.sig.frame
         for rx in p.sig.follow:
             m = rx.search(line)
             if m:
                 for k, v in m.groupdict().items():
-                    if v is not None:
+                    if v is None:
+                        continue
+                    if k == "frame" and rule is not None:
+                        if not p.frame_done:
+                            self._candidate(p, rule, v)
+                    else:
                         p.captures.setdefault(k, v)
-        if p.sig.spec.frame and "frame" not in p.captures:
-            for rx in self.packs.frame_regex:
-                m = rx.search(line)
-                if m and m.groupdict().get("frame"):
-                    # compiler suffixes (.cold, .isra.0, .constprop.0, .part.0) vary between builds
-                    frame = m.group("frame").split(".")[0]
-                    if not any(s.search(frame) for s in self.packs.frame_skip):
-                        p.captures["frame"] = frame
-                    break
+        if rule is not None and not p.frame_done:
+            self._frame_line(p, rule, line)
         self._check_fatal(p)
+
+    def _frame_line(self, p: _Pending, rule: FrameRule, line: str) -> None:
+        """Feed one line of the report to its guilty-frame selection."""
+        if not p.frame_on:
+            p.frame_on = rule.after is not None and rule.after.search(line) is not None
+            return
+        start = self.packs.frame_start
+        if start is not None and start.search(line):
+            if p.trace_frames:  # a second stack trace (another task, the allocation stack): the first is over
+                self._decide(p, p.frames[0] if p.frames else None)
+            return
+        for rx in self.packs.frame_pc:
+            m = rx.search(line)
+            if m and m.group("frame"):
+                self._candidate(p, rule, m.group("frame"), pc=True)
+                return
+        for rx in self.packs.frame_regex:
+            m = rx.search(line)
+            if m and m.group("frame"):
+                p.trace_frames += 1
+                self._candidate(p, rule, m.group("frame"))
+                return
+
+    def _candidate(self, p: _Pending, rule: FrameRule, raw: str, *, pc: bool = False) -> None:
+        """One frame of the report, top of the stack first: skipped, an anchor, or a guilty candidate. A
+        generic helper is remembered as a last resort only from a stack or the header: a faulting PC alone in
+        a helper says nothing of who called it."""
+        # compiler suffixes (.cold, .isra.0, .constprop.0, .part.0) vary between builds
+        name = raw.split(".")[0]
+        for rx, to in self.packs.frame_rename:
+            m = rx.fullmatch(name)
+            if m:
+                name = to.format_map(m.groupdict())
+                break
+        for rx, title in rule.anchors:
+            if rx.search(name):
+                if rule.pick == "anchor":
+                    self._decide(p, title or name)
+                elif rule.pick == "above-anchor":
+                    self._decide(p, p.frames[-1] if p.frames else title or name)
+                return
+        if rule.skip is not None and rule.skip.search(name):
+            return
+        if rule.helpers is not None and rule.helpers.search(name):
+            if p.helper_frame is None and not pc:
+                p.helper_frame = name
+            return
+        if len(p.frames) < MAX_FRAMES:
+            p.frames.append(name)
+        if rule.pick == "first":
+            self._decide(p, name)
+
+    @staticmethod
+    def _decide(p: _Pending, frame: str | None) -> None:
+        p.frame_done = True
+        if frame is not None:
+            p.captures.setdefault("frame", frame)
 
     def _check_fatal(self, p: _Pending) -> None:
         if p.fatal:
@@ -302,7 +476,7 @@ class Observer:
         p.fatal = spec.fatal or any(k in p.captures and rx.search(p.captures[k]) for k, rx in p.sig.fatal_when)
         if p.fatal and self._fatal_pending is None and self.fatal is None:
             self._fatal_pending = p
-            self._fatal_sig = p.sig
+            self._dump_end = p.sig.dump_end
             # findings that came before the fatal one stay incidents; anything pending after
             # it is a consequence
             for q in self._pending:
@@ -315,27 +489,40 @@ class Observer:
         if spec.superseded_by and not p.fatal:
             return False
         needed = set(_PLACEHOLDER.findall(spec.title)) | set(spec.fatal_when if not p.fatal else ())
+        if p.frame_done:
+            needed.discard("frame")
         return needed <= p.captures.keys()
 
-    def _resolve(self, p: _Pending) -> None:
-        if p.dropped:
-            return
+    def _finding(self, p: _Pending, *, fatal: bool) -> Finding:
         spec = p.sig.spec
+        if p.sig.frame is not None and "frame" not in p.captures:
+            # the window ended before an anchor: the top guilty frame; with none, the header's own function,
+            # else the first generic helper
+            frame = p.frames[0] if p.frames else p.header_frame or p.helper_frame
+            if frame is not None:
+                p.captures["frame"] = frame
         try:
             title = spec.title.format_map(p.captures)
         except KeyError:
             title = (spec.title_fallback or _PLACEHOLDER.sub("?", spec.title)).format_map(_Default(p.captures))
-        kind = spec.fatal_kind if (p.fatal and not spec.fatal and spec.fatal_kind) else spec.kind
-        finding = Finding(
+        kind = spec.fatal_kind if (fatal and not spec.fatal and spec.fatal_kind) else spec.kind
+        return Finding(
             signature=spec.id,
             kind=kind,
-            fatal=p.fatal,
+            fatal=fatal,
             title=normalise_title(title),
             process=p.captures.get("process"),
             line=p.line,
             t=p.t,
             seq=p.seq,
+            pack=p.sig.pack,
+            lineno=p.lineno,
         )
+
+    def _resolve(self, p: _Pending) -> None:
+        if p.dropped:
+            return
+        finding = self._finding(p, fatal=p.fatal)
         if p.fatal and p is self._fatal_pending:
             self.fatal = finding
             self._fatal_pending = None

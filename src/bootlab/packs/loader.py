@@ -22,9 +22,20 @@ from typing import TYPE_CHECKING, Any
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:  # the pack model (pydantic) loads when a pack file is read, not for a name check
-    from bootlab.packs.model import Interaction, Milestone, PackFile, Signature
+    from bootlab.packs.model import Frames, Interaction, Milestone, PackFile, Signature
 
 SHIPPED_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class FrameRule:
+    """Guilty-frame selection for one signature, its pack's frame groups resolved (see ``Signature``)."""
+
+    pick: str
+    skip: re.Pattern[str] | None
+    helpers: re.Pattern[str] | None
+    anchors: tuple[tuple[re.Pattern[str], str | None], ...]
+    after: re.Pattern[str] | None
 
 
 @dataclass(frozen=True)
@@ -35,18 +46,42 @@ class CompiledSignature:
     follow: tuple[re.Pattern[str], ...]
     fatal_when: tuple[tuple[str, re.Pattern[str]], ...]
     dump_end: re.Pattern[str] | None = None
+    frame: FrameRule | None = None
+
+
+@dataclass(frozen=True)
+class GuardedPattern:
+    """A regex tried on every console line (milestones, prompts, interactions), with the substrings one of
+    which every match contains (:func:`required_literals`): a line without any is refused at C speed."""
+
+    regex: re.Pattern[str]
+    literals: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, regex: str) -> GuardedPattern:
+        found = required_literals(regex)
+        return cls(re.compile(regex), tuple(sorted(found)) if found else None)
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.literals is not None:
+            for literal in self.literals:
+                if literal in text:
+                    break
+            else:
+                return None
+        return self.regex.search(text)
 
 
 @dataclass(frozen=True)
 class CompiledInteraction:
     spec: Interaction
-    regex: re.Pattern[str]
+    regex: GuardedPattern
 
 
 @dataclass(frozen=True)
 class CompiledMilestone:
     spec: Milestone
-    regex: re.Pattern[str]
+    regex: GuardedPattern
 
 
 @dataclass(frozen=True)
@@ -55,17 +90,23 @@ class PackSet:
 
     names: tuple[str, ...]
     milestones: tuple[CompiledMilestone, ...]
-    login: tuple[re.Pattern[str], ...]
-    shell: tuple[re.Pattern[str], ...]
+    login: tuple[GuardedPattern, ...]
+    shell: tuple[GuardedPattern, ...]
     shell_prompt: str | None
     signatures: tuple[CompiledSignature, ...]
     stderr_signatures: tuple[CompiledSignature, ...]
     interactions: tuple[CompiledInteraction, ...]
     frame_regex: tuple[re.Pattern[str], ...]
-    frame_skip: tuple[re.Pattern[str], ...]
     vars: dict[str, str] = field(default_factory=dict)
-    # one alternation of every serial signature regex: a line that misses it is skipped in one scan
-    prefilter: re.Pattern[str] | None = None
+    # a line that misses it matches no serial signature: skipped in one scan
+    prefilter: Prefilter | None = None
+    frame_pc: tuple[re.Pattern[str], ...] = ()
+    frame_start: re.Pattern[str] | None = None
+    frame_rename: tuple[tuple[re.Pattern[str], str], ...] = ()
+    context: re.Pattern[str] | None = None
+    context_open: re.Pattern[str] | None = None
+    # (pack, signature id) of the lines that report a death an earlier report caused (``cause_window``)
+    consequences: frozenset[tuple[str, str]] = frozenset()
 
 
 def search_path(project_dir: Path | None = None) -> list[Path]:
@@ -140,7 +181,27 @@ def _merge(base: PackFile, ext: PackFile) -> PackFile:
             "shell_prompt": ext.shell_prompt or base.shell_prompt,
             "signature": by_key(base.signature, ext.signature, "id"),
             "interaction": by_key(base.interaction, ext.interaction, "id"),
-            "frames": ext.frames or base.frames,
+            "frames": _merge_frames(base.frames, ext.frames),
+            "context": ext.context or base.context,
+        }
+    )
+
+
+def _merge_frames(base: Frames | None, ext: Frames | None) -> Frames | None:
+    """An extending pack's groups replace the base's of the same name or add to them; its skip regexes add to
+    the base's; its frame, pc, start and rename lists replace the base's when given."""
+    if base is None or ext is None:
+        return ext or base
+    groups = {g.name: g for g in ext.group}
+    merged = [groups.pop(g.name, g) for g in base.group] + list(groups.values())
+    return base.model_copy(
+        update={
+            "regex": ext.regex or base.regex,
+            "pc": ext.pc or base.pc,
+            "start": ext.start or base.start,
+            "skip": [*base.skip, *ext.skip],
+            "group": merged,
+            "rename": ext.rename or base.rename,
         }
     )
 
@@ -170,20 +231,149 @@ def _anonymous(regex: str) -> str:
     return re.sub(r"\(\?P<\w+>", "(?:", regex)
 
 
+def required_literals(regex: str) -> frozenset[str] | None:
+    """Substrings one of which every match of ``regex`` contains, or None when none can be relied on.
+
+    Why: the observer runs on every console line, and most lines match nothing. One alternation of every
+    signature regex costs a try of each alternative at each position of the line; a search for plain
+    substrings that every match must contain (``Kernel panic - not syncing: ``, ``BUG: KASAN: ``) skips those
+    lines at C speed, and the regexes run only on the few lines left. The literals come from the regex's own
+    parse tree (literal runs that every match passes through); a regex that can match without one, or that
+    changes case sensitivity, gets None and is always tried.
+    """
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+    try:
+        tree = sre_parse.parse(regex)
+    except (re.error, RecursionError):
+        return None
+    if tree.state.flags & (re.IGNORECASE | re.VERBOSE):
+        return None
+
+    def required(seq: Any) -> frozenset[str] | None:
+        candidates: list[frozenset[str]] = []
+        run = ""
+        for op, av in seq:
+            if op is sre.LITERAL:
+                run += chr(av)
+                continue
+            if run:
+                candidates.append(frozenset({run}))
+                run = ""
+            found: frozenset[str] | None = None
+            if op is sre.SUBPATTERN:
+                if av[1] & re.IGNORECASE:
+                    return None
+                found = required(av[3])
+            elif op is sre.BRANCH:
+                branches = [required(b) for b in av[1]]
+                if all(b is not None for b in branches):
+                    found = frozenset().union(*[b for b in branches if b is not None])
+            elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT) and av[0] >= 1:
+                found = required(av[2])
+            if found:
+                candidates.append(found)
+        if run:
+            candidates.append(frozenset({run}))
+        # the set whose shortest member is longest lets the fewest lines through
+        return max(candidates, key=lambda c: min(len(x) for x in c), default=None)
+
+    return required(tree)
+
+
+@dataclass(frozen=True)
+class Prefilter:
+    """Whether a line may match any of a set of regexes: it contains one of their required literals (one
+    alternation of plain strings, which the regex engine scans fast), or it matches one of the regexes that
+    have none."""
+
+    literals: re.Pattern[str] | None
+    rest: re.Pattern[str] | None
+
+    @classmethod
+    def of(cls, regexes: list[str]) -> Prefilter | None:
+        if not regexes:
+            return None
+        literals: set[str] = set()
+        rest: list[str] = []
+        for regex in regexes:
+            found = required_literals(regex)
+            if found is None:
+                rest.append(regex)
+            else:
+                literals |= found
+        return cls(
+            literals=re.compile("|".join(re.escape(x) for x in sorted(literals))) if literals else None,
+            rest=re.compile("|".join(f"(?:{_anonymous(r)})" for r in rest)) if rest else None,
+        )
+
+    def search(self, line: str) -> bool:
+        return bool(
+            (self.literals is not None and self.literals.search(line))
+            or (self.rest is not None and self.rest.search(line))
+        )
+
+
+def _alternation(regexes: list[str]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{r})" for r in regexes)) if regexes else None
+
+
+def _frame_rule(pack: PackFile, sig: Signature) -> FrameRule | None:
+    """Resolve a signature's frame options against its pack's groups: the skip set is every ``skip_always``
+    group, the pack's ``skip`` regexes and the groups the signature names; the helpers are the ``helper``
+    groups it does not name."""
+    if not sig.frame:
+        return None
+    from bootlab.packs.model import Frames
+
+    frames = pack.frames or Frames()
+    groups = {g.name: g for g in frames.group}
+    unknown = [n for n in (*sig.frame_skip, *sig.frame_anchor) if n not in groups]
+    if unknown:
+        raise UsageError(
+            f"pack {pack.name}: signature {sig.id!r} names frame group {unknown[0]!r}, which [frames] lacks; "
+            "add a [[frames.group]] with that name or fix the signature"
+        )
+    skip = list(frames.skip)
+    helpers: list[str] = []
+    for g in frames.group:
+        if g.skip_always or g.name in sig.frame_skip:
+            skip += g.regex
+        elif g.helper:
+            helpers += g.regex
+    anchors = []
+    for name in sig.frame_anchor:
+        rx = _alternation(groups[name].regex)
+        if rx is not None:
+            anchors.append((rx, groups[name].title))
+    return FrameRule(
+        pick=sig.frame_pick,
+        skip=_alternation(skip),
+        helpers=_alternation(helpers),
+        anchors=tuple(anchors),
+        after=re.compile(sig.frame_after) if sig.frame_after else None,
+    )
+
+
 def compile_packs(packs: list[PackFile]) -> PackSet:
     milestones: list[CompiledMilestone] = []
     sigs: list[CompiledSignature] = []
     stderr_sigs: list[CompiledSignature] = []
     inters: list[CompiledInteraction] = []
-    login: list[re.Pattern[str]] = []
-    shell: list[re.Pattern[str]] = []
+    login: list[GuardedPattern] = []
+    shell: list[GuardedPattern] = []
     frame_re: list[re.Pattern[str]] = []
-    frame_skip: list[re.Pattern[str]] = []
+    frame_pc: list[re.Pattern[str]] = []
+    frame_start: list[str] = []
+    frame_rename: list[tuple[re.Pattern[str], str]] = []
+    context: re.Pattern[str] | None = None
+    context_open: re.Pattern[str] | None = None
     shell_prompt: str | None = None
     variables: dict[str, str] = {}
     for pack in packs:
         variables.update(pack.vars)
-        milestones += [CompiledMilestone(m, re.compile(m.regex)) for m in pack.milestone]
+        milestones += [CompiledMilestone(m, GuardedPattern.of(m.regex)) for m in pack.milestone]
         target = stderr_sigs if pack.stream == "stderr" else sigs
         for s in pack.signature:
             target.append(
@@ -194,17 +384,23 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
                     follow=tuple(re.compile(r) for r in s.follow_regex),
                     fatal_when=tuple((k, re.compile(r)) for k, r in s.fatal_when.items()),
                     dump_end=re.compile(s.dump_end) if s.dump_end else None,
+                    frame=_frame_rule(pack, s),
                 )
             )
-        inters += [CompiledInteraction(i, re.compile(i.regex)) for i in pack.interaction]
+        inters += [CompiledInteraction(i, GuardedPattern.of(i.regex)) for i in pack.interaction]
         if pack.ready is not None:
-            login += [re.compile(r) for r in pack.ready.login]
-            shell += [re.compile(r) for r in pack.ready.shell]
+            login += [GuardedPattern.of(r) for r in pack.ready.login]
+            shell += [GuardedPattern.of(r) for r in pack.ready.shell]
         if pack.frames is not None:
             frame_re += [re.compile(r) for r in pack.frames.regex]
-            frame_skip += [re.compile(r) for r in pack.frames.skip]
+            frame_pc += [re.compile(r) for r in pack.frames.pc]
+            frame_start += pack.frames.start
+            frame_rename += [(re.compile(r.regex), r.to) for r in pack.frames.rename]
+        if pack.context is not None:
+            context = re.compile(pack.context.regex)
+            context_open = re.compile(pack.context.open_after) if pack.context.open_after else None
         shell_prompt = pack.shell_prompt or shell_prompt
-    prefilter = re.compile("|".join(f"(?:{_anonymous(s.spec.regex)})" for s in sigs)) if sigs else None
+    prefilter = Prefilter.of([s.spec.regex for s in sigs])
     return PackSet(
         names=tuple(p.name for p in packs),
         milestones=tuple(milestones),
@@ -215,9 +411,14 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         stderr_signatures=tuple(stderr_sigs),
         interactions=tuple(inters),
         frame_regex=tuple(frame_re),
-        frame_skip=tuple(frame_skip),
         vars=variables,
         prefilter=prefilter,
+        frame_pc=tuple(frame_pc),
+        frame_start=_alternation(frame_start),
+        frame_rename=tuple(frame_rename),
+        context=context,
+        context_open=context_open,
+        consequences=frozenset((s.pack, s.spec.id) for s in sigs if s.spec.cause_window),
     )
 
 

@@ -57,11 +57,30 @@ class Signature(_Strict):
 
     ``regex`` matches the header line; its named groups fill ``title``. ``follow`` lines after it may add more
     captures (``follow_regex``, e.g. the process name a Redox exception belongs to) and, with ``frame =
-    true``, the first interesting stack frame (``{frame}``). ``fatal_when`` makes an incident fatal when a
-    capture matches (a Redox daemon dying is an incident, init dying ends the boot). ``superseded_by`` drops
-    this finding when one of those signatures fires within the window (it carries the same event with more
-    detail). ``dump_end`` marks the last line of a fatal dump (or the reboot that follows it): the boot stops
-    there without waiting for the console to go quiet.
+    true``, the guilty stack frame (``{frame}``, see :class:`Frames`): the first frame that is not a generic
+    helper (``frame_pick = "first"``), or for stalls, where the trace passes through a dispatcher, the frame
+    just above the first ``frame_anchor`` frame (``"above-anchor"``), or the first anchor frame itself
+    (``"anchor"``). ``frame_skip`` names more frame groups to skip for this signature alone; ``frame_after``
+    makes frames count only after a line matching it (the stack of interest is not always the first).
+
+    ``fatal_when`` makes an incident fatal when a capture matches (a Redox daemon dying is an incident, init
+    dying ends the boot). ``superseded_by`` drops this finding when one of those signatures fires within the
+    window (it carries the same event with more detail). ``dump_end`` marks the last line of a fatal dump (or
+    the reboot that follows it): the boot stops there without waiting for the console to go quiet.
+
+    ``cause_window > 0`` marks a line that reports a death some earlier report caused (``Kernel panic - not
+    syncing: panic_on_warn set``, ``Fatal exception``): when a report of the same pack (of one of the
+    ``cause_kinds``, if given) began at most that many lines before, the earliest such report titles the boot
+    and this line becomes the verdict's ``death``; with none, this line is the report. After a fatal report it
+    is the death in any case.
+
+    A report that begins while an earlier one still waits for its guilty frame cuts that one short (its stack
+    would mix with the new report's): the earlier one keeps the frames seen so far. ``interrupts = false`` is
+    for lines printed inside other reports (an architecture's oops banner after the report's header, a
+    message the kernel repeats while others report); a repeat of the same signature never interrupts.
+
+    A ``frame`` capture of the header or of a ``follow_regex`` (lockdep's ``at: func+0x..``) is a candidate
+    frame like a stack line; when every candidate is a generic helper, the header's own function stands.
     """
 
     id: str
@@ -79,10 +98,17 @@ class Signature(_Strict):
     superseded_by: list[str] = Field(default_factory=list)
     dump_end: str | None = None
     synthesized: bool = False
+    frame_pick: Literal["first", "anchor", "above-anchor"] = "first"
+    frame_skip: list[str] = Field(default_factory=list)
+    frame_anchor: list[str] = Field(default_factory=list)
+    frame_after: str | None = None
+    cause_window: int = Field(default=0, ge=0, le=10000)
+    cause_kinds: list[str] = Field(default_factory=list)
+    interrupts: bool = True
 
-    @field_validator("dump_end")
+    @field_validator("dump_end", "frame_after")
     @classmethod
-    def _dump_end(cls, v: str | None) -> str | None:
+    def _optional_regex(cls, v: str | None) -> str | None:
         return None if v is None else _check_regex(v)
 
     @field_validator("regex")
@@ -104,6 +130,13 @@ class Signature(_Strict):
     def _window(self) -> Signature:
         if (self.follow_regex or self.frame or self.superseded_by) and self.follow == 0:
             raise ValueError(f"signature {self.id!r} looks at following lines but has follow = 0")
+        frame_options = self.frame_skip or self.frame_anchor or self.frame_after or self.frame_pick != "first"
+        if frame_options and not self.frame:
+            raise ValueError(f"signature {self.id!r} sets frame_* options but not frame = true")
+        if self.cause_kinds and not self.cause_window:
+            raise ValueError(f"signature {self.id!r} sets cause_kinds but not cause_window")
+        if self.frame_pick != "first" and not self.frame_anchor:
+            raise ValueError(f"signature {self.id!r} has frame_pick = {self.frame_pick!r} but no frame_anchor")
         return self
 
 
@@ -127,17 +160,107 @@ class Interaction(_Strict):
         return _check_regex(v)
 
 
-class Frames(_Strict):
-    """How stack frames look (``frame`` group) and which frames every report has (skipped for titles)."""
+class FrameGroup(_Strict):
+    """A named set of functions (``regex`` searched in a frame's name), for guilty-frame selection.
 
-    regex: list[str] = Field(default_factory=list)
-    skip: list[str] = Field(default_factory=list)
-    reference: str = ""
+    ``skip_always``: machinery every report passes through (reporting, traps, interrupt entry, sanitizers,
+    locking), never the guilty function. ``helper``: generic helpers (allocation, string and list helpers,
+    the driver core) that are skipped unless the report's stack has nothing else, and then the first one
+    stands. Other groups are named by the signatures that need them, in ``frame_skip`` (never guilty for that
+    signature) or ``frame_anchor`` (dispatchers a stall's trace passes through). ``title``: a picked frame of
+    this group is titled by this name instead (every ``synchronize_*rcu*`` hang is one bug).
+    """
 
-    @field_validator("regex", "skip")
+    name: str
+    regex: list[str]
+    reference: str
+    skip_always: bool = False
+    helper: bool = False
+    title: str | None = None
+
+    @field_validator("regex")
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         return [_check_regex(r) for r in v]
+
+    @model_validator(mode="after")
+    def _one_role(self) -> FrameGroup:
+        if self.skip_always and self.helper:
+            raise ValueError(f"frame group {self.name!r} is both skip_always and helper; choose one")
+        return self
+
+
+class FrameRename(_Strict):
+    """One function known under several names (syscall wrappers ``__x64_sys_foo``, ``__se_sys_foo``):
+    ``regex`` (full match on the frame name) -> ``to`` (a template over its named groups)."""
+
+    regex: str
+    to: str
+    reference: str
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return _check_regex(v)
+
+
+class Frames(_Strict):
+    """How stack frames look and which are never guilty.
+
+    ``regex``: a line of a stack trace (``frame`` group); ``pc``: the faulting PC in a register dump
+    (``RIP: 0010:func+0x..``, ``pc : func+0x..``), a candidate frame that comes before the trace; ``start``:
+    a line that starts a stack trace (``Call Trace:``): frames are taken from the first trace only, so another
+    task's or CPU's trace printed next does not title the report. ``skip`` (regexes) and ``group`` entries
+    with ``skip_always`` are skipped for every signature, ``helper`` groups unless nothing else is left.
+    """
+
+    regex: list[str] = Field(default_factory=list)
+    pc: list[str] = Field(default_factory=list)
+    start: list[str] = Field(default_factory=list)
+    skip: list[str] = Field(default_factory=list)
+    group: list[FrameGroup] = Field(default_factory=list)
+    rename: list[FrameRename] = Field(default_factory=list)
+    reference: str = ""
+
+    @field_validator("regex", "pc", "start", "skip")
+    @classmethod
+    def _regexes(cls, v: list[str]) -> list[str]:
+        return [_check_regex(r) for r in v]
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> Frames:
+        names = [g.name for g in self.group]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate frame group {sorted(dup)[0]!r}")
+        return self
+
+
+class Context(_Strict):
+    """Who printed a line, for consoles where several CPUs and tasks interleave their output.
+
+    ``regex`` captures ``context`` (Linux with CONFIG_PRINTK_CALLER: ``[T1234]`` for a task, ``[C1]`` for a
+    CPU). A report takes its following lines only from its own context, so another CPU's output cannot break
+    its frames or captures. After a line matching ``open_after`` (a report that makes every CPU dump its
+    stack), lines of every context belong to it.
+    """
+
+    regex: str
+    open_after: str | None = None
+    reference: str
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        _check_regex(v)
+        if "(?P<context>" not in v:
+            raise ValueError("context regex needs a (?P<context>...) group")
+        return v
+
+    @field_validator("open_after")
+    @classmethod
+    def _open(cls, v: str | None) -> str | None:
+        return None if v is None else _check_regex(v)
 
 
 class PackFile(_Strict):
@@ -156,6 +279,7 @@ class PackFile(_Strict):
     signature: list[Signature] = Field(default_factory=list)
     interaction: list[Interaction] = Field(default_factory=list)
     frames: Frames | None = None
+    context: Context | None = None
 
     @field_validator("shell_prompt")
     @classmethod
