@@ -5,7 +5,7 @@ Two forms, one rule set (both become facts via :func:`bootlab.qemu.cmdline.parse
 - ``bootlab lint PROFILE [--config F] [--set k=v]...`` lints exactly the argv ``run`` would use, with what the
   profile knows (pack, persistent drives) and what the host probe knows (QEMU version, firmware).
 - ``bootlab lint -- qemu-system-aarch64 ARGS...`` lints a command line as pasted from a run script (one quoted
-  string works too), and ``--script run.sh`` reads the command out of a script.
+  string works too), and ``--script run.sh`` reads the command out of a script (as ``profiles import`` does).
 
 Exit codes: 1 when an error-level rule fires, 0 otherwise, 2 on bad input. Heavy imports live in handlers.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -60,31 +59,17 @@ def _is_qemu(word: str) -> bool:
 
 
 def command_from_script(text: str, where: str) -> list[str]:
-    """The first ``qemu-system-*`` command in a sh script (continuations joined, comments dropped).
+    """The ``qemu-system-*`` command a sh script runs, its variables resolved as far as bootlab can without
+    running it (see :mod:`bootlab.profile.script_reader`); with several paths through the script, the first."""
+    from bootlab.profile.script_reader import read_script
 
-    Shell variables stay as written (``$IMG``): lint reasons about options, not about the script's state.
-    """
-    joined = re.sub(r"\\\r?\n", " ", text)
-    for line in joined.splitlines():
-        if "qemu-system-" not in line or line.lstrip().startswith("#"):
-            continue
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as exc:
-            raise UsageError(f"{where}: cannot read the qemu command line: {exc}") from None
-        for i, word in enumerate(words):
-            if Path(word).name.startswith("qemu-system-"):
-                return words[i:]
-    raise UsageError(f"{where}: no qemu-system-* command found")
+    return read_script(text, where).commands[0].argv
 
 
 def _raw_argv(target: list[str]) -> list[str]:
-    if len(target) == 1 and any(c.isspace() for c in target[0]):
-        try:  # one pasted string: `bootlab lint -- "qemu-system-aarch64 -M virt ..."`
-            return shlex.split(re.sub(r"\\\r?\n", " ", target[0]))
-        except ValueError as exc:
-            raise UsageError(f"cannot read the command line: {exc}") from None
-    return list(target)
+    from bootlab.profile.script_reader import split_command_line
+
+    return split_command_line(target)
 
 
 def _project_rule_dirs(config: Path | None) -> list[Path]:
