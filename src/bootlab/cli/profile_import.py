@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bootlab.cli.profiles import _SubParser
+from bootlab.cli.profiles import SubParser
 from bootlab.errors import EXIT_GUEST_FAILED, EXIT_PASS, UsageError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def import_parser() -> argparse.ArgumentParser:
-    p = _SubParser(prog="bootlab profiles import")
+    p = SubParser(prog="bootlab profiles import")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--script", type=Path, metavar="FILE", help="read the qemu-system command from this sh script")
     p.add_argument("--mode", metavar="MODE", help='the script\'s first argument (its case "$1" mode switch)')

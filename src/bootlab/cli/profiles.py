@@ -11,7 +11,7 @@ from pathlib import Path
 from bootlab.errors import UsageError
 
 
-class _SubParser(argparse.ArgumentParser):
+class SubParser(argparse.ArgumentParser):
     """The second stage of `profiles NAME ...` and `profiles import ...`: errors are one line, exit code 2."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def show_parser() -> argparse.ArgumentParser:
-    p = _SubParser(prog="bootlab profiles NAME")
+    p = SubParser(prog="bootlab profiles NAME")
     p.add_argument("--config", type=Path, metavar="FILE")
     p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")

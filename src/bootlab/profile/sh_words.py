@@ -150,7 +150,11 @@ def segments(text: str, line: int) -> tuple[list[Segment], list[str]]:
             at_word_start = False
             continue
         if ch == "#" and at_word_start:
-            break
+            end = text.find("\n", i)  # a comment ends its physical line (arrays and strings span several)
+            if end < 0:
+                break
+            i = end
+            continue
         redirect = None
         if ch in "<>" or (at_word_start and ch.isdigit()) or text.startswith("&>", i):
             redirect = _REDIRECT.match(text, i)
@@ -422,8 +426,8 @@ class Expander:
     def _emit(self, value: str | list[str], quoted: bool, split: bool) -> str:
         """An expansion as text for shlex: fields when unquoted (sh's field splitting), one string when quoted."""
         if isinstance(value, list):
-            if quoted:
-                return '"' + " ".join(shlex.quote(v) for v in value) + '"' if value else '""'
+            if quoted:  # "${ARR[*]}", "$*" (and "$@" inside a longer string): one word, joined by spaces
+                return '"' + shlex.quote(" ".join(value)) + '"' if value else ""
             fields = [f for v in value for f in (v.split() if split else [v])]
             return " ".join(shlex.quote(f) for f in fields)
         if quoted:
@@ -476,7 +480,10 @@ class Expander:
                     end = raw.find("))", i)
                     if end < 0:
                         raise Unfollowed(f"{raw}: unterminated $((")
-                    value = _arith(self.expand_string(raw[i + 3 : end]))
+                    inner = re.sub(
+                        r"(?<![$\w])[A-Za-z_]\w*", lambda m: _scalar(self.lookup(m.group(0))) or "0", raw[i + 3 : end]
+                    )  # names in $(( )) need no $
+                    value = _arith(self.expand_string(inner))
                     i = end + 2
                 elif raw.startswith("$(", i):
                     end = _skip_quoted(raw, i)

@@ -313,6 +313,16 @@ class _Matcher:
         for p in out:
             self.row("differs", None, p, "not in the source")
 
+    def snapshot(self) -> None:
+        """``-snapshot`` is folded into every disk (compared there); here only the option itself."""
+        s, p = self.src.anatomy.one("snapshot"), self.out.anatomy.one("snapshot")
+        if s and p:
+            self.pair(s, p, True)
+        elif s:
+            self.row("equal", s, None, "every disk runs on a snapshot: the profile's drives say so each")
+        elif p:
+            self.row("differs", None, p, "the profile adds -snapshot")
+
     def plumbing(self) -> None:
         src = self.src.anatomy.of("console")
         out = self.out.anatomy.of("console")
@@ -361,6 +371,7 @@ class _Matcher:
         self.shares()
         self.networks()
         self.verbatim()
+        self.snapshot()
         self.plumbing()
         self.order()
         return self.result
