@@ -183,3 +183,18 @@ def test_lint_reads_scripts_the_same_way(tmp_path: Path, capsys: pytest.CaptureF
     main(["lint", "--no-host", "--json", "--script", str(script)])
     ids = {f["id"] for f in json.loads(capsys.readouterr().out)}
     assert {"hvf-cpu", "hvf-smp-unknown-guest"} & ids  # $ACCEL and $CPU were resolved: HVF rules fire
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'X[$i]=1\necho ${X[$j]} ${#X[@]} ${X/a/b} $(( 1 / 0 )) "unclosed\n',
+        "f() { f; }\nf\n",  # endless recursion
+        "case $(uname) in\n Linux) A=1;;\n esac\nwhile true; do :; done\nuntil false; do :; done\n",
+        "fi\ndone\nesac\n}\n",
+        "for i in $(seq 1 100); do if [ -e /x$i ]; then A$i=1; fi; done\n",
+    ],
+)
+def test_odd_shell_is_reported_not_a_crash(text: str) -> None:
+    with pytest.raises(UsageError, match="no qemu-system-"):
+        read(text)

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="list profiles and presets, show one resolved, or import a QEMU command line or run script",
         description=(
             "bootlab profiles [--json]  |  bootlab profiles [show] NAME [--set k=v] [--json]  |  "
-            "bootlab profiles import NAME [--script FILE [--mode MODE] [--env K=V]] [--replace] [--lock] "
+            "bootlab profiles import NAME [--script FILE [--mode MODE] [--env K=V]] [--extends P] [--replace] [--lock] "
             "[--snapshot] [--json] [-- qemu-system-ARCH ARGS... | -- SCRIPT ARGS...]"
         ),
     )

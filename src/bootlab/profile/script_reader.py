@@ -30,6 +30,7 @@ __all__ = ["Note", "Reading", "ScriptCommand", "read_script", "split_command_lin
 MAX_PATHS = 32  # paths through a script followed at once (each unknown `if` doubles them)
 MAX_LOOP = 64  # iterations of a loop whose end is known
 MAX_DEPTH = 16  # nested function calls and sourced files
+MAX_STEPS = 5000  # commands followed in all (long scripts that branch a lot stop here, said so)
 
 # Commands that change nothing the QEMU command depends on: not listed as "not run".
 _QUIET = frozenset(
@@ -397,13 +398,17 @@ class _World:
                       self.found, self.error, self.done)  # fmt: skip
 
     def key(self) -> tuple[object, ...]:
+        """What makes two paths different from here on (the choices that led here do not)."""
+        values = frozenset(
+            (k, tuple(v.value) if isinstance(v.value, list) else v.value, v.unknown is not None)
+            for k, v in self.vars.items()
+        )
         found = tuple(self.found.argv) if self.found else None
-        return (repr(sorted((k, repr(v)) for k, v in self.vars.items())), tuple(self.args), str(self.base), found,
-                self.error, self.done)  # fmt: skip
+        return (values, tuple(self.args), str(self.base), found, self.error, self.done)
 
 
 class _Follower:
-    def __init__(self, path: str, env: dict[str, str], depth: int = 0) -> None:
+    def __init__(self, path: str, env: dict[str, str]) -> None:
         self.path = path
         self.env = env
         self.unfollowed: list[Note] = []
@@ -412,7 +417,8 @@ class _Follower:
         self.mode_line: int | None = None
         self.from_env: set[str] = set()
         self.unset: set[str] = set()
-        self.depth = depth
+        self.depth = 0  # nested function calls and sourced files
+        self.steps = 0
         self.capped = False
 
     def note(self, bucket: list[Note], note: Note) -> None:
@@ -427,16 +433,19 @@ class _Follower:
         self.unset |= exp.unset
 
     def run(self, nodes: list[object], worlds: list[_World]) -> list[_World]:
+        """Run ``nodes`` in every live world; the worlds keep their order (the script's branch order)."""
         for node in nodes:
-            live = [w for w in worlds if not (w.done or w.returning or w.found)]
-            if not live:
+            if all(w.done or w.returning or w.found for w in worlds):
                 break
-            stepped = self.step(node, live)
-            worlds = [w for w in worlds if w.done or w.returning or w.found] + stepped
-            worlds = self.dedupe(worlds)
+            stepped: list[_World] = []
+            for w in worlds:
+                stepped.extend([w] if w.done or w.returning or w.found else self.one(node, w))
+            worlds = self.dedupe(stepped)
         return worlds
 
     def dedupe(self, worlds: list[_World]) -> list[_World]:
+        if len(worlds) < 2:
+            return worlds
         seen: set[tuple[object, ...]] = set()
         out: list[_World] = []
         for w in worlds:
@@ -449,13 +458,12 @@ class _Follower:
             out = out[:MAX_PATHS]
         return out
 
-    def step(self, node: object, worlds: list[_World]) -> list[_World]:
-        out: list[_World] = []
-        for world in worlds:
-            out.extend(self.one(node, world))
-        return out
-
     def one(self, node: object, world: _World) -> list[_World]:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            self.capped = True
+            world.done = True
+            return [world]
         if isinstance(node, _Simple):
             return self.simple(node.seg, world)[1]
         if isinstance(node, _AndOr):
@@ -611,6 +619,13 @@ class _Follower:
     # --- simple commands ---------------------------------------------------------------------------------------
     def simple(self, seg: Segment, world: _World) -> tuple[bool | None, list[_World]]:
         """Run one command in ``world``: its exit status (None: not known) and the worlds after it."""
+        try:
+            return self._simple(seg, world)
+        except (ValueError, IndexError, KeyError, RecursionError) as exc:  # shell bootlab's reader does not know
+            self.note(self.unfollowed, Note(seg.line, seg.text, f"bootlab cannot read this line ({exc})"))
+            return None, [world]
+
+    def _simple(self, seg: Segment, world: _World) -> tuple[bool | None, list[_World]]:
         words_raw = raw_words(seg.text)
         assigns: list[re.Match[str]] = []
         while words_raw and (m := _ASSIGN.fullmatch(words_raw[0])):
@@ -678,7 +693,10 @@ class _Follower:
                 old = world.vars.get(name)
                 if index is not None:
                     items = list(old.value) if old and isinstance(old.value, list) else []
-                    i = int(exp.expand_string(index[1:-1]))
+                    position = exp.expand_string(index[1:-1])
+                    if not position.isdigit():
+                        raise Unfollowed(f"{name}{index}: the index is not a number")
+                    i = int(position)
                     items.extend([""] * (i + 1 - len(items)))
                     items[i] = text
                     value = items
@@ -831,7 +849,9 @@ def read_script(
         unset=sorted(follower.unset),
     )
     if follower.capped:
-        reading.unfollowed.append(Note(0, "(whole script)", f"more than {MAX_PATHS} paths: followed the first ones"))
+        reading.unfollowed.append(
+            Note(0, "(whole script)", f"too many paths through it: followed the first {MAX_PATHS}, {MAX_STEPS} steps")
+        )
     if commands:
         return reading
     errors = [w.error for w in worlds if w.error]
@@ -844,8 +864,9 @@ def read_script(
             f"{path}: no qemu-system-* command runs with {given}; its modes (case on line {reading.mode_line}) "
             f"are: {', '.join(reading.modes)}; choose one with --mode"
         )
+    partly = f" in the part bootlab followed (it branches too much: {MAX_STEPS} steps)" if follower.capped else ""
     raise UsageError(
-        f"{path}: no qemu-system-* command found; give the command line instead: "
+        f"{path}: no qemu-system-* command found{partly}; give the command line instead: "
         "bootlab profiles import NAME -- qemu-system-ARCH ARGS..."
     )
 

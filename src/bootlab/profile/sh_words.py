@@ -354,9 +354,10 @@ class Expander:
             if index in ("@", "*"):
                 value = list(items)
             else:
-                i = int(self.expand_string(index)) if index.strip().lstrip("-").isdigit() or "$" in index else None
-                if i is None:
+                text = self.expand_string(index) if "$" in index else index.strip()
+                if not text.lstrip("-").isdigit():
                     raise Unfollowed(f"${{{body}}}: array index {index} is not a number")
+                i = int(text)
                 value = items[i] if -len(items) <= i < len(items) else None
         elif isinstance(value, list) and name not in ("@", "*"):
             value = value[0] if value else None  # $ARR is ${ARR[0]}

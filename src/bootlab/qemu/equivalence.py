@@ -115,14 +115,17 @@ class _Matcher:
         s, p = a.one("machine"), b.one("machine")
         sm = s.value if s else {"type": self.defaults["machine"].get(arch) or None, "options": {}}
         pm = p.value if p else {"type": None, "options": {}}
-        self.pair(s, p, sm == pm, "" if s else "QEMU's default machine, written out", "another machine")
+        in_machine = bool(s and any("accel=" in (o.value or "") for o in s.options))
+        note = "" if s else "QEMU's default machine, written out"
+        self.pair(s, p, sm == pm, "its accel= is the -accel below" if in_machine else note, "another machine")
         self.accel()
         self.cpu(sm["type"])
         s, p = a.one("smp"), b.one("smp")
         ss = s.value if s else {"cpus": int(self.defaults["smp"]), "topology": {}}
         ps = p.value if p else {"cpus": int(self.defaults["smp"]), "topology": {}}
         if s or p:
-            self.pair(s, p, ss == ps, "" if s else "QEMU's default, written out", "another CPU count or topology")
+            note = "QEMU merges repeated -smp" if p and len(p.options) > 1 else ""
+            self.pair(s, p, ss == ps, note if s else "QEMU's default, written out", "another CPU count or topology")
         s, p = a.one("memory"), b.one("memory")
         default = {"mib": int(self.defaults["memory_mib"]), "options": {}}
         sv = {**default, **{k: v for k, v in (s.value if s else {}).items() if v is not None}}
@@ -152,7 +155,9 @@ class _Matcher:
         s_opts = s.value.get("options", {}) if s else {}
         p_opts = p.value.get("options", {}) if p else {}
         equal = got == [chosen] and s_opts.get(chosen, {}) == p_opts.get(chosen, {})
-        if not s:
+        if s and not s.options:
+            note = f"-M accel={':'.join(names)}: QEMU takes the first that works: {chosen} here"
+        elif not s:
             note = "QEMU's default accelerator, written out"
         elif len(names) > 1:
             note = f"QEMU takes the first that works: {chosen} here"
