@@ -19,11 +19,12 @@ import fnmatch
 import os
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootlab.errors import UsageError
-from bootlab.profile.sh_words import Expander, Segment, Unfollowed, Var, open_quote, raw_words, segments
+from bootlab.profile.sh_parse import AndOr, Case, Func, Group, If, Loop, Note, Simple, parse
+from bootlab.profile.sh_words import Expander, Segment, Unfollowed, Var, raw_words
 
 __all__ = ["Note", "Reading", "ScriptCommand", "read_script", "split_command_line"]
 
@@ -44,21 +45,6 @@ _WRAPPERS = frozenset(
      "taskset", "stdbuf", "script", "unbuffer", "chrt", "ionice", "numactl", "systemd-run", "strace"}
 )  # fmt: skip
 _ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?(\+?)=(.*)", re.S)
-_FUNC = re.compile(
-    r"(?:function\s+)?([A-Za-z_][A-Za-z0-9_.:-]*)\s*\(\s*\)\s*(.*)|function\s+([A-Za-z_][\w.:-]*)\s*(.*)"
-)
-
-
-@dataclass(frozen=True)
-class Note:
-    """A line of the script, and what the reader did not do with it."""
-
-    line: int
-    text: str
-    why: str = ""
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.text}" + (f" ({self.why})" if self.why else "")
 
 
 @dataclass
@@ -87,297 +73,6 @@ class Reading:
     unset: list[str] = field(default_factory=list)
 
 
-# --- the script as nodes -----------------------------------------------------------------------------------------
-@dataclass
-class _Simple:
-    seg: Segment
-
-
-@dataclass
-class _If:
-    branches: list[tuple[list[object], list[object], int]]  # (condition, body, line)
-    otherwise: list[object] | None
-    line: int
-
-
-@dataclass
-class _Case:
-    word: str
-    items: list[tuple[list[str], list[object], int]]
-    line: int
-
-
-@dataclass
-class _Loop:
-    kind: str
-    header: str
-    cond: list[object]
-    body: list[object]
-    line: int
-
-
-@dataclass
-class _Func:
-    name: str
-    body: list[object]
-    line: int
-
-
-@dataclass
-class _Group:
-    body: list[object]
-
-
-@dataclass
-class _AndOr:
-    first: object
-    rest: list[tuple[str, object]]  # ("&&" | "||", node)
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Physical lines joined where a backslash or an open quote continues them; here-document bodies skipped."""
-    lines = text.splitlines()
-    out: list[tuple[int, str]] = []
-    i = 0
-    pending: list[str] = []
-    while i < len(lines):
-        start = i
-        buf = lines[i]
-        while True:
-            stripped = buf.rstrip()
-            trailing = len(stripped) - len(stripped.rstrip("\\"))
-            if trailing % 2 == 1 and not stripped.lstrip().startswith("#") and i + 1 < len(lines):
-                i += 1
-                buf = stripped[:-1] + " " + lines[i]
-            elif (open_quote(buf) or _open_array(buf)) and i + 1 < len(lines):
-                i += 1
-                buf = buf + "\n" + lines[i]
-            else:
-                break
-        i += 1
-        out.append((start + 1, buf))
-        _, heredocs = segments(buf, start + 1)
-        pending = list(heredocs)
-        while pending and i < len(lines):
-            delim = pending[0]
-            strip_tabs = delim.startswith("-")
-            word = delim[1:] if strip_tabs else delim
-            body_line = lines[i].lstrip("\t") if strip_tabs else lines[i]
-            i += 1
-            if body_line == word:
-                pending.pop(0)
-    return out
-
-
-_ARRAY_START = re.compile(r"^\s*(?:(?:export|local|declare|typeset|readonly)(?:\s+-\w+)*\s+)?[A-Za-z_]\w*\+?=\(")
-
-
-def _open_array(text: str) -> bool:
-    """True when ``text`` starts a bash array assignment ``NAME=(`` whose ``)`` is on a later line."""
-    if not _ARRAY_START.match(text):
-        return False
-    word = next((w for w in raw_words(text.strip()) if "=(" in w), "")
-    body = word[word.index("=(") + 1 :] if word else ""
-    return body.count("(") > body.count(")") or not body.rstrip().endswith(")")
-
-
-class _Parser:
-    """Segments -> nodes: if/elif/else, case, for/while/until, functions, { } groups, && and || lists."""
-
-    def __init__(self, segs: list[Segment], notes: list[Note]) -> None:
-        self.segs = segs
-        self.pos = 0
-        self.notes = notes
-        self.last_op = "\n"
-
-    def peek_word(self) -> str:
-        if self.pos >= len(self.segs):
-            return ""
-        words = self.segs[self.pos].text.split(None, 1)
-        return words[0] if words else ""
-
-    def take(self) -> Segment:
-        seg = self.segs[self.pos]
-        self.pos += 1
-        self.last_op = seg.op
-        return seg
-
-    def take_keyword(self, keyword: str) -> Segment:
-        """Consume ``keyword`` at the start of the current segment; what follows it stays as a new segment."""
-        seg = self.segs[self.pos]
-        rest = seg.text.split(None, 1)[1] if len(seg.text.split(None, 1)) > 1 else ""
-        if rest:
-            self.segs[self.pos] = replace(seg, text=rest)
-        else:
-            self.take()
-        return seg
-
-    def block(self, stop: tuple[str, ...], *, case_item: bool = False) -> list[object]:
-        nodes: list[object] = []
-        while self.pos < len(self.segs):
-            if self.peek_word() in stop:
-                return nodes
-            node = self.command()
-            if node is None:
-                continue
-            nodes.append(node)
-            if case_item and self.last_op in (";;", ";&", ";;&"):
-                return nodes
-        return nodes
-
-    def command(self) -> object | None:
-        node = self.compound()
-        if node is None:
-            return None
-        rest: list[tuple[str, object]] = []
-        while self.last_op in ("&&", "||") and self.pos < len(self.segs):
-            op = self.last_op
-            nxt = self.compound()
-            if nxt is None:
-                break
-            rest.append((op, nxt))
-        return _AndOr(node, rest) if rest else node
-
-    def compound(self) -> object | None:
-        word = self.peek_word()
-        seg = self.segs[self.pos]
-        if word == "if":
-            return self.parse_if()
-        if word == "case":
-            return self.parse_case()
-        if word in ("for", "while", "until", "select"):
-            return self.parse_loop(word)
-        if word in ("{", "("):
-            self.take_keyword(word)
-            body = self.block(("}", ")"))
-            if self.pos < len(self.segs):
-                self.take_keyword(self.peek_word())
-            return _Group(body)
-        m = _FUNC.fullmatch(seg.text)
-        if m and (m.group(1) or m.group(3)) and (seg.text.startswith("function") or "()" in seg.text.replace(" ", "")):
-            return self.parse_func(m)
-        if word in ("then", "do", "else", "elif", "fi", "done", "esac", "}", ")", "in"):
-            self.notes.append(Note(seg.line, seg.text, f"unexpected `{word}`"))
-            self.take()
-            return None
-        return _Simple(self.take())
-
-    def parse_if(self) -> object:
-        line = self.segs[self.pos].line
-        self.take_keyword("if")
-        branches: list[tuple[list[object], list[object], int]] = []
-        otherwise: list[object] | None = None
-        cond = self.block(("then",))
-        while self.pos < len(self.segs):
-            self.take_keyword("then")
-            body = self.block(("elif", "else", "fi"))
-            branches.append((cond, body, line))
-            word = self.peek_word()
-            if word == "elif":
-                line = self.segs[self.pos].line
-                self.take_keyword("elif")
-                cond = self.block(("then",))
-                continue
-            if word == "else":
-                self.take_keyword("else")
-                otherwise = self.block(("fi",))
-            break
-        if self.peek_word() == "fi":
-            self.take_keyword("fi")
-        return _If(branches, otherwise, branches[0][2] if branches else line)
-
-    def parse_case(self) -> object | None:
-        seg = self.segs[self.pos]
-        m = re.fullmatch(r"case\s+(.+?)\s+in(?:\s+(.*))?", seg.text, re.S)
-        if not m:
-            self.notes.append(Note(seg.line, seg.text, "a `case` bootlab cannot read"))
-            self.take()
-            return None
-        if m.group(2):
-            self.segs[self.pos] = replace(seg, text=m.group(2))
-        else:
-            self.take()
-        items: list[tuple[list[str], list[object], int]] = []
-        while self.pos < len(self.segs) and self.peek_word() != "esac":
-            item = self.segs[self.pos]
-            text = item.text
-            while ")" not in text.replace("$(", "") and item.op == "|" and self.pos + 1 < len(self.segs):
-                self.take()  # `a|b)`: the pattern's `|` looked like a pipe
-                item = self.segs[self.pos]
-                text = text + "|" + item.text
-            close = _pattern_end(text)
-            if close < 0:
-                self.notes.append(Note(item.line, item.text, "a `case` pattern bootlab cannot read"))
-                self.take()
-                continue
-            patterns = [p.strip() for p in text[:close].strip().lstrip("(").split("|")]
-            rest = text[close + 1 :].strip()
-            if rest:
-                self.segs[self.pos] = replace(item, text=rest)
-                body = self.block(("esac",), case_item=True)
-            else:
-                self.take()
-                body = [] if item.op in (";;", ";&") else self.block(("esac",), case_item=True)
-            items.append((patterns, body, item.line))
-        if self.peek_word() == "esac":
-            self.take_keyword("esac")
-        return _Case(m.group(1), items, seg.line)
-
-    def parse_loop(self, kind: str) -> object:
-        seg = self.segs[self.pos]
-        self.take_keyword(kind)
-        if kind in ("for", "select"):
-            header = self.take().text if self.peek_word() != "do" else ""
-            cond: list[object] = []
-        else:
-            header = ""
-            cond = self.block(("do",))
-        if self.peek_word() == "do":
-            self.take_keyword("do")
-        body = self.block(("done",))
-        if self.peek_word() == "done":
-            self.take_keyword("done")
-        return _Loop(kind, header, cond, body, seg.line)
-
-    def parse_func(self, m: re.Match[str]) -> object:
-        seg = self.take()
-        name = m.group(1) or m.group(3)
-        rest = (m.group(2) if m.group(1) else m.group(4)) or ""
-        if not rest and self.peek_word() == "{":
-            self.take_keyword("{")
-        elif rest.startswith("{") and rest[1:].strip():
-            self.segs.insert(self.pos, replace(seg, text=rest[1:].strip()))
-        body = self.block(("}",))
-        if self.peek_word() == "}":
-            self.take_keyword("}")
-        return _Func(name, body, seg.line)
-
-
-def _pattern_end(text: str) -> int:
-    """Index of the unquoted `)` that ends a case pattern, or -1."""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "'\"":
-            end = text.find(ch, i + 1)
-            i = len(text) if end < 0 else end + 1
-            continue
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == ")":
-            return i
-        i += 1
-    return -1
-
-
-def parse(text: str, notes: list[Note]) -> list[object]:
-    segs: list[Segment] = []
-    for line, logical in _logical_lines(text):
-        segs.extend(segments(logical, line)[0])
-    return _Parser(segs, notes).block(())
-
-
 # --- following the script ----------------------------------------------------------------------------------------
 @dataclass
 class _World:
@@ -385,7 +80,7 @@ class _World:
 
     vars: dict[str, Var]
     args: list[str]
-    funcs: dict[str, _Func]
+    funcs: dict[str, Func]
     base: Path
     via: list[str] = field(default_factory=list)
     found: ScriptCommand | None = None
@@ -464,20 +159,20 @@ class _Follower:
             self.capped = True
             world.done = True
             return [world]
-        if isinstance(node, _Simple):
+        if isinstance(node, Simple):
             return self.simple(node.seg, world)[1]
-        if isinstance(node, _AndOr):
+        if isinstance(node, AndOr):
             return [w for _, w in self.and_or(node, world)]
-        if isinstance(node, _If):
+        if isinstance(node, If):
             return self.if_(node, world)
-        if isinstance(node, _Case):
+        if isinstance(node, Case):
             return self.case(node, world)
-        if isinstance(node, _Loop):
+        if isinstance(node, Loop):
             return self.loop(node, world)
-        if isinstance(node, _Func):
+        if isinstance(node, Func):
             world.funcs[node.name] = node
             return [world]
-        if isinstance(node, _Group):
+        if isinstance(node, Group):
             return self.run(node.body, [world])
         return [world]
 
@@ -490,17 +185,17 @@ class _Follower:
             for _, w in results:
                 if w.done or w.found:
                     nxt.append((None, w))
-                elif isinstance(node, _Simple):
+                elif isinstance(node, Simple):
                     status, worlds = self.simple(node.seg, w)
                     nxt.extend((status, x) for x in worlds)
-                elif isinstance(node, _AndOr):
+                elif isinstance(node, AndOr):
                     nxt.extend(self.and_or(node, w))
                 else:
                     nxt.extend((None, x) for x in self.one(node, w))
             results = nxt
         return results
 
-    def and_or(self, node: _AndOr, world: _World) -> list[tuple[bool | None, _World]]:
+    def and_or(self, node: AndOr, world: _World) -> list[tuple[bool | None, _World]]:
         """``a && b || c``: b runs when a succeeded, c when the list so far failed; unknown statuses fork."""
         states = self.status([node.first], world)
         for op, part in node.rest:
@@ -525,7 +220,7 @@ class _Follower:
             states = nxt
         return states
 
-    def if_(self, node: _If, world: _World) -> list[_World]:
+    def if_(self, node: If, world: _World) -> list[_World]:
         pending = [world]
         out: list[_World] = []
         for cond, body, line in node.branches:
@@ -546,7 +241,7 @@ class _Follower:
             out.extend(self.run(node.otherwise, [w]) if node.otherwise is not None else [w])
         return out
 
-    def case(self, node: _Case, world: _World) -> list[_World]:
+    def case(self, node: Case, world: _World) -> list[_World]:
         exp = self.expander(world)
         try:
             word: str | None = exp.expand_string(node.word)
@@ -573,7 +268,7 @@ class _Follower:
                 return self.run(body, [world])
         return out if word is None else [world]
 
-    def loop(self, node: _Loop, world: _World) -> list[_World]:
+    def loop(self, node: Loop, world: _World) -> list[_World]:
         if node.kind in ("for", "select"):
             m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:\s+in\s+(.*))?", node.header.strip(), re.S)
             if not m:
@@ -757,7 +452,7 @@ class _Follower:
         self.note(self.not_run, Note(seg.line, seg.text))
         return None, [world]
 
-    def call(self, func: _Func, args: list[str], seg: Segment, world: _World) -> list[_World]:
+    def call(self, func: Func, args: list[str], seg: Segment, world: _World) -> list[_World]:
         if self.depth >= MAX_DEPTH:
             self.note(self.unfollowed, Note(seg.line, seg.text, "calls nest too deep; not followed"))
             return [world]
@@ -797,7 +492,7 @@ class _Follower:
 
 
 def _line_of(node: object) -> int:
-    if isinstance(node, _Simple):
+    if isinstance(node, Simple):
         return node.seg.line
     return int(getattr(node, "line", 0))
 
@@ -805,9 +500,9 @@ def _line_of(node: object) -> int:
 def _cond_text(cond: list[object]) -> str:
     parts = []
     for node in cond:
-        if isinstance(node, _Simple):
+        if isinstance(node, Simple):
             parts.append(node.seg.text)
-        elif isinstance(node, _AndOr):
+        elif isinstance(node, AndOr):
             parts.append(" ".join([_cond_text([node.first])] + [f"{op} {_cond_text([n])}" for op, n in node.rest]))
     return "; ".join(parts)
 
