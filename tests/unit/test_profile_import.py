@@ -156,6 +156,7 @@ def test_redox_qemu_mk_x86_64_round_trip(project: Path, capsys: pytest.CaptureFi
     assert_option_by_option(data, shlex.split(REDOX_X86_64), project)
 
 
+@pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`")
 @pytest.mark.parametrize("guest", ["linux-arm64", "linux-arm64-uefi", "linux-x86_64", "redox-sim"])
 def test_exported_guest_script_round_trip(guest: str, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bootlab script` -> `profiles import --script` -> `bootlab script` again: the very same argv."""
