@@ -106,3 +106,22 @@ def test_profile_form_with_set_reaches_rules(capsys: pytest.CaptureFixture[str])
     need(code != 2, f"preset not resolvable on this host: {captured.err.strip()}")
     assert code == 1
     assert "cpu-host-tcg" in {i["id"] for i in json.loads(captured.out)}
+
+
+def test_script_mode_picks_the_branch_of_a_multi_mode_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "run.sh"
+    script.write_text(
+        '#!/bin/sh\nIMG=pure-rust.img\ncase "$1" in\n'
+        "hvf) exec qemu-system-aarch64 -M virt -accel hvf -cpu host -smp 4 -bios f.fd "
+        "-drive file=$IMG,format=raw,if=none,id=d0,snapshot=on -device virtio-blk-pci,drive=d0 ;;\n"
+        "tcg) exec qemu-system-aarch64 -M virt -accel tcg -cpu host -bios f.fd "
+        "-drive file=$IMG,format=raw,if=none,id=d0,snapshot=on -device virtio-blk-pci,drive=d0 ;;\nesac\n"
+    )
+    assert main(["lint", "--no-host", "--json", "--script", str(script), "--mode", "tcg"]) == 1
+    assert "cpu-host-tcg" in {f["id"] for f in json.loads(capsys.readouterr().out)}
+    assert main(["lint", "--no-host", "--json", "--script", str(script), "--mode", "hvf"]) == 0
+    assert "cpu-host-tcg" not in {f["id"] for f in json.loads(capsys.readouterr().out)}
+    assert main(["lint", "--no-host", "--mode", "tcg", "--", "qemu-system-aarch64", "-M", "virt"]) == 2
+    assert "--mode picks a mode of a --script" in capsys.readouterr().err

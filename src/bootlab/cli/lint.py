@@ -5,7 +5,7 @@ Two forms, one rule set (both become facts via :func:`bootlab.qemu.argv_parser.p
 - ``bootlab lint PROFILE [--config F] [--set k=v]...`` lints exactly the argv ``run`` would use, with what the
   profile knows (pack, persistent drives) and what the host probe knows (QEMU version, firmware).
 - ``bootlab lint -- qemu-system-aarch64 ARGS...`` lints a command line as pasted from a run script (one quoted
-  string works too), and ``--script run.sh`` reads the command out of a script.
+  string works too), and ``--script run.sh`` reads the command out of a script (as ``profiles import`` does).
 
 Exit codes: 1 when an error-level rule fires, 0 otherwise, 2 on bad input. Heavy imports live in handlers.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="override a profile field (dotted keys: cpu=max, machine.highmem=off); repeatable",
     )  # fmt: skip
     p.add_argument("--script", type=Path, metavar="FILE", help="lint the qemu-system command found in a sh script")
+    p.add_argument("--mode", metavar="M", help="with --script: the script's first argument (its `case` over modes)")
     p.add_argument("--rules", type=Path, action="append", default=[], metavar="DIR", help="extra rule folder (*.toml)")
     p.add_argument(
         "--no-host",
@@ -59,32 +59,19 @@ def _is_qemu(word: str) -> bool:
     return Path(word).name.startswith("qemu-")
 
 
-def command_from_script(text: str, where: str) -> list[str]:
-    """The first ``qemu-system-*`` command in a sh script (continuations joined, comments dropped).
+def command_from_script(text: str, where: str, mode: str | None = None) -> list[str]:
+    """The ``qemu-system-*`` command a sh script runs (with ``mode`` as its first argument), its variables
+    resolved as far as bootlab can without running it (see :mod:`bootlab.profile.script_reader`); with several
+    paths through the script, the first."""
+    from bootlab.profile.script_reader import read_script
 
-    Shell variables stay as written (``$IMG``): lint reasons about options, not about the script's state.
-    """
-    joined = re.sub(r"\\\r?\n", " ", text)
-    for line in joined.splitlines():
-        if "qemu-system-" not in line or line.lstrip().startswith("#"):
-            continue
-        try:
-            words = shlex.split(line, comments=True)
-        except ValueError as exc:
-            raise UsageError(f"{where}: cannot read the qemu command line: {exc}") from None
-        for i, word in enumerate(words):
-            if Path(word).name.startswith("qemu-system-"):
-                return words[i:]
-    raise UsageError(f"{where}: no qemu-system-* command found")
+    return read_script(text, where, args=[mode] if mode else []).commands[0].argv
 
 
 def _raw_argv(target: list[str]) -> list[str]:
-    if len(target) == 1 and any(c.isspace() for c in target[0]):
-        try:  # one pasted string: `bootlab lint -- "qemu-system-aarch64 -M virt ..."`
-            return shlex.split(re.sub(r"\\\r?\n", " ", target[0]))
-        except ValueError as exc:
-            raise UsageError(f"cannot read the command line: {exc}") from None
-    return list(target)
+    from bootlab.profile.script_reader import split_command_line
+
+    return split_command_line(target)
 
 
 def _project_rule_dirs(config: Path | None) -> list[Path]:
@@ -169,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in args.rules:
         if not folder.is_dir():
             raise UsageError(f"--rules {folder}: not a folder")
+    if args.mode is not None and args.script is None:
+        raise UsageError("--mode picks a mode of a --script; give the script too (--script run.sh --mode hvf)")
     if args.script is not None:
         if target:
             raise UsageError("give either --script FILE or a PROFILE / command line, not both")
@@ -176,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
             text = args.script.read_text(encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"--script {args.script}: cannot read: {exc.strerror}") from None
-        findings = lint_raw(command_from_script(text, str(args.script)), use_host=not args.no_host, rule_dirs=rule_dirs)
+        argv = command_from_script(text, str(args.script), args.mode)
+        findings = lint_raw(argv, use_host=not args.no_host, rule_dirs=rule_dirs)
     elif len(target) == 1 and not target[0].startswith("-") and not _is_qemu(target[0]) and " " not in target[0]:
         findings = lint_profile(args, rule_dirs)
     else:

@@ -1,4 +1,6 @@
-"""`bootlab profiles`: list project profiles and presets; `bootlab profiles show NAME` prints one resolved."""
+"""`bootlab profiles`: list project profiles and presets; `bootlab profiles NAME` (or `show NAME`) prints one
+resolved; `bootlab profiles import NAME` turns a QEMU command line or run script into a profile (see
+:mod:`bootlab.cli.profile_import`)."""
 
 from __future__ import annotations
 
@@ -6,19 +8,58 @@ import argparse
 import json
 from pathlib import Path
 
+from bootlab.errors import UsageError
+
+
+class SubParser(argparse.ArgumentParser):
+    """The second stage of `profiles NAME ...` and `profiles import ...`: errors are one line, exit code 2."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("add_help", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `bootlab profiles --help`)")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("profiles", help="list profiles and presets, or show one resolved")
-    p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved")
+    p = sub.add_parser(
+        "profiles",
+        help="list profiles and presets, show one resolved, or import a QEMU command line or run script",
+        description=(
+            "bootlab profiles [--json]  |  bootlab profiles [show] NAME [--set k=v] [--json]  |  "
+            "bootlab profiles import NAME [--script FILE [--mode MODE] [--env K=V]] [--extends P] [--replace] [--lock] "
+            "[--snapshot] [--json] [-- qemu-system-ARCH ARGS... | -- SCRIPT ARGS...]"
+        ),
+    )
+    p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved (or `import`)")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.add_argument("--config", type=Path, metavar="FILE")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
+def show_parser() -> argparse.ArgumentParser:
+    p = SubParser(prog="bootlab profiles NAME")
+    p.add_argument("--config", type=Path, metavar="FILE")
+    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 def run(args: argparse.Namespace) -> int:
     from bootlab.profile.loader import list_profiles, load_project, resolve_profile
 
+    if args.show == "import":
+        from bootlab.cli.profile_import import run_import
+
+        return run_import(args)
+    if args.show == "show" and args.rest and not args.rest[0].startswith("-"):
+        args.show, args.rest = args.rest[0], args.rest[1:]
+    if args.rest:
+        show_parser().parse_args(args.rest, namespace=args)  # `profiles NAME --json`: options after the name
     project = load_project(args.config)
     if args.show:
         prof = resolve_profile(args.show, project=project, sets=args.sets, keep_builtins=True)

@@ -102,6 +102,7 @@ class Drive(_Strict):
     interface: Literal["virtio", "nvme"] = "virtio"
     persistent: bool = False
     readonly: bool = False
+    serial: str | None = None  # the disk's serial number as the guest sees it (nvme needs one: disk0, disk1...)
 
 
 class Share(_Strict):

@@ -29,7 +29,10 @@ from typing import Any
 from bootlab.errors import UsageError
 from bootlab.qemu.size import size_bytes
 
-__all__ = ["DriveFact", "Facts", "FirmwareFact", "parse_argv", "parse_bool", "parse_size_mb", "split_opts"]
+__all__ = [
+    "DriveFact", "Facts", "FirmwareFact", "parse_argv", "parse_bool", "parse_size_mb", "smp_count", "split_opts",
+    "split_opts_list",
+]  # fmt: skip
 
 # QEMU options that take no argument. Anything else that QEMU knows takes exactly one argument; an option
 # we do not know at all takes the next token as its argument unless that token starts with "-".
@@ -190,11 +193,12 @@ class Facts:
         }
 
 
-def split_opts(value: str, implied: str | None = None) -> dict[str, str]:
-    """Split a QEMU ``key=value,key=value`` string; ``,,`` is a literal comma, as in QEMU's QemuOpts.
+def split_opts_list(value: str, implied: str | None = None) -> list[tuple[str, str]]:
+    """Split a QEMU ``key=value,key=value`` string into ordered pairs, keeping repeated keys.
 
-    The first element may omit its key when the option has an implied one (``-M virt`` is ``type=virt``); a
-    bare ``flag`` elsewhere means ``flag=on``, as QEMU reads it. Later duplicates win, as in QEMU.
+    ``,,`` is a literal comma, as in QEMU's QemuOpts. The first element may omit its key when the option has an
+    implied one (``-M virt`` is ``type=virt``); a bare ``flag`` elsewhere means ``flag=on``, as QEMU reads it.
+    Repeated keys matter for a few options (``-netdev user,hostfwd=...,hostfwd=...``).
     """
     parts: list[str] = []
     buf: list[str] = []
@@ -212,18 +216,23 @@ def split_opts(value: str, implied: str | None = None) -> dict[str, str]:
             buf.append(ch)
         i += 1
     parts.append("".join(buf))
-    out: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
     for index, part in enumerate(parts):
         if part == "":
             continue
         key, eq, val = part.partition("=")
         if eq:
-            out[key] = val
+            out.append((key, val))
         elif index == 0 and implied is not None:
-            out[implied] = part
+            out.append((implied, part))
         else:
-            out[part] = "on"
+            out.append((part, "on"))
     return out
+
+
+def split_opts(value: str, implied: str | None = None) -> dict[str, str]:
+    """:func:`split_opts_list` as a dict: later duplicates win, as in QEMU."""
+    return dict(split_opts_list(value, implied))
 
 
 def parse_bool(value: str, *, what: str) -> bool:
@@ -252,6 +261,21 @@ def _parse_int(value: str, *, what: str) -> int:
     if number < 0:
         raise UsageError(f"{what}: expected a non-negative number, got {value}")
     return number
+
+
+def smp_count(numbers: dict[str, int], *, what: str) -> int:
+    """The vCPU count of ``-smp`` options: ``cpus=``, else the product of the topology (QEMU's rule)."""
+    if "cpus" in numbers:
+        cpus = numbers["cpus"]
+    else:
+        cpus = 1
+        for key in ("sockets", "dies", "clusters", "cores", "threads"):
+            cpus *= numbers.get(key, 1)
+    if cpus == 0 and "maxcpus" in numbers:
+        cpus = numbers["maxcpus"]
+    if cpus < 1:
+        raise UsageError(f"{what}: expected at least one CPU")
+    return cpus
 
 
 def _arch_from_binary(binary: str) -> str | None:
@@ -320,19 +344,9 @@ class _Builder:
     def _opt_smp(self, value: str | None) -> None:
         opts = split_opts(value or "", "cpus")
         numbers = {key: _parse_int(val, what=f"-smp {value} ({key})") for key, val in opts.items()}
-        self.facts.smp_options = numbers
-        if "cpus" in numbers:
-            cpus = numbers["cpus"]
-        else:
-            topology = [numbers.get(k, 1) for k in ("sockets", "dies", "clusters", "cores", "threads")]
-            cpus = 1
-            for part in topology:
-                cpus *= part
-        if cpus == 0 and "maxcpus" in numbers:
-            cpus = numbers["maxcpus"]
-        if cpus < 1:
-            raise UsageError(f"-smp {value}: expected at least one CPU")
-        self.facts.smp = cpus
+        # QEMU merges repeated -smp options (later keys win), so `-smp 4 -smp cores=4` is one topology.
+        self.facts.smp_options = {**self.facts.smp_options, **numbers}
+        self.facts.smp = smp_count(self.facts.smp_options, what=f"-smp {value}")
 
     def _opt_m(self, value: str | None) -> None:
         opts = split_opts(value or "", "size")

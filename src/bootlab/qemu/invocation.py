@@ -168,9 +168,10 @@ def build_invocation(profile: Profile, host: Host, runtime: RuntimeDir | None = 
             opts.append("snapshot=on")
         argv += ["-drive", ",".join(opts)]
         if drive.interface == "nvme":
-            argv += ["-device", f"nvme,drive=disk{i},serial=disk{i}"]
+            argv += ["-device", f"nvme,drive=disk{i},serial={opt_escape(drive.serial or f'disk{i}')}"]
         else:
-            argv += ["-device", f"virtio-blk-pci,drive=disk{i}"]
+            serial = f",serial={opt_escape(drive.serial)}" if drive.serial else ""
+            argv += ["-device", f"virtio-blk-pci,drive=disk{i}{serial}"]
     for i, share in enumerate(profile.shares):
         if not Path(share.path).is_dir():
             problems.append(
