@@ -67,7 +67,10 @@ def test_export_formats(filled: Path, capsys: pytest.CaptureFixture[str], tmp_pa
     cases = suite.findall("testcase")
     failures = [c for c in cases if c.find("failure") is not None]
     assert len(cases) == 8 and int(suite.get("failures", "-1")) == len(failures)
-    assert all("replay: bootlab boot sim --seed" in (c.find("failure").text or "") for c in failures)  # type: ignore[union-attr]
+    replay = "replay: bootlab boot sim --set cpu=max --set vars.build=dsb-wfi --seed "
+    assert failures and all(replay in (c.find("failure").text or "") for c in failures)  # type: ignore[union-attr]
+    seed = (failures[0].find("failure").text or "").split(replay)[1].split()[0]  # type: ignore[union-attr]
+    assert failures[0].get("name", "").startswith("boot ") and f"seed {seed} " in failures[0].get("name", "")
     assert data["trial"]["boots"] - data["trial"]["passed"] == len(failures)
 
 
