@@ -24,7 +24,8 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure as MplFigure
-from matplotlib.patches import Patch, Rectangle
+from matplotlib.patches import Patch, PathPatch, Rectangle
+from matplotlib.path import Path as MplPath
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
@@ -70,6 +71,8 @@ STYLE: Any = {  # Any: matplotlib types rc_context's keys as a Literal of every 
     "legend.fontsize": 8.5,
     "path.simplify": True,
 }
+#: Boots per stage drawn as dots; above it a histogram (each dot is ~110 bytes of SVG, a histogram ~2 kB in all).
+DOTS_UP_TO = 60
 WIDTH = 7.6  # inches: a figure fills the page's text column at 100%
 
 
@@ -166,10 +169,28 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
             los.append(100 * lo)
             his.append(100 * hi)
 
+    # with many boots the cumulative rate hides drift late in the run: also show the rate over a moving window
+    window = min(100, max(10, n // 10)) if n >= 40 else 0
+    roll_x, roll_y = [], []
+    if window:
+        flags = [1 if b["passed"] else 0 for b in counted]
+        for i in range(window, n + 1, max(1, step)):
+            roll_x.append(i)
+            roll_y.append(100 * sum(flags[i - window : i]) / window)
+
     def draw() -> MplFigure:
         fig = _figure(2.3)
         ax = fig.add_subplot()
         ax.fill_between(xs, los, his, color=ARM_COLOURS[0], alpha=0.18, linewidth=0, label="95% Wilson interval")
+        if window:
+            ax.plot(
+                roll_x,
+                roll_y,
+                color=MUTED,
+                linewidth=0.9,
+                linestyle=(0, (3, 2)),
+                label=f"rate of the last {window} boots",
+            )
         ax.plot(xs, ys, color=ARM_COLOURS[0], linewidth=1.6, label="pass rate so far")
         ax.set_ylim(-2, 102)
         ax.set_xlim(0.5, max(n, 2) + 0.5)
@@ -184,15 +205,21 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
             fontweight="bold",
             color=ARM_COLOURS[0],
         )
-        ax.legend(loc="lower left", ncols=2)
+        ax.legend(loc="lower left", ncols=3)
         return fig
 
     final = _rate_text(passed, n)
+    drift = (
+        f" The dashed line is the rate over the last {window} boots: a slope in it is drift, which the cumulative "
+        f"rate hides."
+        if window
+        else ""
+    )
     return Figure(
         name,
         "Pass rate",
         f"{final} (95% Wilson interval). The line is the rate after each boot and the band its interval: a band "
-        f"still wide at the right end means more boots would change the number.",
+        f"still wide at the right end means more boots would change the number.{drift}",
         _draw(name, draw),
     )
 
@@ -207,6 +234,18 @@ def _runs(values: Sequence[tuple[int, str]]) -> list[tuple[int, int, str]]:
         else:
             runs.append((idx, 1, key))
     return runs
+
+
+def _add_rects(ax: Any, rects: list[tuple[float, float, float, float]], colour: str) -> None:
+    """Many rectangles as one compound path: one SVG element per colour instead of one per rectangle."""
+    if not rects:
+        return
+    vertices: list[tuple[float, float]] = []
+    codes: list[int] = []
+    for x, y, w, h in rects:
+        vertices += [(x, y), (x + w, y), (x + w, y + h), (x, y + h), (x, y)]
+        codes += [MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY]
+    ax.add_patch(PathPatch(MplPath(vertices, codes), facecolor=colour, edgecolor="none", linewidth=0))
 
 
 def outcome_strip(rows: list[tuple[str, list[dict[str, Any]]]], name: str = "strip") -> Figure | None:
@@ -232,10 +271,21 @@ def outcome_strip(rows: list[tuple[str, list[dict[str, Any]]]], name: str = "str
             y = len(rows) - 1 - r
             ticks.append((y + 0.375, label))
             order = sorted(boots, key=lambda b: b["idx"] or 0)
-            for start, length, key in _runs([(b["idx"] or 0, _outcome_key(b)) for b in order]):
-                ax.add_patch(Rectangle((start, y), length, 0.75, color=colours[key], linewidth=0))
-            for start, length, _ in _runs([(b["idx"] or 0, "i") for b in order if b["incidents"]]):
-                ax.add_patch(Rectangle((start + 0.15, y - 0.22), length - 0.3, 0.14, color=INK, linewidth=0))
+            runs = _runs([(b["idx"] or 0, _outcome_key(b)) for b in order])
+            # the row's commonest outcome as one bar across its whole span, the others drawn over it
+            lengths: dict[str, int] = {}
+            for _, w, k in runs:
+                lengths[k] = lengths.get(k, 0) + w
+            common = max(lengths, key=lambda k: lengths[k])
+            first, last = runs[0][0], runs[-1][0] + runs[-1][1]
+            gaps = [(x + w, nx - x - w) for (x, w, _), (nx, _, _) in zip(runs, runs[1:], strict=False) if nx > x + w]
+            _add_rects(ax, [(first, y, last - first, 0.75)], colours[common])
+            _add_rects(ax, [(x, y, w, 0.75) for x, w in gaps], "#ffffff")  # boots not stored (killed mid-run)
+            for key, colour in colours.items():
+                if key != common:
+                    _add_rects(ax, [(x, y, w, 0.75) for x, w, k in runs if k == key], colour)
+            incident_runs = _runs([(b["idx"] or 0, "i") for b in order if b["incidents"]])
+            _add_rects(ax, [(x + 0.15, y - 0.22, w - 0.3, 0.14) for x, w, _ in incident_runs], INK)
         ax.set_xlim(0, max(n_max, 1))
         ax.set_ylim(-0.35, len(rows) - 0.1)
         ax.set_yticks([t for t, _ in ticks], [label for _, label in ticks])
@@ -272,7 +322,7 @@ def stage_times(
     name: str = "stages",
 ) -> Figure | None:
     """Per stage (in boot order, top to bottom), the time each boot reached it: a box (quartiles, median) with
-    whiskers to min and max, over the boots themselves as dots (up to 150) or as a histogram (more). ``series``
+    whiskers to min and max, over the boots themselves as dots (up to 60) or as a histogram (more). ``series``
     are (label, colour, boots), one per arm; ``notes`` is text for the right margin per stage (the rank test)."""
     data = {
         (s, j): [b["stages"][s] for b in boots if b["counted"] and s in b["stages"]]
@@ -283,6 +333,7 @@ def stage_times(
         return None
     k = len(series)
     band = 0.8 / k
+    dots = max(len(ts) for ts in data.values()) <= DOTS_UP_TO  # one way for every row: dots or histograms
 
     def draw() -> MplFigure:
         fig = _figure(0.42 * len(stages) * (1 + 0.6 * (k - 1)) + 0.9)
@@ -294,26 +345,22 @@ def stage_times(
                     continue
                 y = len(stages) - 1 - i + (k - 1 - 2 * j) * band / 2
                 h = band * 0.8
-                if len(ts) <= 150:
-                    ax.scatter(
-                        ts,
-                        [y + _jitter(m) * h * 0.9 for m in range(len(ts))],
-                        s=7,
-                        color=colour,
-                        alpha=0.55,
-                        linewidths=0,
-                    )
-                else:
+                if dots:
+                    jitter = [y + _jitter(m) * h * 0.9 for m in range(len(ts))]
+                    ax.scatter(ts, jitter, s=7, color=colour, alpha=0.55, linewidths=0)
+                else:  # a histogram in the upper part of the band, the box beneath it
                     lo_t, hi_t = min(ts), max(ts)
-                    bins = 40
+                    bins = max(10, min(40, round(2 * math.sqrt(len(ts)))))
                     width = (hi_t - lo_t) / bins or 1.0
                     counts = [0] * bins
                     for t in ts:
                         counts[min(bins - 1, int((t - lo_t) / width))] += 1
                     top = max(counts)
+                    base = y - h * 0.1
                     xs = [lo_t + width * c for c in range(bins + 1)]
-                    heights = [y - h / 2 + h * c / top for c in counts]
-                    ax.stairs(heights, xs, baseline=y - h / 2, fill=True, color=colour, alpha=0.3, linewidth=0)
+                    heights = [base + h * 0.6 * c / top for c in counts]
+                    ax.stairs(heights, xs, baseline=base, fill=True, color=colour, alpha=0.35, linewidth=0)
+                    y, h = y - h * 0.3, h * 0.6
                 q1, med, q3 = percentile(ts, 25), percentile(ts, 50), percentile(ts, 75)
                 ax.plot([min(ts), q1], [y, y], color=colour, linewidth=1)
                 ax.plot([q3, max(ts)], [y, y], color=colour, linewidth=1)

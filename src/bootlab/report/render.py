@@ -8,6 +8,7 @@ escapes what would break a table. The numbers are formatted by the same helpers 
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -74,4 +75,5 @@ def html(page: Page, figures: list[Any], *, store: Path) -> str:
 def markdown(page: Page, *, html_link: str | None = None) -> str:
     """The page as GitHub-flavoured Markdown (no figures); ``html_link`` points at the HTML report beside it."""
     template = _env().get_template(f"{page.kind}.md.j2")
-    return template.render(page=page, html_link=html_link)
+    text = template.render(page=page, html_link=html_link)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

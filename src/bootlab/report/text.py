@@ -162,9 +162,12 @@ def timing_lines(timing: dict[str, Any] | None, *, indent: str = "") -> list[str
     lines = [f"{indent}stage times, median A vs B (n), Mann-Whitney two-sided p:"]
     for r in rows:
         p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        how = ""
+        if r["p_value"] is not None and r["p_value"] < 0.05 and r["direction"]:
+            how = "  B slower" if r["direction"] > 0 else "  B faster"
         lines.append(
             f"{indent}  {r['stage']:<{width}}  {r['a_p50']:7.2f} s ({r['n_a']}) vs {r['b_p50']:7.2f} s ({r['n_b']})"
-            f"  p = {p}"
+            f"  p = {p}{how}"
         )
     lines.append(f"{indent}{timing['sentence']}")
     return lines
