@@ -16,6 +16,7 @@ Add a kind: write ``def bisect_figures(page) -> list[Figure]`` and register it i
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -241,7 +242,7 @@ def _add_rects(ax: Any, rects: list[tuple[float, float, float, float]], colour: 
     if not rects:
         return
     vertices: list[tuple[float, float]] = []
-    codes: list[int] = []
+    codes: list[Any] = []
     for x, y, w, h in rects:
         vertices += [(x, y), (x + w, y), (x + w, y + h), (x, y + h), (x, y)]
         codes += [MplPath.MOVETO, MplPath.LINETO, MplPath.LINETO, MplPath.LINETO, MplPath.CLOSEPOLY]
@@ -278,7 +279,7 @@ def outcome_strip(rows: list[tuple[str, list[dict[str, Any]]]], name: str = "str
                 lengths[k] = lengths.get(k, 0) + w
             common = max(lengths, key=lambda k: lengths[k])
             first, last = runs[0][0], runs[-1][0] + runs[-1][1]
-            gaps = [(x + w, nx - x - w) for (x, w, _), (nx, _, _) in zip(runs, runs[1:], strict=False) if nx > x + w]
+            gaps = [(x + w, nx - x - w) for (x, w, _), (nx, _, _) in itertools.pairwise(runs) if nx > x + w]
             _add_rects(ax, [(first, y, last - first, 0.75)], colours[common])
             _add_rects(ax, [(x, y, w, 0.75) for x, w in gaps], "#ffffff")  # boots not stored (killed mid-run)
             for key, colour in colours.items():
