@@ -51,6 +51,7 @@ def rate_of(profile: Profile) -> float:
 def replay_boot_fn() -> BootFn:
     packs = load_packs(["redox"])
     texts = {name: (SAMPLES / name).read_text() for name in PASS_LOGS + CRASH_LOGS}
+    classified: dict[str, Verdict] = {}  # the observer's verdict depends on the text only: classify each once
 
     async def run(profile: Profile, log_path: Path) -> Verdict:
         if profile.vars.get("broken"):  # bootlab cannot run the boot at all: an infra-error, excluded from the rate
@@ -66,7 +67,9 @@ def replay_boot_fn() -> BootFn:
         if hang:  # the console goes quiet after the drivers start: cut the clean log there
             text = text[: text.index("pcid")]
         log_path.write_text(text)
-        v = classify_text(text, packs)
+        if text not in classified:
+            classified[text] = classify_text(text, packs)
+        v = classified[text]
         slow = float(profile.vars.get("slow", "0") or 0)
         stages = []
         for s in v.stages:

@@ -569,7 +569,9 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
     def draw() -> MplFigure:
         per_row = min(len(facets), max(1, int(7.0 // (1.45 * len(cols) + 0.6))))
         grid_rows = math.ceil(len(facets) / per_row)
-        fig = _figure(grid_rows * (0.62 * len(rows) + 0.9) + 0.5)
+        # cells about 1.4 inches wide, not stretched over the page when there are few of them
+        width = min(WIDTH, per_row * (1.45 * len(cols) + 0.6) + 1.9)
+        fig = _figure(grid_rows * (0.62 * len(rows) + 0.9) + 0.5, width=width)
         subs = fig.subplots(grid_rows, per_row, squeeze=False)
         for f_i, facet in enumerate(facets):
             ax = subs[f_i // per_row][f_i % per_row]
