@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install what bootlab and its test guests need from the system's package manager, only when missing.
 # Quiet when everything is present; uses sudo when not root. On macOS it says what to install with Homebrew.
+# With --test (what `make test` runs) also the browser the report tests open pages in: Debian's chromium, and
+# the DejaVu fonts the report's plots are laid out with.
 set -euo pipefail
+test_deps=0
+[[ "${1:-}" == "--test" ]] && test_deps=1
 
 if [[ "$(uname -s)" == "Darwin" ]]; then
   if ! command -v qemu-system-aarch64 >/dev/null; then
@@ -19,6 +23,7 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
 fi
 
 packages=(qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils mtools dosfstools cpio)
+[[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()

@@ -74,6 +74,19 @@ def test_export_formats(filled: Path, capsys: pytest.CaptureFixture[str], tmp_pa
     assert data["trial"]["boots"] - data["trial"]["passed"] == len(failures)
 
 
+def test_junit_replay_of_a_single_boot_has_its_trials_sets(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "t1", "--config", str(filled), "--json"]) == 0
+    boot = next(b for b in json.loads(capsys.readouterr().out)["boot_list"] if b["outcome"] != "pass")
+    assert main(["export", boot["boot"], "--format", "junit", "--config", str(filled)]) == 0
+    failure = ET.fromstring(capsys.readouterr().out).find("testsuite/testcase/failure")
+    assert failure is not None
+    assert f"replay: bootlab boot sim --set cpu=max --set vars.build=dsb-wfi --seed {boot['seed']}" in (
+        failure.text or ""
+    )
+    assert main(["export", boot["boot"], "--format", "json", "--config", str(filled)]) == 0
+    assert json.loads(capsys.readouterr().out)["boots"][0]["sets"] == ["cpu=max", "vars.build=dsb-wfi"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
