@@ -8,6 +8,7 @@ tests/unit/test_report_browser.py opens the same pages in Chromium.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import html
@@ -21,7 +22,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_support import SAMPLES, make_report_lab
+from report_support import SAMPLES, make_report_lab, replay_boot_fn
 
 from bootlab.cli.main import main
 from bootlab.lab.session import ArmSpec, Lab
@@ -93,6 +94,10 @@ class Filled:
         a = ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"], label="dsb-wfi")
         b = ArmSpec("sim", ["cpu=max", "vars.build=isb-barriers", "vars.slow=0.4"], label="isb-barriers")
         self.comparison = lab.compare(a, b, n=15, seed_base=5)  # c1 (t13, t14)
+        # a single boot, as `bootlab boot` stores it: no trial
+        profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 77, 0)
+        verdict = asyncio.run(replay_boot_fn()(profile, root / "single.log"))
+        self.single = f"b{self.store.record_boot(verdict, profile, lab.host)}"
 
     def page(self, ref: str) -> pages.Page:
         from bootlab.store.db import parse_ref
@@ -238,6 +243,14 @@ def test_boot_page(filled: Filled) -> None:
     whole = section(page, "log")
     assert whole.count('<span class="ln">') == len(raw.rstrip("\n").split("\n"))
     assert whole.count("<mark>") == 1
+
+
+def test_single_boot_page(filled: Filled) -> None:
+    page = filled.html(filled.page(filled.single))
+    text = text_of(page)
+    assert "a single boot" in text and "bootlab boot sim --seed 77" in text
+    assert "the store keeps no list of the --set values it ran with" in text
+    assert '"smp": 4' in text  # the resolved profile says what it ran with
 
 
 def test_history_page(filled: Filled) -> None:
