@@ -22,12 +22,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
+from bootlab.lab.session import stored_trial, timing_sentence
+from bootlab.lab.stats import compare_times
 from bootlab.lab.trial import counts_as_pass, replay_command, stage_times
 from bootlab.report.logs import excerpt, fatal_index, log_lines
+from bootlab.store.db import Ref
+from bootlab.store.rows import boot_json, history_rows, trial_sets
 from bootlab.verdict import INFRA, Verdict
 
 if TYPE_CHECKING:
-    from bootlab.store.db import Ref, Store
+    from bootlab.store.db import Store
 
 #: Failed boots shown with their log excerpt, registers and replay command, per page. Beyond it the verdict table
 #: still lists every boot, and ``bootlab report bN`` shows any one in full: a 1,000-boot trial with 400 failures
@@ -61,8 +65,6 @@ def _plain(obj: Any) -> Any:
 
 def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[str, Any]:
     """One stored boot as the templates and plots read it (the verdict's fields, flattened)."""
-    from bootlab.store.rows import boot_json
-
     b = boot_json(row)
     verdict = Verdict.model_validate(b["verdict"])
     stages = {s.name: s.t for s in verdict.stages if s.t is not None}
@@ -170,8 +172,6 @@ def trial_summary(store: Store, row: sqlite3.Row) -> dict[str, Any]:
     """The trial's stored ``--json`` summary; a trial still running (or killed) is counted from its boots."""
     saved = json.loads(row["summary"]) if row["summary"] else None
     if saved is None:
-        from bootlab.lab.session import stored_trial
-
         saved = _plain(stored_trial(store, int(row["id"]))[0])
     return {
         **saved,
@@ -186,8 +186,6 @@ def trial_summary(store: Store, row: sqlite3.Row) -> dict[str, Any]:
 
 def arm_view(store: Store, trial_id: int, cap: int = MAX_FAILURE_DETAILS) -> dict[str, Any]:
     """A trial with its boots, its failed boots in detail (at most ``cap``) and its environment."""
-    from bootlab.store.db import Ref
-
     row = store.require(Ref("trial", trial_id))
     summary = trial_summary(store, row)
     sets = list(summary.get("sets") or json.loads(row["sets"] or "[]"))
@@ -207,18 +205,11 @@ def arm_view(store: Store, trial_id: int, cap: int = MAX_FAILURE_DETAILS) -> dic
         "boots": boots,
         "failures": shown,
         "failures_total": len(failed),
-        "incident_boots": sum(1 for b in boots if b["incidents"]),
         "env": environment(boots),
-        "notes": [n_["text"] for n_ in store.notes(_ref("trial", trial_id))],
+        "notes": [note["text"] for note in store.notes(Ref("trial", trial_id))],
         "replay_trial": replay_trial,
         "replay_boot": replay_command(summary["profile"], sets, None),
     }
-
-
-def _ref(kind: str, ident: int) -> Ref:
-    from bootlab.store.db import Ref
-
-    return Ref(kind, ident)
 
 
 def _label(summary: dict[str, Any]) -> str:
@@ -263,9 +254,6 @@ def load_matrix(store: Store, ref: Ref) -> Page:
 
 
 def load_comparison(store: Store, ref: Ref) -> Page:
-    from bootlab.lab.session import timing_sentence
-    from bootlab.lab.stats import compare_times
-
     row = store.require(ref)
     if not row["summary"] or row["trial_a"] is None or row["trial_b"] is None:
         raise UsageError(
@@ -319,8 +307,6 @@ MAX_LOG_LINES = 4000
 
 
 def load_boot(store: Store, ref: Ref) -> Page:
-    from bootlab.store.rows import trial_sets
-
     row = store.require(ref)
     sets = trial_sets(store, row["trial_id"])
     boot = boot_view(row, sets)
@@ -345,8 +331,6 @@ def load_boot(store: Store, ref: Ref) -> Page:
 
 
 def load_history(store: Store, profile: str) -> Page:
-    from bootlab.store.rows import history_rows
-
     rows = list(reversed(history_rows(store, profile, None)))
     if not rows:
         known = sorted({r["profile"] for r in store.trials()})
