@@ -681,29 +681,18 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
                     markersize=6,
                 )
                 text = f"{side['passed']}/{side['boots']} {side['rate']:.0%} [{lo:.0%}–{hi:.0%}]"
-                # beside the interval, on the side with room: never over the edge of the axis
-                if side["rate"] > 0.5:
-                    left.annotate(
-                        text,
-                        (100 * lo, y),
-                        xytext=(-8, 0),
-                        textcoords="offset points",
-                        ha="right",
-                        va="center",
-                        fontsize=8.5,
-                        color=colour,
-                    )
-                else:
-                    left.annotate(
-                        text,
-                        (100 * hi, y),
-                        xytext=(8, 0),
-                        textcoords="offset points",
-                        ha="left",
-                        va="center",
-                        fontsize=8.5,
-                        color=colour,
-                    )
+                # above its point, anchored on the side with room, so it never runs into the axis labels
+                ha = "right" if side["rate"] > 0.75 else "left" if side["rate"] < 0.25 else "center"
+                left.annotate(
+                    text,
+                    (100 * side["rate"], y),
+                    xytext=(0, 9),
+                    textcoords="offset points",
+                    ha=ha,
+                    va="bottom",
+                    fontsize=8.5,
+                    color=colour,
+                )
         left.set_yticks([1, 0], [f"A {_short(a['label'])}", f"B {_short(b['label'])}"])
         left.set_ylim(-0.6, 1.6)
         left.set_xlim(-3, 103)
@@ -735,8 +724,9 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
     return Figure(
         name,
         "Pass rates and their difference",
-        f"{c['sentence']}. Fisher's exact p = {c['p_value']:.3g}. The difference is settled only when its "
-        f"interval (right) does not cross the dashed zero line.",
+        f"{c['sentence']}. The verdict is Fisher's exact test (p = {c['p_value']:.3g}); right, B − A with its 95% "
+        f"Newcombe interval says how large the difference may be (near 0% and 100% it can clear zero while the "
+        f"exact test, more cautious, does not yet).",
         _draw(name, draw),
     )
 
