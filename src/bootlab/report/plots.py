@@ -781,8 +781,10 @@ def boot_timeline(boot: dict[str, Any], name: str = "timeline") -> Figure | None
         fig = _figure(0.3 * len(labels) + 0.9)
         ax = fig.add_subplot()
         colour = OUTCOME_COLOURS.get(boot["outcome"], MUTED)
+        # the last stage ends at the fatal line: after it the guest is dead (the dump, registers and stop follow)
+        last_end = boot["fatal_t"] if boot["fatal_t"] is not None else end
         for i, (_, t) in enumerate(stages):
-            nxt = stages[i + 1][1] if i + 1 < len(stages) else end
+            nxt = stages[i + 1][1] if i + 1 < len(stages) else max(last_end, t)
             y = len(labels) - 1 - i
             ax.barh(y, max(nxt - t, end * 0.004), left=t, height=0.55, color=colour, alpha=0.75, linewidth=0)
             ax.text(t, y + 0.38, f"{t:.2f} s", fontsize=7.5, color=MUTED)
@@ -791,6 +793,7 @@ def boot_timeline(boot: dict[str, Any], name: str = "timeline") -> Figure | None
             for inc in timed:
                 ax.plot([inc["t"]], [y], marker="|", markersize=12, color=OUTCOME_COLOURS["hang"], mew=2)
         if boot["fatal_t"] is not None:
+            ax.barh(0, end - boot["fatal_t"], left=boot["fatal_t"], height=0.2, color="#cccccc", linewidth=0)
             ax.plot([boot["fatal_t"]], [0], marker="X", markersize=9, color=FAIL)
             ax.text(boot["fatal_t"], 0.3, f"{boot['fatal_t']:.2f} s", fontsize=7.5, color=FAIL)
         ax.set_yticks([len(labels) - 1 - i for i in range(len(labels))], labels)
@@ -802,7 +805,8 @@ def boot_timeline(boot: dict[str, Any], name: str = "timeline") -> Figure | None
         return fig
 
     where = (
-        f"died at {boot['fatal_t']:.2f} s in {boot['stage']}"
+        f"died at {boot['fatal_t']:.2f} s in {boot['stage']} (the grey bar: the crash dump, the registers and "
+        f"stopping QEMU, until {end:.2f} s)"
         if boot["fatal_t"] is not None
         else (f"ended {boot['outcome']} at stage {boot['stage'] or '-'}")
     )
