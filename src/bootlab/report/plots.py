@@ -422,17 +422,25 @@ def ready_ecdf(series: list[tuple[str, str, list[dict[str, Any]]]], name: str = 
         for label, colour, ready, n in curves:
             xs = [left, *ready, right]
             ys = [0.0, *(100 * (i + 1) / n for i in range(len(ready))), 100 * len(ready) / n]
-            ax.step(xs, ys, where="post", color=colour, linewidth=1.6, label=label)
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=colour,
+                linewidth=1.6,
+                label=f"{label}, median {percentile(ready, 50):.2f} s",
+            )
             med = percentile(ready, 50)
             ax.plot([med], [100 * (len(ready) / 2) / n], marker="o", color=colour, markersize=4)
-            ax.annotate(
-                f"median {med:.2f} s",
-                (med, 100 * (len(ready) / 2) / n),
-                xytext=(6, -10),
-                textcoords="offset points",
-                color=colour,
-                fontsize=8.5,
-            )
+            if len(curves) == 1:  # with several curves the medians go in the legend, where they cannot collide
+                ax.annotate(
+                    f"median {med:.2f} s",
+                    (med, 100 * (len(ready) / 2) / n),
+                    xytext=(6, -10),
+                    textcoords="offset points",
+                    color=colour,
+                    fontsize=8.5,
+                )
         ax.set_ylim(-2, 102)
         ax.set_xlim(left, right)
         ax.set_ylabel("boots ready (%)")
