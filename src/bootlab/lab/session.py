@@ -368,13 +368,13 @@ def timing_sentence(rows: list[dict[str, Any]], label_a: str, label_b: str) -> s
         return "no stage reached by both arms: no times to compare"
     last = rows[-1]
     stage, p = last["stage"], last["p_value"]
-    medians = f"median {last['b_p50']:.2f} s vs {last['a_p50']:.2f} s"
     if p is None:
         return f"too few boots reached {stage} to compare times ({last['n_a']} and {last['n_b']})"
+    medians = f"medians A {last['a_p50']:.2f} s, B {last['b_p50']:.2f} s; Mann-Whitney p = {p:.2g}"
     if p < 0.05 and last["direction"]:
         how = "later" if last["direction"] > 0 else "earlier"
-        return f"{label_b} reaches {stage} {how} than {label_a}: {medians} (Mann-Whitney p = {p:.2g})"
-    return f"no difference in time to {stage} seen: {medians} (Mann-Whitney p = {p:.2g})"
+        return f"{label_b} reaches {stage} {how} than {label_a} ({medians})"
+    return f"no difference in time to {stage} seen ({medians})"
 
 
 def comparison(
