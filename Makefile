@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: all setup system venv guests demo test check unit e2e clean
+.PHONY: all setup system system-test venv guests demo test check unit e2e clean
 
 all: test
 
@@ -14,6 +14,10 @@ setup: system venv
 
 system:
 	@bash scripts/setup-system.sh
+
+# what only the tests need: the browser that opens reports (tests/unit/test_report_browser.py)
+system-test:
+	@bash scripts/setup-system.sh --test
 
 venv: $(VENV)/.installed
 
@@ -35,8 +39,8 @@ check: venv
 	@$(BIN)/ruff format --check --quiet src tests bench
 	@$(BIN)/mypy
 
-# BOOTLAB_TEST_STRICT: a missing QEMU, guest or firmware fails the run instead of skipping (tests/prereq.py)
-test: setup guests check
+# BOOTLAB_TEST_STRICT: a missing QEMU, guest, firmware or browser fails the run instead of skipping (tests/prereq.py)
+test: setup system-test guests check
 	@BOOTLAB_TEST_STRICT=1 $(BIN)/pytest -q $(PYTEST_ARGS)
 
 unit: venv

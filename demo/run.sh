@@ -43,5 +43,14 @@ say "Now the difference holds up (p well under 0.01), with an interval for how b
 say "4/4  Everything above is in the store: every boot with its seed (replay one with \
 \`bootlab boot redox-sim --seed N\`), its console log, the image hashes and the QEMU version."
 bl history
+
+# the comparison just run (the newest trial is its arm B): its id is c2 in a fresh store, but not in a reused one
+LAST=$("$BOOTLAB" history --json --limit 1 --config "$CONFIG" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["part_of"].split("/")[0])')
+say "The last comparison as a page to look at: the rates and their difference, when each boot reached each stage \
+in both arms (and whether B is slower), every boot, and the console log around each crash. One file that opens \
+offline, from disk, to keep or attach to a bug report."
+bl report "$LAST" -o "$BOOTLAB_STORE/"
 echo
 echo "demo store: $BOOTLAB_STORE  (explore it: BOOTLAB_STORE=$BOOTLAB_STORE $BOOTLAB show t1)"
+echo "report:     $BOOTLAB_STORE/bootlab-report-$LAST.html  (open it in a web browser)"

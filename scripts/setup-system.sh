@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install what bootlab and its test guests need from the system's package manager, only when missing.
 # Quiet when everything is present; uses sudo when not root. On macOS it says what to install with Homebrew.
+# With --test (what `make test` runs) also the browser the report tests open pages in: Debian's chromium, and
+# the DejaVu fonts the report's plots are laid out with.
 set -euo pipefail
+test_deps=0
+[[ "${1:-}" == "--test" ]] && test_deps=1
 
 if [[ "$(uname -s)" == "Darwin" ]]; then
   if ! command -v qemu-system-aarch64 >/dev/null; then
@@ -20,6 +24,7 @@ fi
 
 packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio)
 qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
+[[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 sudo=""
@@ -42,7 +47,7 @@ if [[ "${VERSION_CODENAME:-}" == "bookworm" && "${BOOTLAB_QEMU:-backports}" == "
   if [[ -z "$version" ]] || dpkg --compare-versions "$version" lt "1:10"; then
     echo "setup: installing QEMU 10.x from bookworm-backports (${qemu[*]})" >&2
     apt_update
-    $sudo apt-get install -y -qq --no-install-recommends -t bookworm-backports "${qemu[@]}" >/dev/null
+    $sudo apt-get install -o DPkg::Lock::Timeout=120 -y -qq --no-install-recommends -t bookworm-backports "${qemu[@]}" >/dev/null
   fi
 else
   packages+=("${qemu[@]}")
@@ -57,4 +62,4 @@ done
 
 echo "setup: installing ${missing[*]}" >&2
 apt_update
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$sudo apt-get install -o DPkg::Lock::Timeout=120 -y -qq --no-install-recommends "${missing[@]}" >/dev/null

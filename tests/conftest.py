@@ -48,6 +48,11 @@ def private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
 @pytest.fixture
 def fake_host() -> Host:
     """A host with every binary and firmware at fixed paths, as a Linux x86_64 box with KVM would look."""
+    return make_fake_host()
+
+
+def make_fake_host() -> Host:
+    """:func:`fake_host` for fixtures of a wider scope."""
     host = Host(os="linux", arch="x86_64")
     for arch in ("aarch64", "x86_64"):
         host.qemu[arch] = QemuBinary(arch, f"/usr/bin/qemu-system-{arch}", "7.2.22", ["kvm", "tcg"])

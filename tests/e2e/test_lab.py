@@ -146,6 +146,15 @@ def test_compare_dsb_wfi_vs_isb_barriers_is_significant(tmp_path: Path) -> None:
     assert out["sentence"].startswith("vars.build=isb-barriers passes more often than vars.build=dsb-wfi (p = ")
     lo, hi = out["difference_ci95"]
     assert 0 < lo < out["difference"] < hi
+    # the timing of real boots: every boot reached the bootloader, each arm's median is a real time
+    first = out["timing"]["stages"][0]
+    assert (first["stage"], first["n_a"], first["n_b"]) == ("bootloader", 8, 8) and 0 < first["a_p50"] < 120
+    # and the report of these real boots: the six crashes of A in detail, each with its log around the fatal line
+    r = bootlab(tmp_path, "report", out["comparison"], "-o", str(tmp_path / "c.html"))
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "c.html").read_text()
+    assert page.count('<section class="failure"') == 6 and page.count('<svg class="plot"') == 5
+    assert page.count("<mark id=") == 6 and "qemu-system-aarch64 -M virt" in page
 
 
 def test_until_confident_stops_early_on_a_clear_case(tmp_path: Path) -> None:

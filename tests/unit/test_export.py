@@ -67,8 +67,24 @@ def test_export_formats(filled: Path, capsys: pytest.CaptureFixture[str], tmp_pa
     cases = suite.findall("testcase")
     failures = [c for c in cases if c.find("failure") is not None]
     assert len(cases) == 8 and int(suite.get("failures", "-1")) == len(failures)
-    assert all("replay: bootlab boot sim --seed" in (c.find("failure").text or "") for c in failures)  # type: ignore[union-attr]
+    replay = "replay: bootlab boot sim --set cpu=max --set vars.build=dsb-wfi --seed "
+    assert failures and all(replay in (c.find("failure").text or "") for c in failures)  # type: ignore[union-attr]
+    seed = (failures[0].find("failure").text or "").split(replay)[1].split()[0]  # type: ignore[union-attr]
+    assert failures[0].get("name", "").startswith("boot ") and f"seed {seed} " in failures[0].get("name", "")
     assert data["trial"]["boots"] - data["trial"]["passed"] == len(failures)
+
+
+def test_junit_replay_of_a_single_boot_has_its_trials_sets(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "t1", "--config", str(filled), "--json"]) == 0
+    boot = next(b for b in json.loads(capsys.readouterr().out)["boot_list"] if b["outcome"] != "pass")
+    assert main(["export", boot["boot"], "--format", "junit", "--config", str(filled)]) == 0
+    failure = ET.fromstring(capsys.readouterr().out).find("testsuite/testcase/failure")
+    assert failure is not None
+    assert f"replay: bootlab boot sim --set cpu=max --set vars.build=dsb-wfi --seed {boot['seed']}" in (
+        failure.text or ""
+    )
+    assert main(["export", boot["boot"], "--format", "json", "--config", str(filled)]) == 0
+    assert json.loads(capsys.readouterr().out)["boots"][0]["sets"] == ["cpu=max", "vars.build=dsb-wfi"]
 
 
 @pytest.mark.parametrize(

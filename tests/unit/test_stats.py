@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p, percentile, width_fixed_n, wilson
+from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p, percentile, rank_test, width_fixed_n, wilson
 
 
 def test_wilson_6_of_10() -> None:
@@ -74,3 +74,12 @@ def test_percentile() -> None:
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([5], 90) == 5
     assert math.isnan(percentile([], 50))
+
+
+def test_rank_test_direction_and_degenerate_samples() -> None:
+    slow = rank_test([1.0, 2, 3, 4, 5, 6], [7.0, 8, 9, 10, 11])
+    assert slow is not None and slow[0] == pytest.approx(0.004329, abs=1e-6) and slow[1] == 1  # B later
+    fast = rank_test([7.0, 8, 9, 10, 11], [1.0, 2, 3, 4, 5, 6])
+    assert fast is not None and fast[1] == -1
+    assert rank_test([2.4] * 5, [2.4] * 5) == (1.0, 0)  # all tied: nothing to tell apart
+    assert rank_test([2.4], [2.5, 2.6]) is None  # one boot says nothing about a distribution

@@ -82,7 +82,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_stored(args: argparse.Namespace) -> int:
-    from bootlab.lab.lab import comparison, stored_trial
+    from bootlab.lab.lab import comparison, stage_timing, stored_trial
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store, parse_ref
 
@@ -91,13 +91,13 @@ def _compare_stored(args: argparse.Namespace) -> int:
         if ref.kind != "trial":
             raise UsageError(f"compare --trials: {ref} is a {ref.kind}, not a trial; give two trial ids like t12 t13")
     with open_store(load_project(args.config)) as store:
-        ra, _ = stored_trial(store, refs[0].id)
-        rb, _ = stored_trial(store, refs[1].id)
+        ra, records_a = stored_trial(store, refs[0].id)
+        rb, records_b = stored_trial(store, refs[1].id)
     label_a = " ".join([ra.profile, *[s for s in ra.sets if s not in rb.sets]])
     label_b = " ".join([rb.profile, *[s for s in rb.sets if s not in ra.sets]])
     if label_a == label_b:
         label_a, label_b = f"{label_a} ({refs[0]})", f"{label_b} ({refs[1]})"
-    _print(args, comparison(ra, rb, label_a, label_b))
+    _print(args, comparison(ra, rb, label_a, label_b, timing=stage_timing(records_a, records_b, label_a, label_b)))
     return 0
 
 

@@ -47,15 +47,17 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    from bootlab.cli.show import boot_json
+    """The trial (None for a single boot) and its boots, each with the ``sets`` of its trial (for replay)."""
+    from bootlab.store.rows import boot_json, trial_sets
 
     if ref.kind == "boot":
-        return None, [boot_json(store.require(ref))]
+        row = store.require(ref)
+        return None, [{**boot_json(row), "sets": trial_sets(store, row["trial_id"])}]
     from bootlab.lab.lab import stored_trial
     from bootlab.lab.results import to_json
 
     result, _ = stored_trial(store, ref.id)
-    return to_json(result), [boot_json(b) for b in store.boots(ref.id)]
+    return to_json(result), [{**boot_json(b), "sets": result.sets} for b in store.boots(ref.id)]
 
 
 def to_json(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
@@ -93,6 +95,8 @@ def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
 def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     import xml.etree.ElementTree as ET
 
+    from bootlab.lab.summary import replay_command
+
     name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
     failures = sum(1 for b in boots if b["outcome"] not in ("pass", "qemu-error", "infra-error"))
     errors = sum(1 for b in boots if b["outcome"] in ("qemu-error", "infra-error"))
@@ -126,7 +130,7 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             for x in (
                 f"outcome: {b['outcome']} at stage {v.get('stage')}",
                 f"fatal line: {v['fatal_line']}" if v.get("fatal_line") else "",
-                f"replay: bootlab boot {b['profile']} --seed {b['seed']}",
+                f"replay: {replay_command(b['profile'], b['sets'], b['seed'])}",
                 f"log: bootlab show {b['boot']} --log",
             )
             if x

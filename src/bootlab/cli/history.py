@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,44 +19,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_history)
 
 
-def history_rows(store: Any, profile: str | None, limit: int | None) -> list[dict[str, Any]]:
-    rows = []
-    for row in store.trials(profile, limit=limit or None):
-        summary = json.loads(row["summary"]) if row["summary"] else {}
-        part = None
-        if row["matrix_id"] is not None:
-            part = f"m{row['matrix_id']}"
-        elif row["comparison_id"] is not None:
-            part = f"c{row['comparison_id']}/{row['arm']}"
-        if summary:
-            boots, passed = summary.get("boots"), summary.get("passed")
-            rate, ci = summary.get("rate"), summary.get("ci95")
-        else:  # still running (or killed): count what is stored so far
-            from bootlab.lab.stats import wilson
-
-            outcomes = [b["outcome"] for b in store.boots(row["id"])]
-            counted = [o for o in outcomes if o not in ("qemu-error", "infra-error")]
-            boots, passed = len(counted), counted.count("pass")
-            rate = passed / boots if boots else None
-            ci = list(wilson(passed, boots))
-        rows.append(
-            {
-                "trial": f"t{row['id']}",
-                "started": row["started"],
-                "profile": row["profile"],
-                "sets": json.loads(row["sets"] or "[]"),
-                "status": store.status_of(row),
-                "boots": boots,
-                "passed": passed,
-                "rate": rate,
-                "ci95": ci,
-                "part_of": part,
-                "note": row["note"],
-            }
-        )
-    return rows
-
-
 def run_history(args: argparse.Namespace) -> int:
     from bootlab.errors import UsageError
     from bootlab.profile.loader import load_project
@@ -65,6 +26,8 @@ def run_history(args: argparse.Namespace) -> int:
 
     if args.limit < 0:
         raise UsageError(f"--limit {args.limit}: give a positive number of trials, or 0 for all")
+    from bootlab.store.rows import history_rows
+
     with open_store(load_project(args.config)) as store:
         rows = history_rows(store, args.profile, args.limit)
     if args.json:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "show": "show",
     "note": "note",
     "export": "export",
+    "report": "report",
     "vm": "vm",
 }
 

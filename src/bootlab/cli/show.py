@@ -19,30 +19,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_show)
 
 
-def boot_json(row: Any) -> dict[str, Any]:
-    return {
-        "boot": f"b{row['id']}",
-        "trial": f"t{row['trial_id']}" if row["trial_id"] is not None else None,
-        "idx": row["idx"],
-        "profile": row["profile"],
-        "seed": row["seed"],
-        "outcome": row["outcome"],
-        "title": row["title"],
-        "created": row["created"],
-        "note": row["note"],
-        "host": json.loads(row["host"]),
-        "images": json.loads(row["images"]),
-        "argv": json.loads(row["argv"]),
-        "verdict": json.loads(row["verdict"]),
-        "resolved_profile": json.loads(row["profile_json"]),
-        "log": row["log_path"],
-    }
-
-
 def run_show(args: argparse.Namespace) -> int:
     from bootlab.errors import UsageError
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store, parse_ref
+    from bootlab.store.rows import boot_json, trial_sets
 
     ref = parse_ref(args.id)
     if args.log and ref.kind != "boot":
@@ -56,8 +37,7 @@ def run_show(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(store.read_log(row["log_path"]))
                 return 0
             data = boot_json(row)
-            if row["trial_id"] is not None:
-                data["sets"] = json.loads(store.require(parse_ref(f"t{row['trial_id']}"))["sets"] or "[]")
+            data["sets"] = trial_sets(store, row["trial_id"])
             data["notes"] = [n["text"] for n in store.notes(ref)]
             if args.json:
                 print(json.dumps(data, indent=2))
@@ -110,10 +90,9 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  died of: {v['death']['title']}")
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
-    import shlex
+    from bootlab.lab.summary import replay_command
 
-    sets = "".join(f" --set {shlex.quote(x)}" for x in d.get("sets", []))
-    print(f"  seed: {d['seed']} (replay: bootlab boot {d['profile']}{sets} --seed {d['seed']})")
+    print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")
     host = d["host"]
     print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")
     for key, digest in d["images"].items():

@@ -23,8 +23,8 @@ from bootlab.errors import UsageError
 from bootlab.lab.results import Arm as ResultArm
 from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, TrialResult, to_json
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
-from bootlab.lab.stats import boots_per_arm, diff_interval, fisher_p
-from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
+from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
+from bootlab.lab.summary import BootRecord, Stopper, derive_seed, stage_times, summarize
 
 if TYPE_CHECKING:
     from bootlab.host import Host
@@ -330,7 +330,8 @@ class Lab:
         res = self.run(arms, jobs=jobs, progress=progress)
         ra = self.trial_result(arms[0], a, seed_base=base, interrupted=res.interrupted)
         rb = self.trial_result(arms[1], b, seed_base=base, interrupted=res.interrupted)
-        out = comparison(ra, rb, a.label, b.label)
+        timing = stage_timing(arms[0].records, arms[1].records, a.label, b.label)
+        out = comparison(ra, rb, a.label, b.label, timing=timing)
         out.comparison = f"c{cid}" if cid is not None else None
         out.status = "interrupted" if res.interrupted else "done"
         if self.store is not None and cid is not None and arms[0].trial_id and arms[1].trial_id:
@@ -356,8 +357,34 @@ def mark(result: Mapping[str, Any]) -> str:
 MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
 
 
-def comparison(ra: TrialResult, rb: TrialResult, label_a: str, label_b: str) -> ComparisonResult:
-    """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence."""
+def stage_timing(
+    records_a: list[BootRecord], records_b: list[BootRecord], label_a: str, label_b: str
+) -> dict[str, Any]:
+    """Stage times of both arms side by side, with the rank test per stage, and a sentence on the last stage both
+    reach (usually the ready stage: "does B boot slower?")."""
+    rows = compare_times(stage_times(r.verdict for r in records_a), stage_times(r.verdict for r in records_b))
+    return {"stages": rows, "sentence": timing_sentence(rows, label_a, label_b)}
+
+
+def timing_sentence(rows: list[dict[str, Any]], label_a: str, label_b: str) -> str:
+    if not rows:
+        return "no stage reached by both arms: no times to compare"
+    last = rows[-1]
+    stage, p = last["stage"], last["p_value"]
+    if p is None:
+        return f"too few boots reached {stage} to compare times ({last['n_a']} and {last['n_b']})"
+    medians = f"medians A {last['a_p50']:.2f} s, B {last['b_p50']:.2f} s; Mann-Whitney p = {p:.2g}"
+    if p < 0.05 and last["direction"]:
+        how = "later" if last["direction"] > 0 else "earlier"
+        return f"{label_b} reaches {stage} {how} than {label_a} ({medians})"
+    return f"no difference in time to {stage} seen ({medians})"
+
+
+def comparison(
+    ra: TrialResult, rb: TrialResult, label_a: str, label_b: str, timing: dict[str, Any] | None = None
+) -> ComparisonResult:
+    """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence; ``timing``
+    (from :func:`stage_timing`) is carried when the boots are at hand."""
     ka, na, kb, nb = ra.summary.passed, ra.summary.boots, rb.summary.passed, rb.summary.boots
     pa = ka / na if na else None
     pb = kb / nb if nb else None
@@ -393,6 +420,7 @@ def comparison(ra: TrialResult, rb: TrialResult, label_a: str, label_b: str) -> 
         significant=significant,
         more_boots_each=more,
         sentence=sentence,
+        timing=timing,
     )
 
 

@@ -137,6 +137,8 @@ class ComparisonResult(_Result):
     significant: bool
     more_boots_each: int | None
     sentence: str
+    # stage times of both arms with the rank test per stage (lab.lab.stage_timing), when the boots are at hand
+    timing: dict[str, Any] | None = None
     comparison: str | None = None
     status: str = "done"
 

@@ -169,3 +169,47 @@ def percentile(values: list[float], q: float) -> float:
     lo = math.floor(pos)
     hi = math.ceil(pos)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def rank_test(a: list[float], b: list[float]) -> tuple[float, int] | None:
+    """Mann-Whitney U test of two samples of times: (two-sided p, direction), or None with fewer than 2 each.
+
+    direction is +1 when b tends to be larger than a (B is slower), -1 when smaller, 0 when neither, read from U
+    itself (not from the medians, which can be equal while one sample is shifted). A rank test, because boot
+    times are skewed (a slow disk, a retried probe) and a t-test on them would be led by the stragglers."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    res = mannwhitneyu(b, a, alternative="two-sided")
+    p = float(res.pvalue)
+    if math.isnan(p):  # every value identical: nothing to tell apart
+        p = 1.0
+    half = len(a) * len(b) / 2
+    direction = 0 if float(res.statistic) == half else (1 if float(res.statistic) > half else -1)
+    return min(1.0, p), direction
+
+
+def compare_times(times_a: dict[str, list[float]], times_b: dict[str, list[float]]) -> list[dict[str, object]]:
+    """Per stage both arms reached: the medians of A and B, the boots measured, and the rank test's p-value.
+
+    One test per stage, uncorrected: read them as a map of where the time goes; the verdict on "B boots slower"
+    is the test of the last stage both reach (time to ready), one test."""
+    rows: list[dict[str, object]] = []
+    for name, a in times_a.items():
+        b = times_b.get(name)
+        if not a or not b:
+            continue
+        test = rank_test(a, b)
+        rows.append(
+            {
+                "stage": name,
+                "a_p50": round(percentile(a, 50), 3),
+                "b_p50": round(percentile(b, 50), 3),
+                "n_a": len(a),
+                "n_b": len(b),
+                "p_value": test[0] if test else None,
+                "direction": test[1] if test else 0,
+            }
+        )
+    return rows

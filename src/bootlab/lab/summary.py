@@ -17,6 +17,8 @@ What counts (and why):
 from __future__ import annotations
 
 import hashlib
+import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,25 @@ class BootRecord:
     seed: int
     verdict: Verdict
     ref: str | None = None
+
+
+def replay_command(profile: str, sets: list[str], seed: int | None) -> str:
+    """The command that boots one boot of a trial again: its profile, every ``--set`` of the trial, its seed.
+
+    Shown by ``show``, ``trial``, ``export --format junit`` and reports; without the trial's ``--set`` values the
+    command would boot a different configuration (``--set cpu=max`` is what made the boot crash)."""
+    sets_text = "".join(f" --set {shlex.quote(x)}" for x in sets)
+    return f"bootlab boot {shlex.quote(profile)}{sets_text} --seed {seed if seed is not None else 'SEED'}"
+
+
+def stage_times(verdicts: Iterable[Verdict]) -> dict[str, list[float]]:
+    """Seconds since QEMU start at which each stage was reached, per stage, in the order stages first appear."""
+    times: dict[str, list[float]] = {}
+    for verdict in verdicts:
+        for s in verdict.stages:
+            if s.t is not None:
+                times.setdefault(s.name, []).append(s.t)
+    return times
 
 
 def counts_as_pass(verdict: Verdict, strict: bool) -> bool:
@@ -80,21 +101,11 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
     titles = _grouped([(failure_title(r.verdict), r) for r in counted if not counts_as_pass(r.verdict, strict)])
     infra = _grouped([(failure_title(r.verdict), r) for r in records if r.verdict.outcome in INFRA])
     incidents = _grouped([(i.title, r) for r in records for i in r.verdict.incidents])
-    stage_times: dict[str, list[float]] = {}
-    order: list[str] = []
-    for r in records:
-        for s in r.verdict.stages:
-            if s.t is None:
-                continue
-            if s.name not in stage_times:
-                stage_times[s.name] = []
-                order.append(s.name)
-            stage_times[s.name].append(s.t)
     stages = {
         name: StageStats(
             p50=round(percentile(ts, 50), 3), p90=round(percentile(ts, 90), 3), max=round(max(ts), 3), n=len(ts)
         )
-        for name, ts in ((name, stage_times[name]) for name in order)
+        for name, ts in stage_times(r.verdict for r in records).items()
     }
     warning = None
     if excluded and excluded >= len(counted):

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from bootlab.lab.lab import MARKS
+from bootlab.lab.summary import replay_command
 
 
 def pct(x: float | None) -> str:
@@ -59,8 +60,8 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     if r.get("warning"):
         lines.append(f"{indent}WARNING: {r['warning']}")
     if r.get("titles"):
-        sets = "".join(f" --set {shlex.quote(x)}" for x in r.get("sets", []))
-        lines.append(f"{indent}failures by title (replay one: `bootlab boot {r['profile']}{sets} --seed SEED`):")
+        replay = replay_command(r["profile"], r.get("sets", []), None)
+        lines.append(f"{indent}failures by title (replay one: `{replay}`):")
         for t in r["titles"]:
             first = f" (first: {t['first_boot']}, " if t.get("first_boot") else " ("
             lines.append(f"{indent}  {t['count']:>3} x {t['title']}{first}seed {t['first_seed']})")
@@ -145,9 +146,31 @@ def print_comparison(c: dict[str, Any]) -> None:
     out.print(f"  Fisher exact two-sided p = {c['p_value']:.3g}", markup=False)
     mark = MARKS["pass"] if c.get("significant") else MARKS["flaky"]
     out.print(f"  {mark} {c['sentence']}", markup=False)
+    for line in timing_lines(c.get("timing"), indent="  "):
+        out.print(line, markup=False)
     for side in (a, b):
         if side.get("warning"):
             out.print(f"  WARNING ({side['label']}): {side['warning']}", markup=False)
+
+
+def timing_lines(timing: dict[str, Any] | None, *, indent: str = "") -> list[str]:
+    """Stage-time medians of both arms and the rank test per stage, then the sentence on time to ready."""
+    if not timing or not timing.get("stages"):
+        return []
+    rows = timing["stages"]
+    width = max(len(r["stage"]) for r in rows)
+    lines = [f"{indent}stage times, median A vs B (n), Mann-Whitney two-sided p:"]
+    for r in rows:
+        p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        how = ""
+        if r["p_value"] is not None and r["p_value"] < 0.05 and r["direction"]:
+            how = "  B slower" if r["direction"] > 0 else "  B faster"
+        lines.append(
+            f"{indent}  {r['stage']:<{width}}  {r['a_p50']:7.2f} s ({r['n_a']}) vs {r['b_p50']:7.2f} s ({r['n_b']})"
+            f"  p = {p}{how}"
+        )
+    lines.append(f"{indent}{timing['sentence']}")
+    return lines
 
 
 def when(ts: float | None) -> str:

@@ -280,7 +280,10 @@ class Store:
         rel = self.save_log(verdict.log)
         stored = verdict.model_copy(update={"log": str(self.root / rel) if rel else verdict.log})
         qemu = host.qemu.get(profile.arch) if host is not None else None
+        from bootlab import __version__
+
         host_json = {
+            "bootlab": __version__,
             "os": host.os if host else None,
             "arch": host.arch if host else None,
             "qemu": qemu.path if qemu else None,

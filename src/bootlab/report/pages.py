@@ -1,0 +1,360 @@
+"""What a report shows, read from the store: one :class:`Page` per trial, matrix, comparison, boot or history.
+
+Pages are built from store rows and the JSON summaries the store keeps (the ``--json`` objects of ``trial``,
+``matrix`` and ``compare``), never from a running :class:`~bootlab.lab.lab.Lab`: a report of a trial run
+months ago, or by another bootlab version, is the same as one written the minute it ended. Nothing here imports
+matplotlib or Jinja2; :mod:`bootlab.report.plots` draws a page's figures and :mod:`bootlab.report.render` writes
+it as HTML or Markdown.
+
+Adding a kind (bisect, say) is a loader here (registered in :data:`LOADERS`), a figure function in
+:mod:`bootlab.report.plots` (in ``FIGURES``) and a template per format (``templates/bisect.html.j2`` and
+``bisect.md.j2``).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sqlite3
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bootlab.errors import UsageError
+from bootlab.lab.lab import stored_trial, timing_sentence
+from bootlab.lab.stats import compare_times
+from bootlab.lab.summary import counts_as_pass, replay_command, stage_times
+from bootlab.report.logs import excerpt, fatal_index, log_lines
+from bootlab.store.db import Ref
+from bootlab.store.rows import boot_json, history_rows, trial_sets
+from bootlab.verdict import INFRA, Verdict
+
+if TYPE_CHECKING:
+    from bootlab.store.db import Store
+
+#: Failed boots shown with their log excerpt, registers and replay command, per page. Beyond it the verdict table
+#: still lists every boot, and ``bootlab report bN`` shows any one in full: a 1,000-boot trial with 400 failures
+#: would otherwise be megabytes of near-identical excerpts.
+MAX_FAILURE_DETAILS = 24
+
+
+@dataclass
+class Page:
+    """One report: ``kind`` picks the template and the figures; ``data`` is what they read."""
+
+    kind: str
+    ref: str
+    title: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_name(self) -> str:
+        return f"bootlab-report-{self.ref}"
+
+
+def _plain(obj: Any) -> Any:
+    """A summary as plain JSON data, whether the store reader returned a dict or a typed model."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    return json.loads(json.dumps(obj))
+
+
+# -- boots -------------------------------------------------------------------------------------------------------
+
+
+def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[str, Any]:
+    """One stored boot as the templates and plots read it (the verdict's fields, flattened)."""
+    b = boot_json(row)
+    verdict = Verdict.model_validate(b["verdict"])
+    stages = {s.name: s.t for s in verdict.stages if s.t is not None}
+    ready_t = stages.get(verdict.stage or "") if verdict.passed else None
+    counted = verdict.outcome not in INFRA
+    return {
+        **b,
+        "sets": sets,
+        "stage": verdict.stage,
+        "duration_s": verdict.duration_s,
+        "fatal_line": verdict.fatal_line,
+        "fatal_t": verdict.fatal_t,
+        "incidents": [i.model_dump() for i in verdict.incidents],
+        "registers": [r.model_dump() for r in verdict.registers],
+        "stages": stages,
+        "ready_t": ready_t,
+        "counted": counted,
+        "passed": counted and counts_as_pass(verdict, strict),
+        "replay": replay_command(b["profile"], sets, b["seed"]),
+        "model": verdict,
+    }
+
+
+def _pick_failures(boots: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+    """Up to ``cap`` failed boots, taken round-robin over their titles (the commonest first), so that a rare
+    failure is shown even when a common one fills the trial."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for b in boots:
+        if not b["passed"]:
+            groups.setdefault(b["title"] or f"{b['outcome']} after {b['stage'] or 'start'}", []).append(b)
+    queues = sorted(groups.values(), key=lambda g: -len(g))
+    picked: list[dict[str, Any]] = []
+    depth = 0
+    while len(picked) < cap and any(depth < len(q) for q in queues):
+        for q in queues:
+            if depth < len(q) and len(picked) < cap:
+                picked.append(q[depth])
+        depth += 1
+    return sorted(picked, key=lambda b: b["idx"] if b["idx"] is not None else -1)
+
+
+def _with_excerpt(store: Store, boot: dict[str, Any]) -> dict[str, Any]:
+    lines = _read_lines(store, boot)
+    return {**boot, "excerpt": excerpt(lines, boot["fatal_line"], skip=_skip(boot)) if lines is not None else None}
+
+
+def _skip(boot: dict[str, Any]) -> int:
+    """How many earlier lines carry the fatal line's text: incidents with the same line, before the fatal one."""
+    fatal, fatal_t = (boot["fatal_line"] or "").strip(), boot["fatal_t"]
+    return sum(
+        1
+        for i in boot["incidents"]
+        if (i.get("line") or "").strip() == fatal and (i.get("t") is None or fatal_t is None or i["t"] <= fatal_t)
+    )
+
+
+def _read_lines(store: Store, boot: dict[str, Any]) -> list[str] | None:
+    if not boot["log"]:
+        return None
+    try:
+        return log_lines(store.read_log(boot["log"]))
+    except UsageError:  # the log file went missing from the store: the page says so instead of failing
+        return None
+
+
+def environment(boots: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the boots ran: bootlab and QEMU versions, hosts, accelerators, image hashes, the resolved profile and
+    argv of the first boot. Values that changed during the trial are all listed, with how many boots saw each."""
+    hosts: Counter[tuple[Any, ...]] = Counter()
+    images: Counter[tuple[str, Any]] = Counter()
+    for b in boots:
+        h = b["host"]
+        hosts[(h.get("bootlab"), h.get("os"), h.get("arch"), h.get("qemu"), h.get("qemu_version"), h.get("accel"))] += 1
+        for key, digest in b["images"].items():
+            images[(key, digest)] += 1
+    first = boots[0] if boots else None
+    profile = None
+    if first is not None:
+        profile = json.dumps(_drop_empty(first["resolved_profile"]), indent=2)
+    keys = ("bootlab", "os", "arch", "qemu", "qemu_version", "accel")
+    return {
+        "hosts": [{**dict(zip(keys, h, strict=True)), "boots": n} for h, n in hosts.most_common()],
+        "images": [{"key": k, "sha256": d, "boots": n} for (k, d), n in sorted(images.items())],
+        "profile": profile,
+        "argv": shlex.join(first["argv"]) if first and first["argv"] else None,
+        "first_boot": first["boot"] if first else None,
+        "first_seed": first["seed"] if first else None,
+        "boots": len(boots),
+    }
+
+
+def _drop_empty(value: Any) -> Any:
+    """The resolved profile without null, empty and false-y defaults: what was set, readable at a glance."""
+    if isinstance(value, dict):
+        return {k: _drop_empty(v) for k, v in value.items() if v not in (None, [], {}, "")}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
+# -- trials --------------------------------------------------------------------------------------------------------
+
+
+def trial_summary(store: Store, row: sqlite3.Row) -> dict[str, Any]:
+    """The trial's stored ``--json`` summary; a trial still running (or killed) is counted from its boots."""
+    saved = json.loads(row["summary"]) if row["summary"] else None
+    if saved is None:
+        saved = _plain(stored_trial(store, int(row["id"]))[0])
+    return {
+        **saved,
+        "trial": f"t{row['id']}",
+        "status": store.status_of(row),
+        "note": row["note"],
+        "started": row["started"],
+        "finished": row["finished"],
+        "n": json.loads(row["params"] or "{}").get("n"),
+    }
+
+
+def arm_view(store: Store, trial_id: int, cap: int = MAX_FAILURE_DETAILS) -> dict[str, Any]:
+    """A trial with its boots, its failed boots in detail (at most ``cap``) and its environment."""
+    row = store.require(Ref("trial", trial_id))
+    summary = trial_summary(store, row)
+    sets = list(summary.get("sets") or json.loads(row["sets"] or "[]"))
+    strict = bool(summary.get("strict"))
+    boots = [boot_view(b, sets, strict) for b in store.boots(trial_id)]
+    failed = [b for b in boots if not b["passed"]]
+    shown = [_with_excerpt(store, b) for b in _pick_failures(boots, cap)]
+    n = summary.get("n") or len(boots)
+    seed_base = summary.get("seed_base")
+    sets_text = "".join(f" --set {shlex.quote(s)}" for s in sets)
+    # a comparison arm's seeds are salted with its side: `bootlab trial --seed-base` would not boot them again
+    replay_trial = None
+    if seed_base is not None and row["comparison_id"] is None:
+        replay_trial = f"bootlab trial {shlex.quote(summary['profile'])}{sets_text} -n {n} --seed-base {seed_base}"
+    return {
+        "summary": summary,
+        "boots": boots,
+        "failures": shown,
+        "failures_total": len(failed),
+        "env": environment(boots),
+        "notes": [note["text"] for note in store.notes(Ref("trial", trial_id))],
+        "replay_trial": replay_trial,
+        "replay_boot": replay_command(summary["profile"], sets, None),
+    }
+
+
+def _label(summary: dict[str, Any]) -> str:
+    return " ".join([summary["profile"], *(f"--set {s}" for s in summary.get("sets") or [])])
+
+
+def load_trial(store: Store, ref: Ref) -> Page:
+    arm = arm_view(store, ref.id)
+    return Page("trial", str(ref), f"trial {ref}: {_label(arm['summary'])}", {"arm": arm})
+
+
+def load_matrix(store: Store, ref: Ref) -> Page:
+    row = store.require(ref)
+    if not row["summary"]:
+        raise UsageError(
+            f"matrix {ref} has no result yet (still running, or it was killed); its cells are trials: "
+            f"`bootlab history` lists them"
+        )
+    matrix = json.loads(row["summary"])
+    matrix["status"] = store.status_of(row)
+    cells = [c for c in matrix["cells"] if not c.get("refused") and c.get("trial")]
+    cap = max(2, MAX_FAILURE_DETAILS // max(1, len(cells)))
+    arms = {c["trial"]: arm_view(store, int(c["trial"][1:]), cap) for c in cells}
+    views = []
+    for c in matrix["cells"]:
+        label = " ".join(f"{k}={v}" for k, v in c["axes"].items())
+        views.append({**c, "label": label, "arm": arms.get(c.get("trial") or "")})
+    booted = [b for arm in arms.values() for b in arm["boots"]]
+    data = {
+        "matrix": matrix,
+        "cells": views,
+        "note": row["note"],
+        "notes": [n["text"] for n in store.notes(ref)],
+        "started": row["started"],
+        "finished": row["finished"],
+        "env": environment(booted),
+        "refused": [c for c in views if c.get("refused")],
+        "marks": dict(Counter(c["mark"] for c in matrix["cells"]).most_common()),
+    }
+    axes = " × ".join(matrix["axes"])
+    return Page("matrix", str(ref), f"matrix {ref}: {matrix['profile']}, {axes}", data)
+
+
+def load_comparison(store: Store, ref: Ref) -> Page:
+    row = store.require(ref)
+    if not row["summary"] or row["trial_a"] is None or row["trial_b"] is None:
+        raise UsageError(
+            f"comparison {ref} has no result yet (still running, or it was killed); its arms are "
+            f"trials: `bootlab history` lists them"
+        )
+    comparison = json.loads(row["summary"])
+    cap = MAX_FAILURE_DETAILS // 2
+    a, b = arm_view(store, int(row["trial_a"]), cap), arm_view(store, int(row["trial_b"]), cap)
+    # the rank test is recomputed from the stored boots: comparisons stored before it existed get it too
+    rows = compare_times(*(stage_times(x["model"] for x in arm["boots"]) for arm in (a, b)))
+    label_a, label_b = comparison["a"]["label"], comparison["b"]["label"]
+    timing = {"stages": rows, "sentence": timing_sentence(rows, label_a, label_b)}
+    data = {
+        "comparison": comparison,
+        "a": a,
+        "b": b,
+        "timing": timing,
+        "note": row["note"],
+        "notes": [n["text"] for n in store.notes(ref)],
+        "started": row["started"],
+        "finished": row["finished"],
+        "same_env": _env_key(a["env"]) == _env_key(b["env"]),
+        "replay": _replay_comparison(comparison, a["summary"], b["summary"]),
+    }
+    return Page("comparison", str(ref), f"comparison {ref}: {label_a} vs {label_b}", data)
+
+
+def _replay_comparison(c: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """``bootlab compare`` with every --set of each arm given as --a/--b: the same arms, the same seeds."""
+    if a.get("seed_base") is None or a.get("seed_base") != b.get("seed_base"):
+        return None
+    profiles = [a["profile"]] if a["profile"] == b["profile"] else [a["profile"], b["profile"]]
+    words = ["bootlab", "compare", *profiles]
+    words += [w for s in a.get("sets") or [] for w in ("--a", s)]
+    words += [w for s in b.get("sets") or [] for w in ("--b", s)]
+    n = max(a.get("n") or a["boots"], b.get("n") or b["boots"])
+    strict = " --strict" if a.get("strict") else ""
+    return f"{shlex.join(words)} -n {n} --seed-base {a['seed_base']}{strict}"
+
+
+def _env_key(env: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        tuple((h["os"], h["arch"], h["qemu_version"], h["accel"]) for h in env["hosts"]),
+        tuple((i["key"], i["sha256"]) for i in env["images"]),
+    )
+
+
+#: A boot page shows at most this many lines of the console log (the end of it when longer).
+MAX_LOG_LINES = 4000
+
+
+def load_boot(store: Store, ref: Ref) -> Page:
+    row = store.require(ref)
+    sets = trial_sets(store, row["trial_id"])
+    boot = boot_view(row, sets)
+    lines = _read_lines(store, boot)
+    log = None
+    if lines is not None:
+        at = fatal_index(lines, boot["fatal_line"], _skip(boot))
+        start = max(0, len(lines) - MAX_LOG_LINES)
+        log = {
+            "lines": [{"n": i + 1, "text": t, "fatal": i == at} for i, t in enumerate(lines[start:], start)],
+            "total": len(lines),
+            "cut": start,
+        }
+    boot = {**boot, "excerpt": excerpt(lines, boot["fatal_line"], skip=_skip(boot)) if lines is not None else None}
+    data = {
+        "boot": boot,
+        "log": log,
+        "notes": [n["text"] for n in store.notes(ref)],
+        "env": environment([boot]),
+    }
+    return Page("boot", str(ref), f"boot {ref}: {boot['profile']}, {boot['outcome']}", data)
+
+
+def load_history(store: Store, profile: str) -> Page:
+    rows = list(reversed(history_rows(store, profile, None)))
+    if not rows:
+        known = sorted({r["profile"] for r in store.trials()})
+        hint = (
+            f"profiles with trials: {', '.join(known)}" if known else "the store has no trials yet; run `bootlab trial`"
+        )
+        raise UsageError(f"report --history {profile}: no trials of {profile} in the store {store.root}; {hint}")
+    variants = list(dict.fromkeys(" ".join(r["sets"]) for r in rows))
+    data = {"profile": profile, "rows": rows, "variants": variants}
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in profile)
+    return Page("history", f"history-{safe}", f"history of {profile}: {len(rows)} trials", data)
+
+
+#: kind of store id -> the loader of its page. Bisect: add its loader here (and its kind to store.db.KINDS).
+LOADERS: dict[str, Callable[[Store, Ref], Page]] = {
+    "trial": load_trial,
+    "matrix": load_matrix,
+    "comparison": load_comparison,
+    "boot": load_boot,
+}
+
+
+def load(store: Store, ref: Ref) -> Page:
+    loader = LOADERS.get(ref.kind)
+    if loader is None:
+        raise UsageError(f"report {ref}: no report for a {ref.kind} yet; report a trial, matrix, comparison or boot")
+    return loader(store, ref)

@@ -1,0 +1,85 @@
+"""Store rows as the JSON objects that ``show``, ``history``, ``export`` and reports print and read.
+
+One place for these shapes, so that ``bootlab show b7 --json``, the JUnit export and the HTML report describe a
+boot with the same keys, and ``bootlab history --json`` and the history report list the same trials.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bootlab.store.db import Store
+
+
+def boot_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A stored boot: ids, seed, outcome, host, image hashes, argv, the verdict and the resolved profile."""
+    return {
+        "boot": f"b{row['id']}",
+        "trial": f"t{row['trial_id']}" if row["trial_id"] is not None else None,
+        "idx": row["idx"],
+        "profile": row["profile"],
+        "seed": row["seed"],
+        "outcome": row["outcome"],
+        "title": row["title"],
+        "created": row["created"],
+        "note": row["note"],
+        "host": json.loads(row["host"]),
+        "images": json.loads(row["images"]),
+        "argv": json.loads(row["argv"]),
+        "verdict": json.loads(row["verdict"]),
+        "resolved_profile": json.loads(row["profile_json"]),
+        "log": row["log_path"],
+    }
+
+
+def trial_sets(store: Store, trial_id: int | None) -> list[str]:
+    """The ``--set`` values a trial's boots ran with (a single boot's own are in its resolved profile)."""
+    if trial_id is None:
+        return []
+    from bootlab.store.db import Ref
+
+    return list(json.loads(store.require(Ref("trial", trial_id))["sets"] or "[]"))
+
+
+def history_rows(store: Store, profile: str | None, limit: int | None) -> list[dict[str, Any]]:
+    """Stored trials, newest first: id, start, profile, sets, status, counts, rate, interval, part of, note.
+
+    A trial still running (or killed) has no summary yet: its rate is counted from the boots stored so far."""
+    rows = []
+    for row in store.trials(profile, limit=limit or None):
+        summary = json.loads(row["summary"]) if row["summary"] else {}
+        part = None
+        if row["matrix_id"] is not None:
+            part = f"m{row['matrix_id']}"
+        elif row["comparison_id"] is not None:
+            part = f"c{row['comparison_id']}/{row['arm']}"
+        if summary:
+            boots, passed = summary.get("boots"), summary.get("passed")
+            rate, ci = summary.get("rate"), summary.get("ci95")
+        else:  # still running (or killed): count what is stored so far
+            from bootlab.lab.stats import wilson
+
+            outcomes = [b["outcome"] for b in store.boots(row["id"])]
+            counted = [o for o in outcomes if o not in ("qemu-error", "infra-error")]
+            boots, passed = len(counted), counted.count("pass")
+            rate = passed / boots if boots else None
+            ci = list(wilson(passed, boots))
+        rows.append(
+            {
+                "trial": f"t{row['id']}",
+                "started": row["started"],
+                "profile": row["profile"],
+                "sets": json.loads(row["sets"] or "[]"),
+                "status": store.status_of(row),
+                "boots": boots,
+                "passed": passed,
+                "rate": rate,
+                "ci95": ci,
+                "part_of": part,
+                "note": row["note"],
+            }
+        )
+    return rows

@@ -1,0 +1,400 @@
+"""`bootlab report`: pages built from a store filled by simulated trials that replay recorded redox-sim logs.
+
+Every kind (trial, matrix with refused cells, comparison, boot, history), the edge cases (a trial with no boots,
+one whose every boot failed, one whose every boot was an infra-error, 1,000 boots), Markdown, the compare text
+and the command's bad input. The checks read the pages' content against the store, not just that a file exists;
+tests/unit/test_report_browser.py opens the same pages in Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import html
+import json
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from report_support import SAMPLES, make_report_lab, replay_boot_fn
+
+from bootlab.cli.main import main
+from bootlab.lab.lab import ArmSpec, Lab
+from bootlab.lab.results import to_json
+from bootlab.lab.stats import rank_test, wilson
+from bootlab.report import pages, plots, render
+from bootlab.report.logs import excerpt, log_lines
+from bootlab.store.db import Ref, Store
+from conftest import make_fake_host
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("style", "svg"):
+            self.skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("style", "svg"):
+            self.skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def text_of(page: str) -> str:
+    """The page's readable text (no CSS, no SVG), whitespace collapsed: what a reader sees outside the plots."""
+    parser = _Text()
+    parser.feed(page)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def section(page: str, anchor: str) -> str:
+    """The HTML from ``<h2 id=anchor>`` to the next ``<h2``."""
+    start = page.index(f'<h2 id="{anchor}">')
+    end = page.find("<h2", start + 1)
+    return page[start : end if end >= 0 else len(page)]
+
+
+def rate(passed: int, n: int) -> str:
+    lo, hi = wilson(passed, n)
+    return f"{passed}/{n} {passed / n:.0%} [{lo:.0%}-{hi:.0%}]"
+
+
+class Filled:
+    """A store with one of everything; ids are fixed by the order they are made in."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.lab: Lab = make_report_lab(root, make_fake_host())
+        assert self.lab.store is not None
+        self.store: Store = self.lab.store
+        lab = self.lab
+        self.trial = to_json(lab.trial(ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"]), n=20, seed_base=3))  # t1
+        self.all_failed = to_json(lab.trial(ArmSpec("sim", ["cpu=max", "smp=4"]), n=6, seed_base=4))  # t2
+        self.infra = to_json(lab.trial(ArmSpec("sim", ["vars.broken=qemu-missing"]), n=4, seed_base=5))  # t3
+        self.empty_id = self.store.begin_trial("sim", sets=["cpu=max"], params={"n": 10})  # t4: no boot yet
+        self.matrix = to_json(
+            lab.matrix(
+                "sim",
+                ["vars.build=dsb-wfi"],
+                ["cpu=cortex-a72,max,host", "smp=1,4", "machine.highmem=on,off"],
+                n=3,
+                seed_base=1,
+            )
+        )  # m1: cells t5..t12; the 4 host cells are refused by lint
+        a = ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"], label="dsb-wfi")
+        b = ArmSpec("sim", ["cpu=max", "vars.build=isb-barriers", "vars.slow=0.4"], label="isb-barriers")
+        self.comparison = to_json(lab.compare(a, b, n=15, seed_base=5))  # c1 (t13, t14)
+        # a single boot, as `bootlab boot` stores it: no trial
+        profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 77, 0)
+        verdict = asyncio.run(replay_boot_fn()(profile, root / "single.log"))
+        self.single = f"b{self.store.record_boot(verdict, profile, lab.host)}"
+
+    def page(self, ref: str) -> pages.Page:
+        from bootlab.store.db import parse_ref
+
+        return pages.load(self.store, parse_ref(ref))
+
+    def html(self, page: pages.Page) -> str:
+        return render.html(page, plots.figures(page), store=self.store.root)
+
+    def boots(self, trial: str) -> list[dict[str, object]]:
+        return [dict(r) for r in self.store.boots(int(trial[1:]))]
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+    f = Filled(tmp_path_factory.mktemp("report"))
+    yield f
+    f.store.close()
+
+
+def test_trial_page_shows_the_stored_numbers(filled: Filled) -> None:
+    t = filled.trial
+    page = filled.html(filled.page("t1"))
+    text = text_of(page)
+    assert rate(t["passed"], t["boots"]) in text and "95% Wilson interval" in text
+    for outcome, count in t["outcomes"].items():
+        assert f"{outcome} {count}" in text
+    # plots: rate, outcome strip, stage times, time to ready, failures by title; each inline, with a caption
+    assert page.count('<svg class="plot"') == 5 and page.count("<figcaption>") == 5
+    assert "Pass rate" in text and "Outcome of each boot" in text and "Time to each stage" in text
+    # failures by title, with counts and the first boot of each
+    for title in t["titles"]:
+        assert html.escape(title["title"], quote=False) in section(page, "failures")
+        assert f">{title['count']}<" in section(page, "failures")
+    # incidents apart from failures
+    assert "redox: Lacks grant in nulld" in text_of(section(page, "incidents"))
+    # every boot in the verdict table, with its seed and outcome
+    boots = filled.boots("t1")
+    table = section(page, "boots")
+    assert table.count("<tr") == len(boots) + 1
+    for b in boots:
+        assert f">b{b['id']}" in table and f">{b['seed']}<" in table
+    # the environment: QEMU version, the kernel's sha256, the argv of the first boot
+    env = text_of(section(page, "environment"))
+    assert "7.2.22" in env and hashlib.sha256(b"not a kernel").hexdigest() in env
+    assert "qemu-system-aarch64 -M virt -cpu max" in env
+    assert "bootlab trial sim --set cpu=max --set vars.build=dsb-wfi -n 20 --seed-base 3" in env
+
+
+def test_failed_boots_show_excerpt_registers_and_replay(filled: Filled) -> None:
+    page = filled.html(filled.page("t1"))
+    failed = [b for b in filled.boots("t1") if b["outcome"] != "pass"]
+    details = section(page, "failed-boots")
+    assert details.count('<section class="failure"') == len(failed) <= pages.MAX_FAILURE_DETAILS
+    for b in failed:
+        part = details[details.index(f'id="b{b["id"]}"') :].split("</section>")[0]
+        verdict = json.loads(str(b["verdict"]))
+        assert f"bootlab boot sim --set cpu=max --set vars.build=dsb-wfi --seed {b['seed']}" in part
+        if b["outcome"] == "crash":
+            # the highlighted line is the verdict's fatal line, and the registers captured at the crash are shown
+            marked = re.search(r"<mark[^>]*><span class=\"ln\">\d+</span>(.*?)</mark>", part)
+            assert marked and html.unescape(marked.group(1)).strip() == verdict["fatal_line"].strip()
+            assert "ffffa1486a4da26c" in part
+        else:  # a hang: no fatal line; the end of the log is the clue
+            assert "<mark" not in part and "no fatal line" in part
+
+
+def test_fatal_line_after_an_incident_with_the_same_text() -> None:
+    """Redox prints "Lacks grant" for a daemon (an incident) before printing it for init (the fatal one)."""
+    lines = log_lines((SAMPLES / "guest-redox-sim-init-died.log").read_bytes())
+    hits = [i for i, line in enumerate(lines) if "Lacks grant" in line]
+    assert len(hits) == 2
+    first = excerpt(lines, "kernel::context::memory:DEBUG -- Lacks grant")
+    second = excerpt(lines, "kernel::context::memory:DEBUG -- Lacks grant", skip=1)
+    assert first and second
+    assert [x["n"] for x in first["lines"] if x["fatal"]] == [hits[0] + 1]
+    assert [x["n"] for x in second["lines"] if x["fatal"]] == [hits[1] + 1]
+
+
+def test_all_failed_infra_and_empty_trials(filled: Filled) -> None:
+    page = filled.html(filled.page("t2"))
+    assert rate(0, 6) in text_of(page) and "No failed boots" not in page
+    assert section(page, "failed-boots").count('<section class="failure"') == 6
+    # every boot an infra-error: nothing counted, the page says why instead of plotting nothing
+    infra = text_of(filled.html(filled.page("t3")))
+    assert "0 counted boots" in infra and "4 qemu-error/infra-error boot(s) are excluded" in infra
+    assert "the host or the profile is the problem" in infra and "cannot start QEMU: qemu-missing" in infra
+    # a trial with no boot stored yet (still running): a page, not a traceback
+    empty = filled.html(filled.page(f"t{filled.empty_id}"))
+    assert "0 counted boots" in text_of(empty) and "This trial has no stored boots" in text_of(empty)
+    assert '<svg class="plot"' not in empty and "nothing to plot" in empty
+
+
+def test_matrix_heat_map_and_refused_cells(filled: Filled) -> None:
+    m = filled.matrix
+    page = filled.html(filled.page("m1"))
+    text = text_of(page)
+    svg = page[page.index('<svg class="plot"') : page.index("</svg>")]
+    booted = [c for c in m["cells"] if not c["refused"]]
+    for c in booted:  # counts and interval written into the cells of the heat map, and in the table
+        assert f"{c['passed']}/{c['boots']}" in svg and rate(c["passed"], c["boots"]) in text
+    assert svg.count("refused") == 4 and "machine.highmem=on" in svg and "machine.highmem=off" in svg
+    refused = [c for c in m["cells"] if c["refused"]]
+    assert len(refused) == 4 and "cpu-host-tcg" in text_of(section(page, "refused"))
+    marks = Counter(c["mark"] for c in m["cells"])
+    assert marks["refused"] == 4 and marks["fail"] >= 2  # cpu=max with smp=4 always crashes
+    for mark, name in render.MARK_NAMES.items():
+        assert (f"{name} {marks[mark]}" in text) == (mark in marks)
+    # each booted cell in detail, with its trial
+    for c in booted:
+        assert f'id="cell-{c["trial"]}"' in page
+
+
+def test_comparison_rates_difference_and_rank_test(filled: Filled) -> None:
+    c = filled.comparison
+    page = filled.html(filled.page("c1"))
+    text = text_of(page)
+    assert c["sentence"] in text and f"two-sided p = {c['p_value']:.3g}" in text
+    lo, hi = c["difference_ci95"]
+    assert f"[{100 * lo:+.0f}, {100 * hi:+.0f}] (95% Newcombe interval)" in text
+    # the rank test, recomputed here from the stored boots
+    login = {}
+    for side, trial in (("a", c["a"]["trial"]), ("b", c["b"]["trial"])):
+        login[side] = [
+            s["t"] for b in filled.boots(trial) for s in json.loads(str(b["verdict"]))["stages"] if s["name"] == "login"
+        ]
+    test = rank_test(login["a"], login["b"])
+    assert test is not None and test[0] < 0.05 and test[1] == 1  # B boots 0.4 s slower at every stage after menu
+    timing = section(page, "timing")
+    assert f"{test[0]:.3g}" in timing and "B slower" in timing
+    assert "isb-barriers reaches login later than dsb-wfi" in text
+    assert page.count('<svg class="plot"') == 5
+    assert "bootlab compare sim --a cpu=max --a vars.build=dsb-wfi --b cpu=max" in text
+
+
+def test_boot_page(filled: Filled) -> None:
+    crashed = next(b for b in filled.boots("t1") if b["outcome"] == "crash")
+    page = filled.html(filled.page(f"b{crashed['id']}"))
+    text = text_of(page)
+    verdict = json.loads(str(crashed["verdict"]))
+    assert verdict["title"] in text and "Timeline" in text and "ffffa1486a4da26c" in text
+    raw = gzip.decompress((filled.store.root / str(crashed["log_path"])).read_bytes()).decode()
+    whole = section(page, "log")
+    assert whole.count('<span class="ln">') == len(raw.rstrip("\n").split("\n"))
+    assert whole.count("<mark>") == 1
+
+
+def test_single_boot_page(filled: Filled) -> None:
+    page = filled.html(filled.page(filled.single))
+    text = text_of(page)
+    assert "a single boot" in text and "bootlab boot sim --seed 77" in text
+    assert "the store keeps no list of the --set values it ran with" in text
+    assert '"smp": 4' in text  # the resolved profile says what it ran with
+
+
+def test_history_page(filled: Filled) -> None:
+    page = filled.html(pages.load_history(filled.store, "sim"))
+    text = text_of(page)
+    rows = filled.store.trials("sim")
+    assert f"history of sim: {len(rows)} trials" in text
+    for row in rows:
+        assert f"t{row['id']}" in text_of(section(page, "trials"))
+    assert "cpu=max vars.build=dsb-wfi" in text  # a legend entry per variant, in the page's text
+    assert page.count('class="swatch"') >= 5
+
+
+def test_markdown_for_a_job_summary(filled: Filled, tmp_path: Path) -> None:
+    t = filled.trial
+    md = render.markdown(filled.page("t1"), html_link="bootlab-report-t1.html")
+    assert f"**{rate(t['passed'], t['boots'])}**" in md
+    assert "| boots | failure title | first boot | its seed |" in md
+    assert md.count("\n| ") >= len(t["titles"]) + len(t["stages"])
+    assert "[bootlab-report-t1.html](bootlab-report-t1.html)" in md and "<svg" not in md
+    cmd = render.markdown(filled.page("c1"))
+    assert filled.comparison["sentence"] in cmd and "Mann–Whitney p" in cmd and "Full report" not in cmd
+    mx = render.markdown(filled.page("m1"))
+    assert mx.count("🚫") == 5 and mx.count("✅") >= 5  # 4 cells + the key; 4 cells + the key
+
+
+def test_cli_writes_reports_and_links_markdown(
+    filled: Filled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "t1"]) == 0
+    out = capsys.readouterr().out
+    assert "report: " in out and (tmp_path / "bootlab-report-t1.html").is_file()
+    assert main(["report", "t1", "--format", "md"]) == 0  # the HTML is beside it: linked
+    md = (tmp_path / "bootlab-report-t1.md").read_text()
+    assert "(bootlab-report-t1.html)" in md
+    capsys.readouterr()
+    assert main(["report", "c1", "--format", "md", "-o", "-"]) == 0  # no HTML of c1 here: no link
+    out = capsys.readouterr().out
+    assert out.startswith("### bootlab comparison c1") and "Full report" not in out
+    assert main(["report", "t1", "m1", "c1", "--history", "sim", "-o", str(tmp_path / "all")]) == 0
+    names = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert names == [f"bootlab-report-{x}.html" for x in ("c1", "history-sim", "m1", "t1")]
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda uri: opened.append(uri) or True)
+    assert main(["report", "b1", "-o", str(tmp_path / "one.html"), "--open"]) == 0
+    assert opened == [(tmp_path / "one.html").resolve().as_uri()]
+
+
+def test_thousand_boot_trial_stays_small(tmp_path: Path) -> None:
+    lab = make_report_lab(tmp_path, make_fake_host())
+    t = to_json(lab.trial(ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"]), n=1000, seed_base=7, jobs=4))
+    assert lab.store is not None
+    page = render.html(p := pages.load(lab.store, Ref("trial", 1)), plots.figures(p), store=lab.store.root)
+    size = len(page.encode())
+    assert 150_000 < size < 600_000, size  # every boot listed, 24 in detail, five plots: well under a megabyte
+    assert section(page, "boots").count("<tr") == 1001
+    failed = 1000 - t["passed"]
+    assert f"{pages.MAX_FAILURE_DETAILS} of {failed} failed boots are shown" in text_of(page)
+    # each title gets its share of the details: the rarest title is shown too
+    titles = {x["title"] for x in t["titles"]}
+    shown = section(page, "failed-boots")
+    assert all(html.escape(title, quote=False) in shown for title in titles)
+    svgs = re.findall(r'<svg class="plot".*?</svg>', page, re.S)
+    assert len(svgs) == 5 and all(len(s) < 120_000 for s in svgs)
+
+
+def test_compare_prints_stage_medians_and_rank_test(
+    filled: Filled, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
+    assert main(["compare", "--trials", "t13", "t14"]) == 0
+    out = capsys.readouterr().out
+    assert "stage times, median A vs B (n), Mann-Whitney two-sided p:" in out
+    login = next(line for line in out.splitlines() if line.strip().startswith("login"))
+    assert re.search(r"login\s+\d+\.\d\d s \(\d+\) vs\s+\d+\.\d\d s \(\d+\)\s+p = \S+\s+B slower", login)
+    assert "reaches login later than" in out
+    assert main(["compare", "--trials", "t13", "t14", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    rows = {r["stage"]: r for r in data["timing"]["stages"]}
+    assert rows["login"]["b_p50"] > rows["login"]["a_p50"] and rows["login"]["p_value"] < 0.05
+    assert rows["bootloader"]["p_value"] > 0.01  # the slow-down is after the bootloader only
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["report", "t99"], "no trial t99 in the store"),
+        (["report", "zz"], "not a store id"),
+        (["report"], "report needs what to report"),
+        (["report", "t1", "--format", "pdf"], "unknown format; use html or md"),
+        (["report", "t1", "--format", "md", "--open"], "--open opens an HTML file"),
+        (["report", "t1", "m1", "-o", "-"], "-o - writes one HTML page"),
+        (["report", "--history", "nope"], "no trials of nope in the store"),
+        (["report", "t1", "-o", "FILE/report.html"], "cannot write the report to"),
+        (["report", "t1", "m1", "-o", "FILE"], "with several IDs, -o names a directory"),
+    ],
+)
+def test_report_bad_input(
+    filled: Filled,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "FILE").write_text("a file where a directory should be")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("bootlab-report-*")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_report_of_an_empty_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOOTLAB_STORE", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "t1"]) == 2
+    err = capsys.readouterr().err
+    assert "is empty: nothing to report" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_without_the_extra_says_how_to_install_it(
+    filled: Filled, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert main(["report", "t1", "-o", "-"]) == 2
+    assert "pip install 'bootlab[report]'" in capsys.readouterr().err
+
+
+def test_other_commands_do_not_import_the_report_libraries() -> None:
+    """Start-up must not grow: matplotlib and Jinja2 are imported by `bootlab report` only."""
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "bootlab", "profiles"], capture_output=True, text=True, check=True
+    )
+    imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if "|" in line}
+    assert "bootlab.cli.main" in imported and "bootlab.profile.loader" in imported
+    heavy = ("matplotlib", "jinja2", "bootlab.report.plots", "bootlab.report.render", "bootlab.report.pages")
+    assert not [m for m in imported if m.startswith(heavy)]

@@ -1,0 +1,134 @@
+"""Reports opened in a real browser: Debian's headless Chromium, driven by Playwright, networking off.
+
+Each kind of report is written to disk and opened from file://. The test reads what the browser laid out, not the
+HTML text: every plot's SVG has a real size on the page, the key numbers are in the page's visible text, nothing
+sticks out sideways, the browser logged no error (a Content-Security-Policy violation is one) and requested
+nothing but the file itself. A full-page screenshot of each is kept (in $BOOTLAB_SCREENSHOTS when set) for a
+person to look at.
+
+Playwright is a dev dependency that drives /usr/bin/chromium (installed by `make test`); it never downloads a
+browser of its own. Without Chromium the test is skipped, except under `make test`, where a missing browser fails
+it (tests/prereq.py).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_support import make_report_lab
+
+from bootlab.lab.lab import ArmSpec
+from bootlab.lab.results import to_json
+from bootlab.lab.stats import wilson
+from bootlab.report import pages, plots, render
+from bootlab.store.db import Ref
+from conftest import make_fake_host
+from prereq import need
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # no name resolves: a stray fetch could not leave the machine
+]
+
+
+def _browser_or_skip() -> None:
+    need(Path(CHROMIUM).is_file(), f"{CHROMIUM} is missing; `make test` installs it (scripts/setup-system.sh --test)")
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Path, list[str]]]]:
+    """One report of each kind on disk, with the numbers each must show."""
+    _browser_or_skip()
+    root = tmp_path_factory.mktemp("browser")
+    lab = make_report_lab(root, make_fake_host())
+    store = lab.store
+    assert store is not None
+    t = to_json(lab.trial(ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"]), n=30, seed_base=3))
+    m = to_json(lab.matrix("sim", [], ["cpu=cortex-a72,max,host", "smp=1,4"], n=3, seed_base=1))
+    a = ArmSpec("sim", ["cpu=max", "vars.build=dsb-wfi"], label="dsb-wfi")
+    b = ArmSpec("sim", ["cpu=max", "vars.build=isb-barriers", "vars.slow=0.3"], label="isb-barriers")
+    c = to_json(lab.compare(a, b, n=12, seed_base=5))
+    crashed = next(r for r in store.boots(1) if r["outcome"] == "crash")
+
+    def numbers(r: dict[str, Any]) -> str:
+        lo, hi = wilson(r["passed"], r["boots"])
+        return f"{r['passed']}/{r['boots']} {r['passed'] / r['boots']:.0%} [{lo:.0%}-{hi:.0%}]"
+
+    cell = next(x for x in m["cells"] if x.get("boots"))
+    wanted = {
+        "trial": (Ref("trial", 1), [numbers(t), t["titles"][0]["title"], "7.2.22"]),
+        "matrix": (Ref("matrix", 1), [numbers(cell), "refused by lint", "cpu-host-tcg"]),
+        "comparison": (Ref("comparison", 1), [c["sentence"], numbers(c["a"]), numbers(c["b"]), "B slower"]),
+        "boot": (Ref("boot", int(crashed["id"])), [str(crashed["title"]), str(crashed["seed"])]),
+    }
+    out: dict[str, tuple[Path, list[str]]] = {}
+    for kind, (ref, expect) in wanted.items():
+        page = pages.load(store, ref)
+        path = root / f"{page.default_name}.html"
+        path.write_text(render.html(page, plots.figures(page), store=store.root), encoding="utf-8")
+        out[kind] = (path, expect)
+    history = pages.load_history(store, "sim")
+    path = root / f"{history.default_name}.html"
+    path.write_text(render.html(history, plots.figures(history), store=store.root), encoding="utf-8")
+    out["history"] = (path, [f"t{len(store.trials())}", numbers(t)])
+    store.close()
+    yield out
+
+
+@pytest.mark.parametrize("kind", ["trial", "matrix", "comparison", "boot", "history"])
+def test_report_renders_offline_in_chromium(
+    kind: str, reports: dict[str, tuple[Path, list[str]]], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    path, expected = reports[kind]
+    shots = Path(os.environ.get("BOOTLAB_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),  # a fresh profile: no cache, no extensions, nothing from earlier runs
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            offline=True,
+            viewport={"width": 1200, "height": 900},
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("request", lambda req: requests.append(req.url))
+            page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+            page.goto(path.as_uri(), wait_until="load")
+            page.screenshot(path=str(shots / f"report-{kind}.png"), full_page=True)
+            sizes = page.evaluate(
+                "() => [...document.querySelectorAll('svg.plot')]"
+                ".map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; })"
+            )
+            text = page.evaluate("() => document.body.innerText")
+            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        finally:
+            context.close()
+    assert sizes, "no plot on the page"
+    assert all(w > 200 and h > 60 for w, h in sizes), sizes
+    expected_plots = {"trial": 5, "matrix": 1, "comparison": 5, "boot": 1, "history": 1}[kind]
+    assert len(sizes) == expected_plots
+    for needle in expected:
+        assert needle in text, needle
+    assert overflow <= 0, f"the page is {overflow}px wider than the window"
+    assert errors == []
+    assert requests == [path.as_uri()]
