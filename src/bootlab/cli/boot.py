@@ -123,4 +123,7 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
     for r in verdict.registers:
         sym = "  ".join(f"{k}={v}" for k, v in r.symbols.items())
         out.print(f"  cpu{r.cpu}: pc={r.pc} sp={r.sp} lr={r.lr} {sym}".rstrip(), markup=False)
+        if r.exception:
+            el = f" (cpu at EL{r.el})" if r.el is not None else ""
+            out.print(f"  cpu{r.cpu}: last exception: {r.exception}; esr={r.esr} elr={r.elr}{el}", markup=False)
     out.print(f"  log: {verdict.log}", markup=False)

@@ -1,7 +1,8 @@
-"""Registers at crash: pause the VM over QMP, read ``info registers`` per vCPU, symbolise the PC.
+"""Registers at crash: pause the VM over QMP, read ``info registers`` per vCPU (and the fault registers through
+QEMU's gdb stub), symbolise PC, ELR and LR.
 
 A crash verdict with the PC (and on aarch64 ELR/LR, ESR/FAR) is where debugging starts; reading them costs a
-few milliseconds while the VM is paused anyway. QMP is spoken with QEMU's own ``qemu.qmp`` library.
+few tens of milliseconds while the VM is paused anyway. QMP is spoken with QEMU's own ``qemu.qmp`` library.
 """
 
 from __future__ import annotations
@@ -90,8 +91,11 @@ def symbolise(regs: VcpuRegisters, elf: str | None) -> VcpuRegisters:
     return regs
 
 
-async def capture(qmp_socket: Path, *, symbols: str | None = None, timeout: float = 3.0) -> list[VcpuRegisters]:
-    """Pause the VM and read every vCPU's registers. Returns [] (never raises) when QMP is unavailable."""
+async def capture(
+    qmp_socket: Path, *, symbols: str | None = None, timeout: float = 3.0, system: bool = True
+) -> list[VcpuRegisters]:
+    """Pause the VM and read every vCPU's registers: ``info registers``, then (``system``) the fault registers
+    through QEMU's gdb stub (:mod:`bootlab.lab.sysregs`). Returns [] (never raises) when QMP is unavailable."""
     import asyncio
 
     from qemu.qmp import QMPClient
@@ -108,13 +112,17 @@ async def capture(qmp_socket: Path, *, symbols: str | None = None, timeout: floa
                 client.execute("human-monitor-command", {"command-line": "info registers", "cpu-index": idx}),
                 timeout,
             )
-            regs.append(symbolise(parse_registers(idx, str(text)), symbols))
+            regs.append(parse_registers(idx, str(text)))
+        if system:
+            from bootlab.lab.sysregs import fill_system_registers
+
+            await fill_system_registers(client.execute, regs, timeout=timeout)
     except Exception:  # registers are a bonus; the verdict stands without them
         pass
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(client.disconnect(), timeout)
-    return regs
+    return [symbolise(r, symbols) for r in regs]
 
 
 async def quit_vm(qmp_socket: Path, timeout: float = 2.0) -> bool:
