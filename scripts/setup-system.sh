@@ -18,7 +18,9 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
   exit 0
 fi
 
-packages=(qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils mtools dosfstools cpio)
+# gdb-multiarch: the e2e tests check the registers bootlab reads through QEMU's gdb stub against gdb's own reading
+# (bootlab itself never needs gdb).
+packages=(qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils mtools dosfstools cpio gdb-multiarch)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()
