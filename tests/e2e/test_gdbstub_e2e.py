@@ -25,7 +25,7 @@ import pytest
 from bootlab.lab.boot import BootOptions, boot
 from bootlab.lab.esr import describe
 from bootlab.lab.sysregs import read_system_registers
-from bootlab.qemu.gdbstub import gdbserver, has_gdbserver
+from bootlab.qemu.gdbstub import gdb_argv, gdbserver, has_gdbserver
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
@@ -97,13 +97,18 @@ async def wait_paused_by_reset(qmp: Any) -> None:
     assert await status(qmp) == "shutdown"
 
 
-async def run_gdb(qmp: Any, directory: Path, *commands: str, arch: str = "aarch64") -> str:
-    """gdb-multiarch in batch mode against a fresh stub on ``directory``/gdb.sock (stub removed afterwards)."""
+async def run_gdb(qmp: Any, directory: Path, *commands: str, arch: str = "aarch64", disconnect: bool = True) -> str:
+    """gdb-multiarch in batch mode against a fresh stub on ``directory``/gdb.sock (stub removed afterwards):
+    bootlab's own gdb command line (which ends with ``disconnect``), or, with ``disconnect=False``, the plain one
+    a user would type (which detaches on exit)."""
     assert GDB is not None
     async with gdbserver(qmp.execute, directory / "gdb.sock") as sock:
-        argv = [GDB, "-nx", "-batch", "-ex", f"set architecture {arch}", "-ex", f"target remote {sock}"]
-        for c in commands:
-            argv += ["-ex", c]
+        if disconnect:
+            argv = gdb_argv(GDB, sock, architecture=arch, batch=commands)
+        else:
+            argv = [GDB, "-nx", "-batch", "-ex", f"target remote {sock}"]
+            for c in commands:
+                argv += ["-ex", c]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -125,7 +130,7 @@ def test_panic_registers_read_without_gdb_equal_what_gdb_reads() -> None:
             assert await status(qmp) == "shutdown"  # untouched
             assert not (rundir / "gdb.sock").exists() and not await has_gdbserver(qmp.execute)  # stub removed
 
-            gdb = gdb_values(await run_gdb(qmp, rundir, f"info registers {' '.join(SYSREGS)}", "disconnect"))
+            gdb = gdb_values(await run_gdb(qmp, rundir, f"info registers {' '.join(SYSREGS)}"))
             ours = {name: cpu0.get(name) for name in SYSREGS}
             assert ours == {name: gdb[name] for name in SYSREGS}
             # the panic came from `echo c > /proc/sysrq-trigger`: the last exception taken to EL1 is that write's
@@ -145,7 +150,7 @@ def test_x86_64_cr2_cr3_equal_what_gdb_reads() -> None:
             await wait_paused_by_reset(qmp)
             (cpu0,) = await read_system_registers(qmp.execute, directory=rundir)
             assert cpu0.architecture == "i386:x86-64" and cpu0.exception is None
-            gdb = gdb_values(await run_gdb(qmp, rundir, "info registers cr2 cr3", "disconnect", arch="i386:x86-64"))
+            gdb = gdb_values(await run_gdb(qmp, rundir, "info registers cr2 cr3", arch="i386:x86-64"))
             assert cpu0.values == {"cr2": gdb["cr2"], "cr3": gdb["cr3"]}
             assert cpu0.values["cr3"]  # paging is on in a running Linux
 
@@ -164,9 +169,9 @@ def test_a_paused_guest_stays_paused_and_gdb_must_disconnect_not_detach() -> Non
             again = await read_system_registers(qmp.execute, directory=rundir)
             assert again[0].values == cpu0.values  # frozen: nothing moved in between
 
-            await run_gdb(qmp, rundir, "info registers pc", "disconnect")
-            assert await status(qmp) == "paused"  # `disconnect` leaves it paused
-            await run_gdb(qmp, rundir, "info registers pc")  # batch mode ends with a detach...
+            await run_gdb(qmp, rundir, "info registers pc")
+            assert await status(qmp) == "paused"  # bootlab's gdb command line ends with `disconnect`
+            await run_gdb(qmp, rundir, "info registers pc", disconnect=False)  # batch mode ends with a detach...
             assert await status(qmp) == "running"  # ...which QEMU treats as "continue"
 
     asyncio.run(go())

@@ -23,6 +23,7 @@ from bootlab.qemu.gdbstub import (
     decode_register,
     escape,
     frame,
+    gdb_argv,
     gdbserver,
     gdbserver_command,
     has_gdbserver,
@@ -299,3 +300,19 @@ def test_socket_directory_must_be_private(sockdir: Path) -> None:
             private_socket_dir(sockdir)
     finally:
         os.chmod(sockdir, 0o700)
+
+
+def test_gdb_command_lines() -> None:
+    sock = Path("/tmp/x/gdb.sock")
+    assert gdb_argv("gdb-multiarch", sock, symbols="vmlinux") == [
+        "gdb-multiarch",
+        "-nx",
+        "-ex",
+        "target remote /tmp/x/gdb.sock",
+        "vmlinux",
+    ]
+    batch = gdb_argv("gdb-multiarch", sock, architecture="aarch64", batch=("bt", "info registers"))
+    assert batch[:2] == ["gdb-multiarch", "-nx"] and "-batch" in batch
+    ex = [batch[i + 1] for i, a in enumerate(batch) if a == "-ex"]
+    # never a detach: QEMU resumes the guest on one
+    assert ex == ["set architecture aarch64", "target remote /tmp/x/gdb.sock", "bt", "info registers", "disconnect"]

@@ -166,3 +166,21 @@ def test_elr_and_lr_are_symbolised_like_pc(tmp_path: Path) -> None:
     SystemRegisters(0, "aarch64", {"ELR_EL1": addr + 4, "ESR_EL1": 0x56000000}).apply(regs)
     symbolise(regs, str(elf))
     assert regs.symbols == {"elr": "el0_fault+0x4", "lr": "el0_fault+0x8"}
+
+
+def test_register_lines_show_the_decoded_exception() -> None:
+    from bootlab.report.text import register_lines
+
+    regs = parse_registers(0, "PC=ffff000000001000 SP=ffff000000002000 X30=ffff000000000ff0")
+    SystemRegisters(
+        0, "aarch64", {"ELR_EL1": 0x4005D0, "ESR_EL1": 0x92000047, "FAR_EL1": 0x11000, "cpsr": 0x3C5}
+    ).apply(regs)
+    assert register_lines([regs.model_dump()]) == [
+        "cpu0: pc=ffff000000001000 sp=ffff000000002000 lr=ffff000000000ff0",
+        "cpu0: last exception: data abort from EL0: translation fault, level 3, write, FAR 0x11000; "
+        "esr=92000047 elr=4005d0 (cpu at EL1)",
+    ]
+    # a verdict stored before these fields existed still prints
+    assert register_lines([{"cpu": 1, "pc": "10", "sp": None, "lr": None, "symbols": {}, "raw": ""}]) == [
+        "cpu1: pc=10 sp=None lr=None"
+    ]

@@ -120,10 +120,8 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
         out.print(f"  fatal line{t}: {verdict.fatal_line}", markup=False)
     for inc in verdict.incidents:
         out.print(f"  incident [{inc.kind}] {inc.title}", markup=False)
-    for r in verdict.registers:
-        sym = "  ".join(f"{k}={v}" for k, v in r.symbols.items())
-        out.print(f"  cpu{r.cpu}: pc={r.pc} sp={r.sp} lr={r.lr} {sym}".rstrip(), markup=False)
-        if r.exception:
-            el = f" (cpu at EL{r.el})" if r.el is not None else ""
-            out.print(f"  cpu{r.cpu}: last exception: {r.exception}; esr={r.esr} elr={r.elr}{el}", markup=False)
+    from bootlab.report.text import register_lines
+
+    for line in register_lines([r.model_dump() for r in verdict.registers]):
+        out.print(f"  {line}", markup=False)
     out.print(f"  log: {verdict.log}", markup=False)

@@ -106,6 +106,10 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  fatal line: {v['fatal_line']}")
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
+    from bootlab.report.text import register_lines
+
+    for line in register_lines(v.get("registers", [])):
+        print(f"  {line}")
     import shlex
 
     sets = "".join(f" --set {shlex.quote(x)}" for x in d.get("sets", []))

@@ -515,11 +515,10 @@ def private_socket_dir(directory: Path) -> None:
         raise GdbStubError(f"{directory} must be a directory owned by you with mode 0700 for a gdb stub socket")
 
 
-@contextlib.asynccontextmanager
-async def gdbserver(execute: Execute, socket: Path) -> AsyncIterator[Path]:
-    """Start QEMU's gdb stub on the unix socket ``socket`` (in a 0700 directory) for the ``with`` block, then
-    remove it with ``gdbserver none``. The guest's run state is untouched: neither command resumes or pauses
-    it (the stub pauses a *running* guest when a client connects)."""
+async def start_gdbserver(execute: Execute, socket: Path) -> Path:
+    """Start QEMU's gdb stub listening on the unix socket ``socket``, whose directory must be 0700 and ours.
+    Neither this nor :func:`stop_gdbserver` resumes or pauses the guest (the stub pauses a *running* guest when
+    a client connects). Raises :class:`GdbStubError` with QEMU's own words when it refuses."""
     private_socket_dir(socket.parent)
     if len(str(socket).encode()) > 100:
         raise GdbStubError(f"gdb stub socket path is too long for a unix socket: {socket}")
@@ -527,8 +526,42 @@ async def gdbserver(execute: Execute, socket: Path) -> AsyncIterator[Path]:
     refused = _refusal(reply)
     if refused is not None:
         raise GdbStubError(f"QEMU did not start its gdb stub: {refused}")
+    return socket
+
+
+async def stop_gdbserver(execute: Execute) -> None:
+    """Remove QEMU's gdb stub (``gdbserver none``); QEMU deletes its socket."""
+    await execute("human-monitor-command", {"command-line": gdbserver_command(None)})
+
+
+@contextlib.asynccontextmanager
+async def gdbserver(execute: Execute, socket: Path) -> AsyncIterator[Path]:
+    """:func:`start_gdbserver` for the ``with`` block, then :func:`stop_gdbserver` (also when the block fails)."""
+    await start_gdbserver(execute, socket)
     try:
         yield socket
     finally:
         with contextlib.suppress(Exception):
-            await execute("human-monitor-command", {"command-line": gdbserver_command(None)})
+            await stop_gdbserver(execute)
+
+
+def gdb_argv(
+    gdb: str, socket: Path, *, symbols: str | None = None, architecture: str | None = None, batch: tuple[str, ...] = ()
+) -> list[str]:
+    """The gdb command line that attaches to the stub on ``socket``: interactive, or with ``batch`` commands run
+    in batch mode. Batch mode always ends with ``disconnect``: quitting gdb detaches, and QEMU's stub takes a
+    detach as "continue", which would resume a guest bootlab holds paused. (Interactive users must be told the
+    same: leave with ``disconnect``.)"""
+    argv = [gdb, "-nx"]
+    if batch:
+        argv.append("-batch")
+    if architecture:
+        argv += ["-ex", f"set architecture {architecture}"]
+    argv += ["-ex", f"target remote {socket}"]
+    for command in batch:
+        argv += ["-ex", command]
+    if batch:
+        argv += ["-ex", "disconnect"]
+    if symbols:
+        argv.append(symbols)
+    return argv
