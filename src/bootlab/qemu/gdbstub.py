@@ -49,6 +49,10 @@ class GdbStubError(InfraError):
     """The stub could not be started, reached, or answered with an error (an ``E NN`` reply)."""
 
 
+class GdbStubUnsupported(GdbStubError):
+    """The stub answered with an empty packet: it does not support the request."""
+
+
 # ---------------------------------------------------------------------------------------------- packet framing
 def checksum(body: bytes) -> int:
     """The RSP checksum: the sum of the body's bytes modulo 256."""
@@ -109,7 +113,7 @@ def check_error(reply: str, what: str) -> str:
     if re.fullmatch(r"E[0-9a-fA-F]{2}", reply) or reply.startswith("E."):
         raise GdbStubError(f"gdb stub refused {what}: {reply}")
     if reply == "":
-        raise GdbStubError(f"gdb stub does not support {what}")
+        raise GdbStubUnsupported(f"gdb stub does not support {what}")
     return reply
 
 
@@ -307,11 +311,7 @@ class GdbStub:
         """The next packet's decoded body; acks and notifications (``%...#cs``) are skipped."""
         while True:
             b = await self._read_byte()
-            if b in (0x2B, 0x2D):  # stray '+' / '-' (an ack for something else): ignore
-                continue
-            if b == 0x03:
-                continue
-            if b not in (0x24, 0x25):  # not '$' or '%': noise between packets
+            if b not in (0x24, 0x25):  # not '$' or '%': a stray ack or noise between packets
                 continue
             notification = b == 0x25
             raw = await self._reader.readuntil(b"#")
@@ -368,7 +368,7 @@ class GdbStub:
     async def handshake(self) -> None:
         """``qSupported`` (we speak multiprocess thread ids and XML target descriptions), then no-ack mode when
         the stub offers it (fewer round trips, and no ack bytes to get wrong)."""
-        reply = await self.query("qSupported:multiprocess+;xmlRegisters=i386,arm,aarch64;swbreak+;hwbreak+")
+        reply = await self.query("qSupported:multiprocess+;xmlRegisters=i386,arm,aarch64")
         for item in reply.split(";"):
             if "=" in item:
                 key, value = item.split("=", 1)
@@ -458,24 +458,23 @@ class GdbStub:
                 continue
             try:
                 out[name] = decode_register(await self.read_register(reg.regnum))
-            except GdbStubError as exc:
-                if "does not support" not in str(exc):
-                    raise
+            except GdbStubUnsupported:
                 if block is None:
                     block = await self.read_core_registers()
-                value = _slice_block(block, desc, reg)
-                if value is not None or reg.name in out:
-                    out[name] = value
+                piece = _slice_block(block, desc, reg)
+                if piece is not None:
+                    out[name] = decode_register(piece)
         return out
 
 
-def _slice_block(block: str, desc: TargetDescription, reg: Register) -> int | None:
+def _slice_block(block: str, desc: TargetDescription, reg: Register) -> str | None:
+    """``reg``'s hex in a ``g`` block (registers in number order), or None when the block does not reach it."""
     offset = 0
     for r in desc.ordered:
         width = r.bitsize // 4
         if r.regnum == reg.regnum:
             piece = block[offset : offset + width]
-            return decode_register(piece) if len(piece) == width else None
+            return piece if len(piece) == width else None
         offset += width
     return None
 
