@@ -22,7 +22,9 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
   exit 0
 fi
 
-packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio)
+# gdb-multiarch: the e2e tests check the registers bootlab reads through QEMU's gdb stub against gdb's own reading
+# (bootlab itself never needs gdb).
+packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio gdb-multiarch)
 qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
 [[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)

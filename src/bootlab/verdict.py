@@ -69,7 +69,9 @@ class Death(BaseModel):
 
 class VcpuRegisters(BaseModel):
     """One vCPU's registers as QEMU's ``info registers`` shows them, with the ones a developer looks at
-    first."""
+    first. The system registers that explain a fault (``elr``/``esr``/``far``/``spsr``/``el`` on aarch64,
+    ``cr2``/``cr3`` on x86_64) come from QEMU's gdb stub (``info registers`` lacks them); ``exception`` is
+    ESR_EL1 decoded in one line, and ``stub_error`` says why the stub could not be read when it could not."""
 
     cpu: int
     pc: str | None = None
@@ -78,6 +80,12 @@ class VcpuRegisters(BaseModel):
     elr: str | None = None
     esr: str | None = None
     far: str | None = None
+    spsr: str | None = None
+    el: int | None = None
+    cr2: str | None = None
+    cr3: str | None = None
+    exception: str | None = None
+    stub_error: str | None = None
     symbols: dict[str, str] = Field(default_factory=dict)
     raw: str
 

@@ -134,7 +134,8 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
         out.print(f"  died of{t}: {verdict.death.title}", markup=False)
     for inc in verdict.incidents:
         out.print(f"  incident [{inc.kind}] {inc.title}", markup=False)
-    for r in verdict.registers:
-        sym = "  ".join(f"{k}={v}" for k, v in r.symbols.items())
-        out.print(f"  cpu{r.cpu}: pc={r.pc} sp={r.sp} lr={r.lr} {sym}".rstrip(), markup=False)
+    from bootlab.report.text import register_lines
+
+    for line in register_lines([r.model_dump() for r in verdict.registers]):
+        out.print(f"  {line}", markup=False)
     out.print(f"  log: {verdict.log}", markup=False)

@@ -249,9 +249,11 @@ class QemuMachine:
             await self.execute("quit", timeout=timeout)
         return await self.wait(timeout) is not None
 
-    async def registers(self, symbols: str | None = None) -> list[VcpuRegisters]:
-        """Pause the VM and read every vCPU's ``info registers``; [] when QMP is unavailable (the registers are a
-        bonus: a verdict stands without them)."""
+    async def registers(self, symbols: str | None = None, *, system: bool = True) -> list[VcpuRegisters]:
+        """Pause the VM and read every vCPU's ``info registers``, then (``system``) the fault registers
+        ``info registers`` lacks (aarch64 ELR/ESR/FAR/SPSR_EL1, x86 CR2/CR3) through QEMU's gdb stub, started
+        and stopped again over QMP. [] when QMP is unavailable: the registers are a bonus, a verdict stands
+        without them."""
         from bootlab.qemu.registers import parse_registers, symbolise
 
         regs: list[VcpuRegisters] = []
@@ -260,11 +262,14 @@ class QemuMachine:
             cpus = await self.execute("query-cpus-fast")
             indexes = sorted(int(c["cpu-index"]) for c in cpus) if isinstance(cpus, list) else [0]
             for idx in indexes:
-                text = await self.hmp("info registers", cpu_index=idx)
-                regs.append(symbolise(parse_registers(idx, text), symbols))
+                regs.append(parse_registers(idx, await self.hmp("info registers", cpu_index=idx)))
+            if system:
+                from bootlab.qemu.sysregs import fill_system_registers
+
+                await fill_system_registers(self.execute, regs, directory=self.runtime.path)
         except InfraError:
             pass
-        return regs
+        return [symbolise(r, symbols) for r in regs]
 
     # ------------------------------------------------------------------ stopping
 

@@ -1,8 +1,9 @@
 """Registers at a crash: read QEMU's ``info registers`` text per vCPU, symbolise PC, ELR and LR.
 
 A crash verdict with the PC (and on aarch64 ELR/LR, ESR/FAR) is where debugging starts; reading them costs a
-few milliseconds while the VM is paused anyway. The QMP side (pausing, asking per vCPU) is
-:meth:`bootlab.qemu.machine.QemuMachine.registers`; this module only reads the text.
+few tens of milliseconds while the VM is paused anyway. The QMP side (pausing, asking per vCPU, the fault
+registers through QEMU's gdb stub: :mod:`bootlab.qemu.sysregs`) is :meth:`bootlab.qemu.machine.QemuMachine.registers`;
+this module only reads the text.
 """
 
 from __future__ import annotations

@@ -175,3 +175,16 @@ def timing_lines(timing: dict[str, Any] | None, *, indent: str = "") -> list[str
 
 def when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def register_lines(registers: list[dict[str, Any]]) -> list[str]:
+    """The registers of a crash (a verdict's ``registers``, as dicts), two lines per vCPU at most: PC/SP/LR with
+    their symbols, then the last exception decoded from ESR_EL1 with ESR and ELR (and the EL the vCPU is at)."""
+    lines = []
+    for r in registers:
+        sym = "  ".join(f"{k}={v}" for k, v in (r.get("symbols") or {}).items())
+        lines.append(f"cpu{r['cpu']}: pc={r.get('pc')} sp={r.get('sp')} lr={r.get('lr')} {sym}".rstrip())
+        if r.get("exception"):
+            el = f" (cpu at EL{r['el']})" if r.get("el") is not None else ""
+            lines.append(f"cpu{r['cpu']}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{el}")
+    return lines
