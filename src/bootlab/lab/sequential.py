@@ -58,6 +58,13 @@ def blocks(arm_a: Arm, arm_b: Arm, strict: bool = False) -> list[tuple[int, int]
 
 def e_values(pairs: list[tuple[int, int]]) -> tuple[float, float]:
     """The two one-sided e-processes after these blocks: (evidence that B passes more, that A passes more)."""
+    path = e_path(pairs)
+    return path[-1] if path else (1.0, 1.0)
+
+
+def e_path(pairs: list[tuple[int, int]]) -> list[tuple[float, float]]:
+    """Both e-processes after each block (what a comparison that looked after every block would have seen)."""
+    out: list[tuple[float, float]] = []
     log_b = log_a = 0.0
     na = nb = 0.0  # passes so far
     for i, (xa, xb) in enumerate(pairs):
@@ -75,7 +82,8 @@ def e_values(pairs: list[tuple[int, int]]) -> tuple[float, float]:
             log_a += step
         na += xa
         nb += xb
-    return math.exp(min(log_b, 700.0)), math.exp(min(log_a, 700.0))
+        out.append((math.exp(min(log_b, 700.0)), math.exp(min(log_a, 700.0))))
+    return out
 
 
 def confidence_sequence(k: int, n: int, level: float) -> tuple[float, float]:
