@@ -85,7 +85,7 @@ def test_a_clear_regression_is_found_in_about_log2_steps() -> None:
     cp = ChangePoint(65)
     culprit = 41
     for _ in range(200):
-        k, p = cp.best()
+        _, p = cp.best()
         if p >= 0.95:
             break
         i = cp.next_commit(1)

@@ -124,10 +124,12 @@ def parse_since(text: str) -> float | None:
     return None
 
 
-def _repo_for(args: argparse.Namespace, project: Any) -> Path | None:
-    """Where to resolve --rev/--since: the profile's source directory, else the project's directory."""
+def _repos(args: argparse.Namespace, project: Any, store: Any) -> list[Path]:
+    """Where to resolve --rev/--since: the profile's source repository, the project's, and every repository the
+    stored boots came from (so `history --rev v1.2` works from anywhere)."""
     from bootlab.source.git import toplevel
 
+    places: list[Path] = []
     if args.profile:
         from bootlab.profile.loader import resolve_profile
         from bootlab.source.revision import source_dir
@@ -136,9 +138,27 @@ def _repo_for(args: argparse.Namespace, project: Any) -> Path | None:
             where = source_dir(resolve_profile(args.profile, project=project, seed=0))
         except Exception:  # a profile that no longer resolves still has history
             where = None
-        if where is not None and toplevel(where) is not None:
-            return toplevel(where)
-    return toplevel(project.root)
+        if where is not None:
+            places.append(where)
+    places.append(project.root)
+    rows = store.db.execute("SELECT DISTINCT json_extract(revision, '$.dir') FROM boots WHERE revision IS NOT NULL")
+    places += [Path(r[0]) for r in rows if r[0]]
+    repos: list[Path] = []
+    for place in places:
+        repo = toplevel(place) if place.exists() else None
+        if repo is not None and repo not in repos:
+            repos.append(repo)
+    return repos
+
+
+def _resolve(repos: list[Path], rev: str) -> tuple[Path, str] | None:
+    from bootlab.source import git
+
+    for repo in repos:
+        proc = git.git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], repo, check=False)
+        if proc.returncode == 0:
+            return repo, proc.stdout.strip()
+    return None
 
 
 def _commits(args: argparse.Namespace, project: Any, store: Any) -> tuple[list[str] | None, float | None]:
@@ -150,26 +170,23 @@ def _commits(args: argparse.Namespace, project: Any, store: Any) -> tuple[list[s
 
     commits: list[str] | None = None
     since: float | None = None
-    repo = _repo_for(args, project) if (args.rev or args.since) else None
+    repos = _repos(args, project, store) if (args.rev or args.since) else []
+    where = f" in {', '.join(map(str, repos))}" if repos else " (no git repository known to resolve it in)"
     if args.rev:
-        if repo is not None:
-            proc = git.git(["rev-parse", "--verify", "--quiet", f"{args.rev}^{{commit}}"], repo, check=False)
-            if proc.returncode == 0:
-                commits = [proc.stdout.strip()]
-        if commits is None:
-            if not re.fullmatch(r"[0-9a-fA-F]{4,40}", args.rev):
-                where = f" in {repo}" if repo else " (no git repository here to resolve it in)"
-                raise UsageError(f"--rev {args.rev!r}: unknown revision{where}; give a commit hash, tag or branch")
+        found = _resolve(repos, args.rev)
+        if found is not None:
+            commits = [found[1]]
+        elif re.fullmatch(r"[0-9a-fA-F]{4,40}", args.rev):
             commits = [args.rev]  # a hash prefix: matched against what the store recorded
+        else:
+            raise UsageError(f"--rev {args.rev!r}: unknown revision{where}; give a commit hash, tag or branch")
     if args.since:
         since = parse_since(args.since)
         if since is None:
-            if repo is None:
-                raise UsageError(
-                    f"--since {args.since!r}: not a date (YYYY-MM-DD) and no git repository here to resolve a "
-                    f"revision in; give a date, or run from the project"
-                )
-            base = git.resolve(repo, args.since, what="--since")
+            found = _resolve(repos, args.since)
+            if found is None:
+                raise UsageError(f"--since {args.since!r}: neither a date (YYYY-MM-DD) nor a known revision{where}")
+            repo, base = found
             stored = [
                 r[0] for r in store.db.execute("SELECT DISTINCT rev_commit FROM boots WHERE rev_commit IS NOT NULL")
             ]

@@ -146,16 +146,34 @@ def remove_worktree(repo: Path, path: Path, admin: str | None) -> None:
                     record.parent.rmdir()  # git removes an empty .git/worktrees too
 
 
-def _stop_group(pid: int, start: int | None) -> bool:
-    """SIGTERM then SIGKILL a recorded build's process group, only if it is provably the same process."""
-    from bootlab.vm.registry import verified_process
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
-    if not verified_process(pid, start):
+
+def _ours(pid: int, start: int | None) -> bool:
+    """Is process group ``pid`` still the build bootlab recorded? Either its leader is alive with the recorded
+    start time, or the leader is gone but the group still has members: the kernel never hands out a number that
+    is still in use as a process group id, so a group whose leader died cannot have been recycled."""
+    from bootlab.vm.registry import process_start_time, verified_process
+
+    if verified_process(pid, start):
+        return True
+    return process_start_time(pid) is None and _group_exists(pid)
+
+
+def _stop_group(pid: int, start: int | None) -> bool:
+    """SIGTERM then SIGKILL a recorded build's process group (the build command's children included: it leads
+    its own session), only if it is provably the same group. Never by name."""
+    if not _ours(pid, start):
         return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and verified_process(pid, start):
+    while time.monotonic() < deadline and _group_exists(pid):
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

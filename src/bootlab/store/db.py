@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 DB_NAME = "bootlab.db"
 KINDS = {"t": "trial", "b": "boot", "m": "matrix", "c": "comparison", "s": "bisect"}
+PREFIXES = {kind: prefix for prefix, kind in KINDS.items()}
 TABLES = {"trial": "trials", "boot": "boots", "matrix": "matrices", "comparison": "comparisons", "bisect": "bisects"}
 BUSY_TIMEOUT_MS = 60_000
 
@@ -54,7 +55,7 @@ class Ref:
     id: int
 
     def __str__(self) -> str:
-        return f"{self.kind[0]}{self.id}"
+        return f"{PREFIXES[self.kind]}{self.id}"
 
 
 def parse_ref(text: str) -> Ref:
