@@ -13,7 +13,10 @@ import hashlib
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bootlab.profile.model import Profile
 
 SIM_BUILD = """set -e
 mkdir -p out
@@ -99,3 +102,13 @@ def build_name_in(initrd: Path) -> str:
     raw = gzip.decompress(data)  # every member of the concatenated archive
     at = raw.rindex(b"redoxsim/build\x00") + len(b"redoxsim/build\x00")
     return raw[at:].lstrip(b"\x00").split(b"\n", 1)[0].decode()
+
+
+def image_outcome(profile: Profile) -> tuple[bool, bool]:
+    """What redox-sim does with the build baked into the image this profile boots (its initrd): (fatal,
+    incident), from bootlab's port of the guest's own decision (bootlab.lab.simulate)."""
+    from bootlab.lab.simulate import redox_sim_outcome
+
+    assert profile.initrd is not None
+    build = build_name_in(Path(profile.initrd))
+    return redox_sim_outcome(profile.seed, cpu=profile.cpu_for("tcg") or "max", build=build)

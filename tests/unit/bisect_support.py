@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from bootlab.host import Host
-from bootlab.lab.simulate import redox_sim_outcome, sim_boot_fn
-from bootlab.profile.model import Profile
-from gitrepo import SIM_BUILD, build_name_in, make_repo
+from bootlab.lab.simulate import sim_boot_fn
+from gitrepo import SIM_BUILD, image_outcome, make_repo
 
 #: 12 commits: the regression (icache-fix: 80% of boots crash under -cpu max) comes with commit 7
 REGRESSION = ["isb-barriers"] * 6 + ["icache-fix"] * 6
@@ -41,13 +40,6 @@ def make_bisect_project(root: Path, builds: list[str] = REGRESSION, *, script: s
     (root / "vmlinuz").write_bytes(b"not a kernel")
     (root / "bootlab.toml").write_text(PROJECT)
     return root / "bootlab.toml", repo
-
-
-def image_outcome(profile: Profile) -> tuple[bool, bool]:
-    """What redox-sim does with the build baked into the image this profile boots."""
-    assert profile.initrd is not None
-    build = build_name_in(Path(profile.initrd))
-    return redox_sim_outcome(profile.seed, cpu=profile.cpu_for("tcg") or "max", build=build)
 
 
 def use_image_boots(monkeypatch: pytest.MonkeyPatch, host: Host, root: Path) -> None:

@@ -79,9 +79,8 @@ def test_title_ignores_unrelated_failures(
     """Old commits crash often with another title (an unrelated flake); only the regression's title counts."""
     config, repo = make_bisect_project(tmp_path, ["dsb-wfi"] * 5 + ["icache-fix"] * 5)
     use_image_boots(monkeypatch, fake_host, tmp_path)
-    from bisect_support import image_outcome
-
     import bootlab.lab.runner
+    from gitrepo import image_outcome
 
     def outcome_with_titles(profile):  # type: ignore[no-untyped-def]
         fatal, incident = image_outcome(profile)
@@ -130,10 +129,9 @@ def test_interrupted_bisect_resumes_without_repeating_a_boot(
 ) -> None:
     """Ctrl-C after the 5th boot: the bisect is kept as interrupted (exit 130), the repository is as it was, and
     --resume finishes with new boots only (every (commit, boot index) and seed appears once)."""
-    from bisect_support import image_outcome
-
     import bootlab.lab.runner
     from bootlab.lab.simulate import sim_boot_fn
+    from gitrepo import image_outcome
 
     config, repo, line = env
     before = snapshot(repo)
