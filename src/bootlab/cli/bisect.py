@@ -57,10 +57,10 @@ def run_bisect(args: argparse.Namespace) -> int:
     from bootlab.host import probe
     from bootlab.lab.bisect import Bisection, BisectSpec
     from bootlab.profile.loader import load_project
-    from bootlab.report.bisect import BisectLines
+    from bootlab.report.bisect import make_bisect_progress
     from bootlab.store.db import open_store, parse_ref
 
-    progress = BisectLines(quiet=args.quiet)
+    progress = make_bisect_progress(quiet=args.quiet)
     if args.resume:
         given = [f for f in ("profile", "good", "bad", "title") if getattr(args, f)]
         if given or args.sets or args.fixed:

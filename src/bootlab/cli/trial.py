@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -153,6 +152,7 @@ def run_trial(args: argparse.Namespace) -> int:
             raise UsageError("--title goes with --bisect-exit (it says which failures make a commit bad); add it")
         return _trial(args)[0]
     from bootlab.errors import BootlabError, InfraError
+    from bootlab.lab.bisect import title_pattern
 
     try:
         if args.title is not None:
@@ -174,15 +174,10 @@ def _bisect_said(code: int, why: str) -> int:
     return code
 
 
-def title_pattern(text: str) -> re.Pattern[str]:
-    try:
-        return re.compile(text)
-    except re.error as exc:
-        raise UsageError(f"--title {text!r}: not a valid regular expression ({exc}); fix the pattern") from None
-
-
 def bisect_exit(args: argparse.Namespace, result: dict[str, Any]) -> int:
     """The ``--bisect-exit`` rule (see the module docstring) applied to a finished trial's result."""
+    from bootlab.lab.bisect import title_pattern
+
     seq = result.get("sequential") or {}
     if seq.get("method") == "sprt":
         decision = seq.get("decision")

@@ -111,12 +111,15 @@ def check_spec(spec: BisectSpec) -> re.Pattern[str] | None:
         raise UsageError(f"--max-boots {spec.max_boots}: the budget must be at least 1 boot (e.g. 200)")
     if spec.jobs is not None and spec.jobs < 1:
         raise UsageError(f"-j {spec.jobs}: a batch is at least 1 boot")
-    if spec.title is None:
-        return None
+    return None if spec.title is None else title_pattern(spec.title)
+
+
+def title_pattern(text: str) -> re.Pattern[str]:
+    """``--title REGEX`` (bisect, and trial's ``--bisect-exit``): searched in a failure's title."""
     try:
-        return re.compile(spec.title)
+        return re.compile(text)
     except re.error as exc:
-        raise UsageError(f"--title {spec.title!r}: not a valid regular expression ({exc}); fix the pattern") from None
+        raise UsageError(f"--title {text!r}: not a valid regular expression ({exc}); fix the pattern") from None
 
 
 def symptom(verdict: Verdict, *, strict: bool, title: re.Pattern[str] | None) -> bool | None:

@@ -61,6 +61,59 @@ class BisectLines:
         self.line(text)
 
 
+class _RichBoots(_BootLines):
+    """On a terminal: the same lines, plus a spinner saying which batch is booting and how far it is."""
+
+    owner: RichBisectLines
+
+    def start(self, arms: list[Arm]) -> None:
+        self.first = {id(a): a.started for a in arms}
+        label = ", ".join(a.label for a in arms)
+        self.owner.status = self.owner.console.status(f"booting {label}", spinner="dots")
+        self.owner.status.start()
+
+    def update(self, arm: Arm, record: BootRecord | None) -> None:
+        super().update(arm, record)
+        if self.owner.status is not None:
+            size = arm.n - self.first.get(id(arm), 0)
+            fails = arm.counts()[1]
+            self.owner.status.update(
+                f"booting {arm.label}: {len(arm.records)} of {size} done ({fails} failed), {arm.running} running"
+            )
+
+    def stop(self) -> None:
+        if self.owner.status is not None:
+            self.owner.status.stop()
+            self.owner.status = None
+
+
+class RichBisectLines(BisectLines):
+    """BisectLines drawn with rich on a terminal: a live spinner for the batch in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.status: Any = None
+
+    def line(self, text: str) -> None:
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self.t0
+        self.console.print(Text.assemble((f"[{int(elapsed) // 60:3d}m{int(elapsed) % 60:02d}s] ", "dim"), text))
+
+    def boots(self) -> Any:
+        return _RichBoots(self)
+
+
+def make_bisect_progress(*, quiet: bool = False) -> BisectLines:
+    """Nothing when ``quiet``; a live spinner and lines on a terminal; plain lines otherwise (CI logs, pipes)."""
+    if not quiet and sys.stderr.isatty():
+        return RichBisectLines()
+    return BisectLines(quiet=quiet)
+
+
 def print_bisect(r: dict[str, Any], stream: IO[str] | None = None) -> None:
     out = stream or sys.stdout
 

@@ -26,8 +26,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from bootlab.source.git import git
-
 
 def cache_root() -> Path:
     """bootlab's cache directory ($BOOTLAB_CACHE, else the platformdirs user cache dir)."""
@@ -90,6 +88,8 @@ class Checkout:
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     def __enter__(self) -> Checkout:
+        from bootlab.source.git import git
+
         journal_dir().mkdir(parents=True, exist_ok=True)
         self._write_journal()  # first: a kill during `worktree add` is then recoverable too
         self.open = True
@@ -103,6 +103,8 @@ class Checkout:
         return self
 
     def switch(self, commit: str) -> None:
+        from bootlab.source.git import git
+
         git(["checkout", "--detach", "--force", "--quiet", commit], self.path)
         if (self.path / ".gitmodules").is_file():
             git(["submodule", "update", "--init", "--recursive", "--force", "--quiet"], self.path)
@@ -129,6 +131,8 @@ def remove_worktree(repo: Path, path: Path, admin: str | None) -> None:
     removed directly (only that one record: ``git worktree prune`` would also drop records of the user's own
     worktrees that happen to be unreachable, e.g. on an unmounted disk).
     """
+    from bootlab.source.git import git
+
     if path.exists() and repo.is_dir():
         proc = git(["worktree", "remove", "--force", "--force", str(path)], repo, check=False)
         if proc.returncode == 0 and not path.exists():
@@ -183,7 +187,7 @@ def _stop_group(pid: int, start: int | None) -> bool:
 def recover(stream: TextIO | None = None) -> list[str]:
     """Undo the checkouts of bootlab processes that died without closing them; say what was done.
 
-    Cheap when there is nothing to do (one directory listing): every command calls it first.
+    Cheap when there is nothing to do (one directory listing, nothing heavy imported): every command calls it.
     """
     folder = journal_dir()
     try:
