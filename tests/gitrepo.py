@@ -71,18 +71,19 @@ def commits(repo: Path) -> list[str]:
 
 def snapshot(repo: Path) -> dict[str, Any]:
     """Everything a user could notice: HEAD and branch, refs, index, status (ignored files included), worktrees,
-    the content of every file in the tree, and the administrative entries of .git (but not its object store)."""
+    the content of every file in the tree, and every file of .git but its object stores (config, refs, reflogs,
+    submodule repositories...) with its content."""
     files: dict[str, str] = {}
     for path in sorted(repo.rglob("*")):
         rel = path.relative_to(repo)
         if rel.parts[0] == ".git" or not path.is_file():
             continue
         files[str(rel)] = hashlib.sha256(path.read_bytes()).hexdigest()
-    dotgit = sorted(
-        str(p.relative_to(repo / ".git"))
-        for p in (repo / ".git").rglob("*")
-        if "objects" not in p.relative_to(repo / ".git").parts[:1] and "logs" not in p.parts
-    )
+    dotgit = {
+        str(p.relative_to(repo / ".git")): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted((repo / ".git").rglob("*"))
+        if "objects" not in p.relative_to(repo / ".git").parts
+    }
     return {
         "head": (repo / ".git" / "HEAD").read_text(),
         "refs": git(repo, "for-each-ref"),

@@ -79,6 +79,28 @@ def test_a_checkout_leaves_the_repository_as_it_was(tmp_path: Path) -> None:
     assert not co.path.exists() and not co.journal.exists()
 
 
+def test_a_checkout_brings_initialised_submodules_and_writes_no_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lib = make_repo(tmp_path / "lib", ["v1", "v2"])
+    top = make_repo(tmp_path / "top", ["a"])
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # git >= 2.38 refuses file:// submodules unless allowed
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "protocol.file.allow")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", "always")
+    git(top, "submodule", "-q", "add", str(lib), "lib")
+    git(top, "commit", "-q", "-m", "add lib")
+    git(top / "lib", "checkout", "-q", "HEAD~1")
+    git(top, "commit", "-q", "-am", "lib at v1")
+    git(top / "lib", "checkout", "-q", "main")
+    before = snapshot(top)
+    with Checkout(top) as co:
+        co.switch(commits(top)[-1])
+        assert (co.path / "lib" / "kernel.conf").read_text() == "v1\n"
+        co.switch(commits(top)[-2])
+        assert (co.path / "lib" / "kernel.conf").read_text() == "v2\n"
+    assert snapshot(top) == before
+
+
 def test_recovery_removes_the_checkout_of_a_dead_bootlab(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", ["a", "b"])
     before = snapshot(repo)

@@ -103,11 +103,16 @@ class Checkout:
         return self
 
     def switch(self, commit: str) -> None:
+        """Check ``commit`` out, with the submodules that are initialised in the user's clone.
+
+        Not ``submodule update --init``: initialising writes the submodule's URL into the repository's shared
+        config, which would change the user's repository. A submodule the user never initialised stays empty
+        here too, as it is in their tree."""
         from bootlab.source.git import git
 
         git(["checkout", "--detach", "--force", "--quiet", commit], self.path)
         if (self.path / ".gitmodules").is_file():
-            git(["submodule", "update", "--init", "--recursive", "--force", "--quiet"], self.path)
+            git(["submodule", "update", "--recursive", "--force", "--quiet"], self.path)
         self.commit = commit
 
     def close(self) -> None:
