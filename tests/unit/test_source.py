@@ -355,3 +355,29 @@ def test_rev_needs_a_git_repository(
     use_image_boots(monkeypatch, fake_host, tmp_path)
     assert main(["build", "sim", "--rev", "HEAD", "--config", str(config)]) == 2
     assert "is not in a git repository" in capsys.readouterr().err
+
+
+def test_compare_two_revisions_and_a_matrix_at_one(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, repo = make_bisect_project(tmp_path, ["isb-barriers", "dsb-wfi", "icache-fix"])
+    use_image_boots(monkeypatch, fake_host, tmp_path)
+    before = snapshot(repo)
+    first, second, third = commits(repo)
+    argv = ["compare", "sim", "--a-rev", "HEAD~2", "--b-rev", "HEAD", "-n", "12", "--seed-base", "2", "-q"]
+    assert main([*argv, "--config", str(config), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["a"]["label"] == "sim@HEAD~2" and c["b"]["label"] == "sim@HEAD"
+    assert c["a"]["passed"] == 12 and c["b"]["passed"] < 6  # isb-barriers vs icache-fix
+    assert main(["show", c["a"]["trial"], "--config", str(config), "--json"]) == 0
+    assert [r["commit"] for r in json.loads(capsys.readouterr().out)["revisions"]] == [first]
+    assert main(["show", c["b"]["trial"], "--config", str(config), "--json"]) == 0
+    assert [r["commit"] for r in json.loads(capsys.readouterr().out)["revisions"]] == [third]
+    axis = ["--axis", "cpu=cortex-a72,max"]
+    assert main(["matrix", "sim", "--rev", "HEAD~1", *axis, "-n", "4", "--config", str(config), "-q", "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)["cells"]
+    assert cells[0]["mark"] == "pass"  # cortex-a72: no build crashes
+    for cell in cells:
+        assert main(["show", cell["trial"], "--config", str(config), "--json"]) == 0
+        assert [r["commit"] for r in json.loads(capsys.readouterr().out)["revisions"]] == [second]
+    assert snapshot(repo) == before

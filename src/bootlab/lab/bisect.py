@@ -326,6 +326,12 @@ class Bisection:
                         break
         except KeyboardInterrupt:
             state = "interrupted"
+        except BaseException:
+            # an error mid-way (lint refuses a commit's image, the store is gone...): keep what was learnt,
+            # resumable once fixed, then let the error say what happened
+            self._save(bisect_id, spec, commits, info, tested, cp, "interrupted", "interrupted", final=True)
+            self._finish_trials(tested, spec, "interrupted")
+            raise
         if state != "interrupted":
             state = "done"
             if decision == "undecided":
