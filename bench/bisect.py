@@ -1,6 +1,6 @@
 """Simulated bisections: bootlab's Bayesian change-point search against syzkaller's rule, on flaky regressions.
 
-    .venv/bin/python bench/bisect.py                  # 64 commits, 1,000 runs per scenario (~1-2 min)
+    .venv/bin/python bench/bisect.py                  # 64 commits, 1,000 runs per scenario (a few minutes)
     .venv/bin/python bench/bisect.py --runs 200       # quicker
 
 Each run puts the culprit uniformly at one of the 64 commits after the good end (so there are 64 candidates, as

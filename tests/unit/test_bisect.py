@@ -152,6 +152,15 @@ def test_interrupted_bisect_resumes_without_repeating_a_boot(
     assert 3 <= first_boots < 10
     assert main(["history", "--config", str(config)]) == 0
     assert "[interrupted]" in capsys.readouterr().out
+    # make it look SIGKILLed instead (state "running", owner gone): history says so, and it resumes all the same
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with Store(Path(os.environ["BOOTLAB_STORE"])) as store, store.tx() as db:
+        db.execute("UPDATE bisects SET status = 'running', params = json_set(params, '$.pid', ?)", (dead.pid,))
+    assert main(["history", "--config", str(config)]) == 0
+    assert "[killed]" in capsys.readouterr().out
     monkeypatch.setattr(bootlab.lab.runner, "real_boot_fn", lambda host, project_dir=None: inner)
     code, done = bisect(capsys, config, "--resume", r["bisect"])
     assert code == 0 and done["bisect"] == r["bisect"] and done["culprit"]["commit"] == line[6]
