@@ -113,7 +113,11 @@ def test_bisect_names_the_regression_and_resumes_after_ctrl_c(
     err = lines_of(proc.stderr)
     seen: list[str] = []
     while True:  # Ctrl-C once the first batch is in and the second one is booting
-        text = err.get(timeout=600)
+        try:
+            text = err.get(timeout=1)
+        except queue.Empty:
+            assert proc.poll() is None, "bisect ended before its first batch:\n" + "".join(seen)
+            continue
         seen.append(text)
         if re.search(r": \d of \d showed the symptom", text):
             break

@@ -338,12 +338,24 @@ def build_revision(
                 shutil.copy2(src, dst)
         meta_data = {"commit": commit, "profile": name, "built": time.time(), "seconds": seconds}
         (staging / "build.json").write_text(json.dumps(meta_data))
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
+        _install(staging, final, replace=rebuild)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Built(name, revision, outputs, mapping, str(final / "build.log"), seconds)
+
+
+def _install(staging: Path, final: Path, *, replace: bool) -> None:
+    """Move a finished build into place. Another bootlab may have built the same commit meanwhile and be booting
+    from it: a complete build already there is kept (ours is dropped) unless ``replace`` (``--rebuild``)."""
+    if (final / "build.json").is_file() and not replace:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    staging.rename(final)
 
 
 def build_at(
