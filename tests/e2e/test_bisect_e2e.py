@@ -4,7 +4,8 @@ crash), so commit 7 is the regression.
 
 Every boot is seeded, and bootlab.lab.simulate ports redox-sim's decision to Python: the test knows how each
 boot must end, and runs the same bisect on simulated boots to know what the real one must answer, boot for boot.
-Budget: about 26 real boots (-j 2), well under two minutes on a quiet 2-core machine.
+Budget: about 32 real boots (22 for the bisect, 8 for git bisect run, a couple cancelled by the Ctrl-C; -j 2),
+about two minutes on a quiet 2-core machine.
 """
 
 from __future__ import annotations
