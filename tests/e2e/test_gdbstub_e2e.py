@@ -45,11 +45,11 @@ SYSREGS = ("ESR_EL1", "FAR_EL1", "ELR_EL1", "SPSR_EL1", "cpsr")
 async def guest(mode: str, until: bytes, profile: str = "linux-arm64") -> AsyncIterator[tuple[Any, Path]]:
     """``profile`` in ``mode`` under real QEMU, its console read until ``until``; yields (QMP client, runtime
     dir). QEMU is killed (process group) on the way out."""
-    from bootlab.qemu.argv import binary_path, build_invocation
     from qemu.qmp import QMPClient
 
     from bootlab.host import probe
     from bootlab.profile.loader import load_project, resolve_profile
+    from bootlab.qemu.invocation import binary_path, build_invocation
     from bootlab.qemu.process import QemuProcess
     from bootlab.qemu.runtime import RuntimeDir
 

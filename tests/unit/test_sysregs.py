@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bootlab.qemu.registers import parse_registers, symbolise
 from fake_gdbstub import ANNEXES, FakeStub, le
 
 from bootlab.qemu.gdbstub import GdbStubError
+from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.qemu.sysregs import SystemRegisters, fill_system_registers, read_system_registers
 
 HVF_REFUSAL = (

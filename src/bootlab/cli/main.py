@@ -28,9 +28,11 @@ COMMANDS: dict[str, str] = {
     "lint": "lint",
     "profiles": "profiles",
     "classify": "classify",
+    "build": "build",
     "trial": "trial",
     "matrix": "matrix",
     "compare": "compare",
+    "bisect": "bisect",
     "history": "history",
     "show": "show",
     "note": "note",
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
+        _recover_checkouts()
         return int(args.func(args))
     except BootlabError as exc:
         if debug:
@@ -111,6 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+
+
+def _recover_checkouts() -> None:
+    """A bootlab killed while it had a revision checked out left a worktree behind: remove it now (one line says
+    so). Costs one directory listing when there is nothing to do."""
+    from bootlab.source.checkout import recover
+
+    recover(sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""`bootlab show ID [--log]`: a stored trial (summary and its boots), boot (verdict, seed, host, argv; its console
-log with ``--log``), matrix or comparison, in full."""
+"""`bootlab show ID [--log]`: a stored trial (summary and its boots), boot (verdict, seed, host, image hashes,
+source revision, argv; its console log with ``--log``), matrix, comparison or bisect, in full."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from typing import Any
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("show", help="a stored trial, boot, matrix or comparison in full (a boot's log with --log)")
-    p.add_argument("id", metavar="ID", help="t12, b345, m3, c2 (a bare number is a trial)")
+    p = sub.add_parser(
+        "show", help="a stored trial, boot, matrix, comparison or bisect in full (a boot's log with --log)"
+    )
+    p.add_argument("id", metavar="ID", help="t12, b345, m3, c2, s4 (a bare number is a trial)")
     p.add_argument("--log", action="store_true", help="print the boot's console log (boots only)")
     p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
     p.add_argument("--json", action="store_true", help="print as JSON")
@@ -51,6 +53,7 @@ def run_show(args: argparse.Namespace) -> int:
             trial, records = stored_trial(store, ref.id)
             result = to_json(trial)
             result["notes"] = [n["text"] for n in store.notes(ref)]
+            result["revisions"] = store.trial_revisions(ref.id)
             result["boot_list"] = [
                 {"boot": r.ref, "idx": r.idx, "seed": r.seed, "outcome": r.verdict.outcome, "title": r.verdict.title}
                 for r in records
@@ -65,6 +68,10 @@ def run_show(args: argparse.Namespace) -> int:
             raise UsageError(f"{ref.kind} {ref} has no result yet (still running, or it was killed)")
         if args.json:
             print(json.dumps(summary, indent=2))
+        elif ref.kind == "bisect":
+            from bootlab.report.bisect import print_bisect
+
+            print_bisect({**summary, "status": store.status_of(row)})
         elif ref.kind == "matrix":
             from bootlab.report.text import print_matrix
 
@@ -101,6 +108,7 @@ def _print_boot(d: dict[str, Any]) -> None:
     print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")
     for key, digest in d["images"].items():
         print(f"  {key}: sha256 {digest}")
+    print(f"  revision: {_revision_line(d.get('revision'))}")
     if d["argv"]:
         import shlex
 
@@ -110,10 +118,23 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
+def _revision_line(data: dict[str, Any] | None) -> str:
+    from bootlab.source.revision import Revision
+
+    rev = Revision.from_json(data)
+    if rev is None or not rev.commit:
+        return "unknown (the images are not in a git working tree)"
+    where = "bootlab's build of it" if rev.checkout else rev.dir
+    return f"{rev.short()} in {where}"
+
+
 def _print_trial(result: dict[str, Any], records: list[Any]) -> None:
     from bootlab.report.text import print_trial
 
     print_trial(result)
+    revisions = result.get("revisions") or []
+    if revisions:
+        print("  revision: " + "; ".join(_revision_line(r) for r in revisions))
     for note in result.get("notes", []):
         print(f"  note: {note}")
     print("  boots:")

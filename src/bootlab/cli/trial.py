@@ -3,6 +3,13 @@
 Also holds the options that ``matrix`` and ``compare`` share (boots, jobs, strictness, seeds, notes, JSON), so the
 three commands read alike. Exit 0 when the trial ran, whatever the rate; 1 when ``--target`` was refuted; 130
 when interrupted (finished boots are kept and the trial is marked interrupted).
+
+``--bisect-exit`` makes the exit code what ``git bisect run`` reads, by this rule: 0 (good) when no counted boot
+showed a failure, 1 (bad) when one did (with ``--title REGEX`` only failures whose title matches count; others
+count for nothing); with ``--until-confident --target RATE`` the SPRT decides instead (reached 0, refuted 1).
+125 (skip) when nothing was counted (every boot a qemu/infra error), the SPRT stayed undecided, or the build
+failed (``--build``/``--rev``); bad input exits 128 and an interrupt 130, which make ``git bisect run`` stop
+rather than mark the commit.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from bootlab.cli.common import add_profile_args
 from bootlab.errors import UsageError
@@ -18,6 +25,9 @@ from bootlab.errors import UsageError
 if TYPE_CHECKING:
     from bootlab.lab.lab import Lab
     from bootlab.lab.results import Result
+    from bootlab.lab.summary import Stopper
+    from bootlab.profile.loader import Project
+    from bootlab.source.revision import Revision
 
 
 def _count(text: str) -> int:
@@ -69,25 +79,61 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("trial", help="boot a profile N times: pass rate with its 95%% interval, crash titles, timings")
-    add_profile_args(p, seed=False)
-    add_run_args(p)
+def add_confidence_args(p: argparse.ArgumentParser) -> None:
+    """``--until-confident`` with ``--target``/``--width``: a trial, or each cell of a matrix."""
     p.add_argument("--until-confident", action="store_true", help="stop as soon as --target or --width is settled")
     p.add_argument("--target", type=_rate, metavar="RATE", help="with --until-confident: SPRT of rate >= RATE")
     p.add_argument("--width", type=_rate, metavar="W", help="with --until-confident: stop when the interval < W")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from bootlab.cli.source import add_rev_arg
+
+    p = sub.add_parser("trial", help="boot a profile N times: pass rate with its 95%% interval, crash titles, timings")
+    add_profile_args(p, seed=False)
+    add_run_args(p)
+    add_confidence_args(p)
+    add_rev_arg(p)
+    p.add_argument("--build", action="store_true", help="run the profile's build in place (your tree) first")
+    p.add_argument(
+        "--bisect-exit", action="store_true", help="exit as `git bisect run` reads it: 0 good, 1 bad, 125 skip"
+    )
+    p.add_argument("--title", metavar="REGEX", help="with --bisect-exit: only failures whose title matches are bad")
     p.set_defaults(func=run_trial)
 
 
-def make_lab(args: argparse.Namespace) -> Lab:
-    """Project, host probe, store: what every lab command opens."""
+def make_lab(args: argparse.Namespace, project: Project | None = None, revision: Revision | None = None) -> Lab:
+    """Project, host probe, store: what every lab command opens (``project``: one that boots a --rev build)."""
     from bootlab.host import probe
     from bootlab.lab.lab import Lab
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store
 
-    project = load_project(args.config)
-    return Lab(project, probe(), open_store(project), force=getattr(args, "force", False))
+    if project is None:
+        project = load_project(args.config)
+    return Lab(project, probe(), open_store(project), force=getattr(args, "force", False), revision=revision)
+
+
+@overload
+def stopper_from(args: argparse.Namespace, *, required: Literal[True]) -> Stopper: ...
+@overload
+def stopper_from(args: argparse.Namespace, *, required: bool = False) -> Stopper | None: ...
+def stopper_from(args: argparse.Namespace, *, required: bool = False) -> Stopper | None:
+    """The ``--until-confident`` stopper of a trial (or a fresh one for each matrix cell), or None."""
+    from bootlab.lab.stats import Sprt
+    from bootlab.lab.summary import Stopper
+
+    if args.until_confident:
+        if args.target is None and args.width is None:
+            raise UsageError(
+                "--until-confident needs --target RATE (e.g. --target 0.9) or --width W (e.g. --width 0.2)"
+            )
+        return Stopper(sprt=Sprt(args.target) if args.target is not None else None, width=args.width)
+    if args.target is not None or args.width is not None:
+        raise UsageError("--target/--width only make sense with --until-confident; add it, or drop them")
+    if required:
+        raise UsageError("--until-confident is needed here")
+    return None
 
 
 def progress_for(args: argparse.Namespace, title: str) -> Any:
@@ -96,28 +142,83 @@ def progress_for(args: argparse.Namespace, title: str) -> Any:
     return make_progress(title, quiet=getattr(args, "quiet", False))
 
 
-def emit_json(result: Result) -> None:
+def emit_json(result: Result | dict[str, Any]) -> None:
+    """A result's ``--json`` (a bisect's summary is already its JSON object)."""
     from bootlab.lab.results import to_json
 
-    json.dump(to_json(result), sys.stdout, indent=2, default=str)
+    json.dump(result if isinstance(result, dict) else to_json(result), sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
 
 
 def run_trial(args: argparse.Namespace) -> int:
-    from bootlab.lab.lab import ArmSpec
-    from bootlab.lab.stats import Sprt
-    from bootlab.lab.summary import Stopper
+    if not args.bisect_exit:
+        if args.title is not None:
+            raise UsageError("--title goes with --bisect-exit (it says which failures make a commit bad); add it")
+        return _trial(args)[0]
+    from bootlab.errors import BootlabError, InfraError
+    from bootlab.lab.bisect import title_pattern
 
-    stopper = None
-    if args.until_confident:
-        if args.target is None and args.width is None:
-            raise UsageError(
-                "--until-confident needs --target RATE (e.g. --target 0.9) or --width W (e.g. --width 0.2)"
-            )
-        stopper = Stopper(sprt=Sprt(args.target) if args.target is not None else None, width=args.width)
-    elif args.target is not None or args.width is not None:
-        raise UsageError("--target/--width only make sense with --until-confident; add it, or drop them")
-    lab = make_lab(args)
+    try:
+        if args.title is not None:
+            title_pattern(args.title)
+        code, result = _trial(args)
+    except InfraError as exc:  # a build-error, or bootlab could not run the boots: skip this commit
+        print(f"bootlab: {exc}", file=sys.stderr)
+        return _bisect_said(125, "skip: " + str(exc).split(";")[0])
+    except BootlabError as exc:  # bad input: stop `git bisect run` instead of marking commits
+        print(f"bootlab: {exc}", file=sys.stderr)
+        return _bisect_said(128, "abort: bad input")
+    if result is None or code == 130:
+        return code
+    return bisect_exit(args, result)
+
+
+def _bisect_said(code: int, why: str) -> int:
+    print(f"bootlab: --bisect-exit {code} ({why})", file=sys.stderr)
+    return code
+
+
+def bisect_exit(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    """The ``--bisect-exit`` rule (see the module docstring) applied to a finished trial's result."""
+    from bootlab.lab.bisect import title_pattern
+
+    seq = result.get("sequential") or {}
+    if seq.get("method") == "sprt":
+        decision = seq.get("decision")
+        if decision == "reached":
+            return _bisect_said(0, f"good: target {seq.get('target'):.0%} reached")
+        if decision == "refuted":
+            return _bisect_said(1, f"bad: target {seq.get('target'):.0%} refuted")
+        return _bisect_said(125, "skip: the SPRT is undecided at the cap")
+    if not result["boots"]:
+        return _bisect_said(125, "skip: no boot was counted (qemu/infra errors only)")
+    failures = result["titles"]
+    if args.title is not None:
+        pattern = title_pattern(args.title)
+        failures = [t for t in failures if pattern.search(t["title"])]
+    bad = sum(t["count"] for t in failures)
+    if bad:
+        return _bisect_said(1, f"bad: {bad} of {result['boots']} boots failed")
+    return _bisect_said(0, f"good: no failure in {result['boots']} boots")
+
+
+def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
+    from bootlab.lab.lab import ArmSpec
+
+    stopper = stopper_from(args)
+    project = revision = None
+    if args.rev or args.build:
+        from bootlab.cli.source import at_revision, build_here
+        from bootlab.profile.loader import load_project
+
+        project = load_project(args.config)
+        if args.rev and args.build:
+            raise UsageError("--rev builds in bootlab's own checkout, --build in your tree: give one of them")
+        if args.rev:
+            project, revision = at_revision(args, project, args.profile, list(args.sets), args.rev)
+        else:
+            build_here(args, project, args.profile, list(args.sets))
+    lab = make_lab(args, project, revision)
     try:
         spec = ArmSpec(args.profile, list(args.sets))
         result = lab.trial(
@@ -135,14 +236,16 @@ def run_trial(args: argparse.Namespace) -> int:
             lab.store.close()
     for line in result.lint:
         print(f"lint {line}", file=sys.stderr)
+    from bootlab.lab.results import to_json
+
+    data = to_json(result)
     if args.json:
         emit_json(result)
     else:
-        from bootlab.lab.results import to_json
         from bootlab.report.text import print_trial
 
-        print_trial(to_json(result))
+        print_trial(data)
     if result.interrupted:
-        return 130
+        return 130, data
     seq = result.sequential or {}
-    return 1 if seq.get("decision") == "refuted" else 0
+    return (1 if seq.get("decision") == "refuted" else 0), data

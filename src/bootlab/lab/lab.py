@@ -23,24 +23,33 @@ from bootlab.errors import UsageError
 from bootlab.lab.results import Arm as ResultArm
 from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, TrialResult, to_json
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
+from bootlab.lab.sequential import PairStopper, sequential_sentence
 from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
 from bootlab.lab.summary import BootRecord, Stopper, derive_seed, stage_times, summarize
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bootlab.host import Host
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
+    from bootlab.source.revision import Revision
     from bootlab.store.db import Store
 
 
 @dataclass
 class ArmSpec:
-    """What to boot: a profile and its ``--set`` overrides; ``axes`` are a matrix cell's coordinates."""
+    """What to boot: a profile and its ``--set`` overrides; ``axes`` are a matrix cell's coordinates.
+
+    ``project`` and ``revision`` are set for an arm that boots a build of a revision (``--rev``): the project
+    then reads the build's outputs from bootlab's build of it (see :mod:`bootlab.source.build`)."""
 
     profile: str
     sets: list[str] = field(default_factory=list)
     label: str = ""
     axes: dict[str, str] = field(default_factory=dict)
+    project: Project | None = None
+    revision: Revision | None = None
 
 
 @dataclass
@@ -123,11 +132,13 @@ class Lab:
         *,
         boot_fn: BootFn | None = None,
         force: bool = False,
+        revision: Revision | None = None,
     ) -> None:
         self.project = project
         self.host = host
         self.store = store
         self.force = force
+        self.revision = revision  # the revision every arm boots, unless its spec says otherwise
         if boot_fn is None:
             from bootlab.lab.runner import real_boot_fn
 
@@ -139,14 +150,15 @@ class Lab:
     def resolve(self, spec: ArmSpec, seed: int, idx: int) -> Profile:
         from bootlab.profile.loader import resolve_profile
 
-        return resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=seed, boot_index=idx)
+        project = spec.project or self.project
+        return resolve_profile(spec.profile, project=project, sets=spec.sets, seed=seed, boot_index=idx)
 
     def check(self, spec: ArmSpec, seed: int) -> Checked:
         """Preflight the arm's first boot (lock, profile, packs, fallback, files, lint); lint errors refuse the
         arm unless forced (a matrix shows such a cell as refused)."""
         from bootlab.lab.preflight import preflight
 
-        pf = preflight(self.project, spec.profile, sets=spec.sets, seed=seed, host=self.host)
+        pf = preflight(spec.project or self.project, spec.profile, sets=spec.sets, seed=seed, host=self.host)
         refused = [f"{f.id}: {f.message}" for f in pf.errors]
         return Checked(spec, pf.profile, pf.findings, [] if self.force else refused)
 
@@ -173,6 +185,7 @@ class Lab:
             smp=checked.profile.smp,
             trial_id=trial_id,
             stopper=stopper,
+            revision=spec.revision or self.revision,
         )
 
     def begin_trial(
@@ -265,7 +278,9 @@ class Lab:
         note: str | None = None,
         seed_base: int | None = None,
         progress: Progress | None = None,
+        stoppers: Callable[[], Stopper] | None = None,
     ) -> MatrixResult:
+        """``stoppers`` makes a fresh stopper for each cell (``--until-confident``: each cell stops on its own)."""
         check_count(n)
         axes_map, specs = matrix_cells(profile, sets, axes)
         base = seed_base if seed_base is not None else secrets.randbits(32)
@@ -281,7 +296,10 @@ class Lab:
                 arms.append((checked, None))
                 continue
             tid = self.begin_trial(checked, {"n": n, "strict": strict, "seed_base": base}, None, matrix_id=matrix_id)
-            arms.append((checked, self.make_arm(checked, n=n, seed_base=base, strict=strict, trial_id=tid)))
+            stopper = stoppers() if stoppers is not None else None
+            arms.append(
+                (checked, self.make_arm(checked, n=n, seed_base=base, strict=strict, trial_id=tid, stopper=stopper))
+            )
         res = self.run([a for _, a in arms if a is not None], jobs=jobs, progress=progress)
         cells: list[MatrixCell] = []
         for checked, arm in arms:
@@ -315,7 +333,9 @@ class Lab:
         note: str | None = None,
         seed_base: int | None = None,
         progress: Progress | None = None,
+        stopper: Stopper | None = None,
     ) -> ComparisonResult:
+        """``stopper`` (``--until-confident``) is shared by both arms and sees both (a :class:`PairStopper`)."""
         check_count(n)
         base = seed_base if seed_base is not None else secrets.randbits(32)
         checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
@@ -326,12 +346,19 @@ class Lab:
         for checked, salt in zip(checks, ("a", "b"), strict=True):
             params = {"n": n, "strict": strict, "seed_base": base, "seed_salt": salt}
             tid = self.begin_trial(checked, params, None, comparison_id=cid, arm=salt)
-            arms.append(self.make_arm(checked, n=n, seed_base=base, salt=salt, strict=strict, trial_id=tid))
+            arms.append(
+                self.make_arm(checked, n=n, seed_base=base, salt=salt, strict=strict, trial_id=tid, stopper=stopper)
+            )
+        if isinstance(stopper, PairStopper):
+            stopper.watch(arms[0], arms[1])
         res = self.run(arms, jobs=jobs, progress=progress)
         ra = self.trial_result(arms[0], a, seed_base=base, interrupted=res.interrupted)
         rb = self.trial_result(arms[1], b, seed_base=base, interrupted=res.interrupted)
         timing = stage_timing(arms[0].records, arms[1].records, a.label, b.label)
         out = comparison(ra, rb, a.label, b.label, timing=timing)
+        if stopper is not None:
+            out.sequential = ra.sequential
+            out.sentence = sequential_sentence(to_json(out)) or out.sentence
         out.comparison = f"c{cid}" if cid is not None else None
         out.status = "interrupted" if res.interrupted else "done"
         if self.store is not None and cid is not None and arms[0].trial_id and arms[1].trial_id:

@@ -139,6 +139,8 @@ class ComparisonResult(_Result):
     sentence: str
     # stage times of both arms with the rank test per stage (lab.lab.stage_timing), when the boots are at hand
     timing: dict[str, Any] | None = None
+    # --until-confident: what the sequential test decided (lab.sequential); the sentence then rests on it
+    sequential: dict[str, Any] | None = None
     comparison: str | None = None
     status: str = "done"
 

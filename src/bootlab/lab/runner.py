@@ -33,6 +33,7 @@ from bootlab.verdict import INFRA, Verdict
 if TYPE_CHECKING:
     from bootlab.host import Host
     from bootlab.profile.model import Profile
+    from bootlab.source.revision import Revision
     from bootlab.store.db import Store
 
 #: (profile, log path) -> verdict. The real one wraps boot_async; tests pass simulated guests.
@@ -71,7 +72,8 @@ class Arm:
     strict: bool = False
     smp: int = 1
     trial_id: int | None = None
-    stopper: Stopper | None = None
+    stopper: Stopper | None = None  # may be shared by several arms (a comparison decides for both at once)
+    revision: Revision | None = None  # where the images came from (a --rev build); None: asked of git per boot
     records: list[BootRecord] = field(default_factory=list)
     started: int = 0
     running: int = 0
@@ -188,7 +190,9 @@ async def run_arms(
                     continue  # a boot of an arm that became confident: its VM is stopped, it is not counted
                 _, record, profile = task.result()
                 if store is not None and profile is not None:
-                    boot_id = store.record_boot(record.verdict, profile, host, trial_id=arm.trial_id, idx=record.idx)
+                    boot_id = store.record_boot(
+                        record.verdict, profile, host, trial_id=arm.trial_id, idx=record.idx, revision=arm.revision
+                    )
                     record.ref = f"b{boot_id}"
                     _drop_raw_log(record.verdict, log_dir)
                 if _in_dir(record.verdict.log, log_dir):
@@ -200,11 +204,13 @@ async def run_arms(
                 if arm.stopper is not None and arm.stopper.decision is None:
                     passes, fails = arm.counts()
                     if arm.stopper.check(passes, fails):
-                        arm.stopped_early = arm.started < arm.n or arm.running > 0
-                        arm.n = arm.started  # start no more boots for this arm
-                        # the decision is made: boots of this arm still running would not change it
+                        decided = [a for a in arms if a.stopper is arm.stopper]  # a shared stopper settles all
+                        for a in decided:
+                            a.stopped_early = a.started < a.n or a.running > 0
+                            a.n = a.started  # start no more boots for this arm
+                        # the decision is made: boots of these arms still running would not change it
                         for t, a in running.items():
-                            if a is arm:
+                            if a in decided:
                                 t.cancel()
                 progress.update(arm, record)
     except asyncio.CancelledError:

@@ -38,6 +38,9 @@ class Project:
     root: Path
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: absolute path -> the path to use instead: a build's outputs, read from bootlab's build of a revision
+    #: rather than from the user's tree (see bootlab.source.build); empty for the user's own files
+    path_map: dict[str, str] = field(default_factory=dict)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -190,12 +193,15 @@ def apply_sets(table: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict
     return out
 
 
-def _absolutise(table: dict[str, Any], root: Path) -> dict[str, Any]:
-    """Relative paths are relative to the project file's directory (the current directory without one)."""
+def _absolutise(table: dict[str, Any], root: Path, path_map: dict[str, str] | None = None) -> dict[str, Any]:
+    """Relative paths are relative to the project file's directory (the current directory without one); a path
+    in ``path_map`` (a build output of another revision) is replaced by where that revision's file is."""
 
     def fix(value: Any) -> Any:
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            return str((root / value).resolve())
+            value = str((root / value).resolve())
+        if isinstance(value, str) and path_map:
+            return path_map.get(value, value)
         return value
 
     out = dict(table)
@@ -213,6 +219,9 @@ def _absolutise(table: dict[str, Any], root: Path) -> dict[str, Any]:
         ]
     elif isinstance(shares, dict):
         out["shares"] = {fix(k): v for k, v in shares.items()}
+    build = out.get("build")
+    if isinstance(build, dict):
+        out["build"] = {**build, "dir": str((root / str(build.get("dir", "."))).resolve())}
     fw = out.get("firmware")
     if isinstance(fw, dict):
         # A bare file name is a well-known name the host probe looks up, unless the project dir has that file.
@@ -283,7 +292,7 @@ def resolve_profile(
     )
     where = f"{project.path}: profiles.{name}" if name in project.profiles else f"preset {name}"
     table = render_tree(table, values, where)
-    table = _absolutise(table, project.root)
+    table = _absolutise(table, project.root, project.path_map)
     table.update(name=name, seed=seed, boot=boot_index)
     from pydantic import ValidationError
 

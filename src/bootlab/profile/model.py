@@ -138,6 +138,46 @@ class Forward(_Strict):
         return data
 
 
+class Build(_Strict):
+    """How the profile's images are made from source: ``command`` (an argv list, or a string run with ``sh -c``)
+    runs in ``dir`` (relative to bootlab.toml) with ``env`` added to the environment, and must produce every path
+    in ``outputs`` (relative to ``dir``): the files the profile then boots. See README "Builds and revisions"."""
+
+    command: str | list[str]
+    dir: str = "."
+    outputs: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str]) -> str | list[str]:
+        if (isinstance(v, str) and not v.strip()) or (isinstance(v, list) and (not v or not all(v))):
+            raise ValueError('the build command is empty; give an argv list (["make", "image"]) or a shell string')
+        return v
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(
+                "the build lists no outputs; name the files it produces that the profile boots, relative to "
+                'build.dir, e.g. outputs = ["build/kernel", "build/initrd.img"]'
+            )
+        for out in v:
+            parts = out.replace("\\", "/").split("/")
+            if not out or out.startswith("/") or ".." in parts:
+                raise ValueError(f"build output {out!r} must be a path inside build.dir (relative, no `..`)")
+        return v
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_str(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: _to_str(x) for k, x in v.items()}
+        return v
+
+
 def _shares(value: object) -> object:
     """`shares = {"/host/dir" = "tag"}` is the short form of `[{path = "/host/dir", tag = "tag"}]`."""
     if isinstance(value, dict):
@@ -183,6 +223,7 @@ class Profile(_Strict):
     symbols: str | None = None
     fallback: str | None = None
     extra_args: list[str] = Field(default_factory=list)
+    build: Build | None = None
     seed: int = Field(default=0, ge=0, le=0xFFFFFFFF)
     boot: int = Field(default=0, ge=0)
 
@@ -206,6 +247,23 @@ class Profile(_Strict):
         if isinstance(self.cpu, dict):
             return self.cpu.get(accel)  # type: ignore[call-overload]
         return self.cpu
+
+    def boot_files(self) -> dict[str, str]:
+        """Every file this profile boots from, by role (kernel, initrd, drive0.., firmware.KEY): the files whose
+        sha256 a stored boot records. A firmware given by a well-known name (no `/`) is not a path yet."""
+        files: dict[str, str] = {}
+        for key in ("kernel", "initrd"):
+            value = getattr(self, key)
+            if value:
+                files[key] = value
+        for i, drive in enumerate(self.drives):
+            if drive.file:
+                files[f"drive{i}"] = drive.file
+        if self.firmware is not None:
+            for key, value in self.firmware.model_dump().items():
+                if isinstance(value, str) and "/" in value:
+                    files[f"firmware.{key}"] = value
+        return files
 
     @property
     def writes_disks(self) -> bool:

@@ -32,11 +32,15 @@ def _set_pdeathsig(sig: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
-def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL) -> Any:
-    """A ``preexec_fn`` for subprocess/asyncio: parent-death signal, private umask, bail out if the parent is gone."""
+def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL, umask: int | None = 0o177) -> Any:
+    """A ``preexec_fn`` for subprocess/asyncio: parent-death signal, private umask, bail out if the parent is gone.
+
+    The umask default suits QEMU (it creates sockets and files, never directories: all 0600); a build, which
+    creates directories, passes ``umask=None`` to keep the user's."""
 
     def setup() -> None:
-        os.umask(0o177)  # QEMU creates sockets and files, never directories: all 0600
+        if umask is not None:
+            os.umask(umask)
         _set_pdeathsig(death_signal)
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)

@@ -44,6 +44,12 @@ def decision_text(seq: dict[str, Any], *, interrupted: bool = False) -> str:
         return f"target {pct(seq.get('target'))} refuted (rate <= {pct(seq.get('refute_below'))})"
     if decided == "narrow":
         return f"interval narrower than {pct(seq.get('width'))}"
+    if decided == "b-better":
+        return "B passes more often than A"
+    if decided == "a-better":
+        return "A passes more often than B"
+    if decided == "within-margin":
+        return f"no difference of {pct(seq.get('margin'))} or more"
     return "undecided (interrupted)" if interrupted else "undecided at the cap"
 
 
@@ -81,10 +87,11 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
             lines.append(f"{indent}  {seq['describe']}")
         # nothing is saved by a decision that was not made: the fixed-N figure is then only for information
         saved = f": {seq['saved']} saved" if seq.get("saved") is not None else ""
-        lines.append(
-            f"{indent}  a fixed-N test with the same guarantees needs {seq['fixed_n']} boots{saved} "
-            f"(cap was {seq['cap']})"
-        )
+        if seq.get("fixed_n") is not None:
+            lines.append(
+                f"{indent}  a fixed-N test with the same guarantees needs {seq['fixed_n']} boots{saved} "
+                f"(cap was {seq['cap']})"
+            )
     return lines
 
 
@@ -118,14 +125,22 @@ def print_matrix(m: dict[str, Any]) -> None:
     )
     for key in axes:
         table.add_column(key, no_wrap=True)
-    for col in ("", "pass rate [95% CI]", "commonest failure"):
+    sequential = any(cell.get("sequential") for cell in m["cells"])
+    for col in ("", "pass rate [95% CI]", *(["until-confident"] if sequential else []), "commonest failure"):
         table.add_column(col, no_wrap=True)
     for cell in m["cells"]:
         values = [Text(str(cell["axes"][k])) for k in axes]  # Text: titles hold [brackets], not rich markup
         if cell.get("refused"):
-            table.add_row(*values, MARKS["refused"], "refused by lint", Text("; ".join(cell["refused"])[:80]))
+            extra = [""] if sequential else []
+            table.add_row(*values, MARKS["refused"], "refused by lint", *extra, Text("; ".join(cell["refused"])[:80]))
             continue
-        table.add_row(*values, MARKS[cell["mark"]], rate_text(cell), Text(common_title(cell)))
+        seq = cell.get("sequential")
+        decided = []
+        if sequential:
+            after = (seq or {}).get("decided_at") or (seq or {}).get("boots_used")
+            what = decision_text(seq, interrupted=cell.get("status") == "interrupted") if seq else ""
+            decided = [Text(f"{what} after {after}" if seq and seq.get("decision") != "undecided" else what)]
+        table.add_row(*values, MARKS[cell["mark"]], rate_text(cell), *decided, Text(common_title(cell)))
     out.print(table)
     out.print(
         f"{MARKS['pass']} all passed  {MARKS['flaky']} some failed (flaky)  {MARKS['fail']} all failed  "
@@ -148,6 +163,26 @@ def print_comparison(c: dict[str, Any]) -> None:
     out.print(f"  {mark} {c['sentence']}", markup=False)
     for line in timing_lines(c.get("timing"), indent="  "):
         out.print(line, markup=False)
+    seq = c.get("sequential")
+    if seq:
+        interrupted = c.get("status") == "interrupted"
+        after = seq.get("decided_at")
+        when_text = f" after {after} pairs of boots" if after else ""
+        out.print(f"  until-confident: {decision_text(seq, interrupted=interrupted)}{when_text}", markup=False)
+        out.print(
+            f"    e-values: B better {seq['e_b_better']:.3g}, A better {seq['e_a_better']:.3g} (decide at "
+            f"{seq['threshold']:g}); B - A within [{seq['difference_cs'][0]:+.0%}, {seq['difference_cs'][1]:+.0%}] "
+            f"at every step with {1 - seq['beta']:.0%} confidence",
+            markup=False,
+        )
+        out.print(f"    {seq['describe']}", markup=False)
+        if seq.get("fixed_n") is not None:
+            saved = f": {seq['saved']} saved" if seq.get("saved") is not None else ""
+            out.print(
+                f"    a fixed-N Fisher test with the same alpha and {1 - seq['beta']:.0%} power needs {seq['fixed_n']} "
+                f"boots each{saved}",
+                markup=False,
+            )
     for side in (a, b):
         if side.get("warning"):
             out.print(f"  WARNING ({side['label']}): {side['warning']}", markup=False)

@@ -9,8 +9,9 @@ Why it is shaped like this:
   first; the row that points at it commits after. A kill in between leaves an unreferenced file, never a row
   pointing at nothing.
 - **WAL mode** lets ``bootlab history`` read while a trial writes.
-- **IDs carry their kind**: ``t12`` is a trial, ``b345`` a boot, ``m3`` a matrix, ``c2`` a comparison, so
-  ``bootlab show``/``note``/``export`` take one argument and cannot confuse them. A bare number means a trial.
+- **IDs carry their kind**: ``t12`` is a trial, ``b345`` a boot, ``m3`` a matrix, ``c2`` a comparison, ``s4`` a
+  bisect (a search), so ``bootlab show``/``note``/``export`` take one argument and cannot confuse them. A bare
+  number means a trial.
 """
 
 from __future__ import annotations
@@ -36,31 +37,34 @@ if TYPE_CHECKING:
     from bootlab.host import Host
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
+    from bootlab.source.revision import Revision
     from bootlab.verdict import Verdict
 
 DB_NAME = "bootlab.db"
-KINDS = {"t": "trial", "b": "boot", "m": "matrix", "c": "comparison"}
+KINDS = {"t": "trial", "b": "boot", "m": "matrix", "c": "comparison", "s": "bisect"}
+PREFIXES = {kind: prefix for prefix, kind in KINDS.items()}
+TABLES = {"trial": "trials", "boot": "boots", "matrix": "matrices", "comparison": "comparisons", "bisect": "bisects"}
 BUSY_TIMEOUT_MS = 60_000
 
 
 @dataclass(frozen=True)
 class Ref:
-    """A typed store id: kind is one of trial, boot, matrix, comparison."""
+    """A typed store id: kind is one of trial, boot, matrix, comparison, bisect."""
 
     kind: str
     id: int
 
     def __str__(self) -> str:
-        return f"{self.kind[0]}{self.id}"
+        return f"{PREFIXES[self.kind]}{self.id}"
 
 
 def parse_ref(text: str) -> Ref:
-    """``t12``/``b7``/``m3``/``c2`` or a bare number (a trial); anything else is a usage error."""
+    """``t12``/``b7``/``m3``/``c2``/``s4`` or a bare number (a trial); anything else is a usage error."""
     raw = text.strip().lower().lstrip("#")
     prefix, digits = (raw[0], raw[1:]) if raw[:1] in KINDS else ("t", raw)
     if not digits.isdigit():
         raise UsageError(
-            f"{text!r} is not a store id; use t12 (trial), b345 (boot), m3 (matrix) or c2 (comparison), "
+            f"{text!r} is not a store id; use t12 (trial), b345 (boot), m3 (matrix), c2 (comparison) or s4 (bisect), "
             f"as `bootlab history` shows them"
         )
     return Ref(KINDS[prefix], int(digits))
@@ -120,6 +124,7 @@ class Store:
         self.db.execute("PRAGMA synchronous = NORMAL")  # durable across a process kill; WAL keeps it consistent
         self.db.execute("PRAGMA foreign_keys = ON")
         self.migrate()
+        self._revisions: dict[str, Revision | None] = {}
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -188,19 +193,7 @@ class Store:
 
     def images(self, profile: Profile) -> dict[str, str | None]:
         """sha256 of every file the profile boots from: kernel, initrd, drives, firmware given as a path."""
-        files: dict[str, str] = {}
-        for key in ("kernel", "initrd"):
-            value = getattr(profile, key, None)
-            if value:
-                files[key] = value
-        for i, drive in enumerate(profile.drives):
-            if drive.file:
-                files[f"drive{i}"] = drive.file
-        if profile.firmware is not None:
-            for key, value in profile.firmware.model_dump().items():
-                if isinstance(value, str) and "/" in value:
-                    files[f"firmware.{key}"] = value
-        return {k: self.file_sha256(v) for k, v in files.items()}
+        return {k: self.file_sha256(v) for k, v in profile.boot_files().items()}
 
     def save_log(self, src: str | Path | None) -> str | None:
         """Compress a console log into logs/ under a fresh name; return its path relative to the store."""
@@ -239,12 +232,13 @@ class Store:
         matrix_id: int | None = None,
         comparison_id: int | None = None,
         arm: str | None = None,
+        bisect_id: int | None = None,
     ) -> int:
         params = {**(params or {}), "pid": os.getpid()}
         with self.tx() as db:
             cur = db.execute(
-                "INSERT INTO trials(profile, profile_hash, sets, params, note, matrix_id, comparison_id, arm, started)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO trials(profile, profile_hash, sets, params, note, matrix_id, comparison_id, arm,"
+                " bisect_id, started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     profile,
                     profile_hash,
@@ -254,6 +248,7 @@ class Store:
                     matrix_id,
                     comparison_id,
                     arm,
+                    bisect_id,
                     _now(),
                 ),
             )
@@ -275,8 +270,12 @@ class Store:
         trial_id: int | None = None,
         idx: int | None = None,
         argv: list[str] | None = None,
+        revision: Revision | None = None,
     ) -> int:
-        """Store one finished boot (its log compressed beside the database) in one transaction; return its id."""
+        """Store one finished boot (its log compressed beside the database) in one transaction; return its id.
+
+        ``revision`` is where the image came from; without it, the revision of the profile's source directory now
+        (see :mod:`bootlab.source.revision`)."""
         rel = self.save_log(verdict.log)
         stored = verdict.model_copy(update={"log": str(self.root / rel) if rel else verdict.log})
         qemu = host.qemu.get(profile.arch) if host is not None else None
@@ -291,10 +290,13 @@ class Store:
             "accel": verdict.accel,
         }
         images = self.images(profile)
+        if revision is None:
+            revision = self.revision_for(profile)
         with self.tx() as db:
             cur = db.execute(
                 "INSERT INTO boots(trial_id, idx, profile, profile_json, argv, images, host, accel, qemu_version,"
-                " seed, outcome, title, verdict, log_path, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " seed, outcome, title, verdict, log_path, created, revision, rev_commit)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     trial_id,
                     idx,
@@ -311,9 +313,20 @@ class Store:
                     stored.model_dump_json(),
                     rel,
                     _now(),
+                    json.dumps(revision.to_json()) if revision else None,
+                    revision.commit if revision else None,
                 ),
             )
             return int(cur.lastrowid or 0)
+
+    def revision_for(self, profile: Profile) -> Revision | None:
+        """The revision of the profile's source directory, asked of git once per directory per store."""
+        from bootlab.source.revision import revision_of, source_dir
+
+        where = str(source_dir(profile))
+        if where not in self._revisions:
+            self._revisions[where] = revision_of(profile)
+        return self._revisions[where]
 
     def begin_matrix(self, profile: str, axes: dict[str, list[str]], params: dict[str, Any], note: str | None) -> int:
         with self.tx() as db:
@@ -342,25 +355,33 @@ class Store:
                 (trial_a, trial_b, json.dumps(summary), _now(), comparison_id),
             )
 
-    def add_note(self, ref: Ref, text: str) -> None:
-        """Attach a note to anything in the store; the latest note is also shown on the item's own line."""
-        self.require(ref)
-        table = {"trial": "trials", "boot": "boots", "matrix": "matrices", "comparison": "comparisons"}[ref.kind]
+    def begin_bisect(self, profile: str, params: dict[str, Any], note: str | None = None) -> int:
         with self.tx() as db:
-            db.execute("INSERT INTO notes(target, text, created) VALUES (?, ?, ?)", (str(ref), text, _now()))
-            db.execute(f"UPDATE {table} SET note = ? WHERE id = ?", (text, ref.id))
+            cur = db.execute(
+                "INSERT INTO bisects(profile, params, note, started) VALUES (?, ?, ?, ?)",
+                (profile, json.dumps({**params, "pid": os.getpid()}), note, _now()),
+            )
+            return int(cur.lastrowid or 0)
 
-    # -- reads ------------------------------------------------------------------------------------------------------
+    def update_bisect(self, bisect_id: int, status: str, summary: dict[str, Any], *, finished: bool = False) -> None:
+        """Keep a bisect's state current (after every batch), so a killed bisect resumes from what it knew."""
+        with self.tx() as db:
+            db.execute(
+                "UPDATE bisects SET status = ?, summary = ?, finished = ? WHERE id = ?",
+                (status, json.dumps(summary), _now() if finished else None, bisect_id),
+            )
 
-    def require(self, ref: Ref) -> sqlite3.Row:
-        table = {"trial": "trials", "boot": "boots", "matrix": "matrices", "comparison": "comparisons"}[ref.kind]
-        row = self.db.execute(f"SELECT * FROM {table} WHERE id = ?", (ref.id,)).fetchone()
-        if row is None:
-            raise UsageError(f"no {ref.kind} {ref} in the store {self.root}; `bootlab history` lists what there is")
-        return row
+    def claim_bisect(self, bisect_id: int) -> None:
+        """This process resumes the bisect: it is running again, owned by this pid."""
+        row = self.require(Ref("bisect", bisect_id))
+        params = {**json.loads(row["params"] or "{}"), "pid": os.getpid()}
+        with self.tx() as db:
+            db.execute(
+                "UPDATE bisects SET status = 'running', params = ? WHERE id = ?", (json.dumps(params), bisect_id)
+            )
 
-    def trials(self, profile: str | None = None, limit: int | None = None) -> list[sqlite3.Row]:
-        sql = "SELECT * FROM trials"
+    def bisects(self, profile: str | None = None, limit: int | None = None) -> list[sqlite3.Row]:
+        sql = "SELECT * FROM bisects"
         args: list[Any] = []
         if profile:
             sql += " WHERE profile = ?"
@@ -370,8 +391,70 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return list(self.db.execute(sql, args))
 
+    def bisect_trials(self, bisect_id: int) -> list[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM trials WHERE bisect_id = ? ORDER BY id", (bisect_id,)))
+
+    def add_note(self, ref: Ref, text: str) -> None:
+        """Attach a note to anything in the store; the latest note is also shown on the item's own line."""
+        self.require(ref)
+        table = TABLES[ref.kind]
+        with self.tx() as db:
+            db.execute("INSERT INTO notes(target, text, created) VALUES (?, ?, ?)", (str(ref), text, _now()))
+            db.execute(f"UPDATE {table} SET note = ? WHERE id = ?", (text, ref.id))
+
+    # -- reads ------------------------------------------------------------------------------------------------------
+
+    def require(self, ref: Ref) -> sqlite3.Row:
+        table = TABLES[ref.kind]
+        row = self.db.execute(f"SELECT * FROM {table} WHERE id = ?", (ref.id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no {ref.kind} {ref} in the store {self.root}; `bootlab history` lists what there is")
+        return row
+
+    def trials(
+        self,
+        profile: str | None = None,
+        limit: int | None = None,
+        *,
+        commits: list[str] | None = None,
+        since: float | None = None,
+    ) -> list[sqlite3.Row]:
+        """Trials, newest first; ``commits``: only those with a boot of one of these commits (full hashes or
+        prefixes); ``since``: started at or after this time."""
+        sql = "SELECT * FROM trials"
+        where: list[str] = []
+        args: list[Any] = []
+        if profile:
+            where.append("profile = ?")
+            args.append(profile)
+        if commits is not None:
+            if not commits:
+                return []
+            likes = " OR ".join("b.rev_commit LIKE ?" for _ in commits)
+            where.append(f"EXISTS (SELECT 1 FROM boots b WHERE b.trial_id = trials.id AND ({likes}))")
+            args.extend(f"{c.lower()}%" for c in commits)
+        if since is not None:
+            where.append("started >= ?")
+            args.append(since)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started DESC, id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return list(self.db.execute(sql, args))
+
     def boots(self, trial_id: int) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM boots WHERE trial_id = ? ORDER BY idx, id", (trial_id,)))
+
+    def trial_revisions(self, trial_id: int) -> list[dict[str, Any]]:
+        """The distinct revisions a trial's boots came from, in order of first appearance."""
+        seen: dict[str, dict[str, Any]] = {}
+        for row in self.db.execute(
+            "SELECT revision FROM boots WHERE trial_id = ? AND revision IS NOT NULL ORDER BY id", (trial_id,)
+        ):
+            data = json.loads(row["revision"])
+            seen.setdefault(f"{data.get('commit')}:{data.get('dirty')}", data)
+        return list(seen.values())
 
     def notes(self, ref: Ref) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM notes WHERE target = ? ORDER BY id", (str(ref),)))

@@ -32,6 +32,7 @@ def boot_json(row: sqlite3.Row) -> dict[str, Any]:
         "verdict": json.loads(row["verdict"]),
         "resolved_profile": json.loads(row["profile_json"]),
         "log": row["log_path"],
+        "revision": json.loads(row["revision"]) if row["revision"] else None,
     }
 
 
@@ -44,18 +45,34 @@ def trial_sets(store: Store, trial_id: int | None) -> list[str]:
     return list(json.loads(store.require(Ref("trial", trial_id))["sets"] or "[]"))
 
 
-def history_rows(store: Store, profile: str | None, limit: int | None) -> list[dict[str, Any]]:
-    """Stored trials, newest first: id, start, profile, sets, status, counts, rate, interval, part of, note.
+def revision_text(revisions: list[dict[str, Any]]) -> str:
+    from bootlab.source.revision import Revision
 
-    A trial still running (or killed) has no summary yet: its rate is counted from the boots stored so far."""
+    if not revisions:
+        return "-"
+    first = Revision.from_json(revisions[0])
+    text = first.short() if first else "-"
+    return text + (f" +{len(revisions) - 1} more" if len(revisions) > 1 else "")
+
+
+def history_rows(
+    store: Store,
+    profile: str | None,
+    limit: int | None,
+    *,
+    commits: list[str] | None = None,
+    since: float | None = None,
+) -> list[dict[str, Any]]:
     rows = []
-    for row in store.trials(profile, limit=limit or None):
+    for row in store.trials(profile, limit=limit or None, commits=commits, since=since):
         summary = json.loads(row["summary"]) if row["summary"] else {}
         part = None
         if row["matrix_id"] is not None:
             part = f"m{row['matrix_id']}"
         elif row["comparison_id"] is not None:
             part = f"c{row['comparison_id']}/{row['arm']}"
+        elif row["bisect_id"] is not None:
+            part = f"s{row['bisect_id']}"
         if summary:
             boots, passed = summary.get("boots"), summary.get("passed")
             rate, ci = summary.get("rate"), summary.get("ci95")
@@ -69,6 +86,7 @@ def history_rows(store: Store, profile: str | None, limit: int | None) -> list[d
             ci = list(wilson(passed, boots))
         rows.append(
             {
+                "kind": "trial",
                 "trial": f"t{row['id']}",
                 "started": row["started"],
                 "profile": row["profile"],
@@ -79,6 +97,35 @@ def history_rows(store: Store, profile: str | None, limit: int | None) -> list[d
                 "rate": rate,
                 "ci95": ci,
                 "part_of": part,
+                "revisions": store.trial_revisions(row["id"]),
+                "note": row["note"],
+            }
+        )
+    return rows
+
+
+def bisect_rows(store: Store, profile: str | None, limit: int | None, since: float | None) -> list[dict[str, Any]]:
+    rows = []
+    for row in store.bisects(profile, limit=limit or None):
+        if since is not None and row["started"] < since:
+            continue
+        summary = json.loads(row["summary"]) if row["summary"] else {}
+        params = json.loads(row["params"] or "{}")
+        rows.append(
+            {
+                "kind": "bisect",
+                "bisect": f"s{row['id']}",
+                "started": row["started"],
+                "profile": row["profile"],
+                "status": store.status_of(row),
+                "good": params.get("good"),
+                "bad": params.get("bad"),
+                "direction": "fix" if params.get("fixed") else "regression",
+                "decision": summary.get("decision"),
+                "culprit": (summary.get("culprit") or {}).get("commit"),
+                "best": (summary.get("best") or {}).get("commit"),
+                "posterior": summary.get("posterior"),
+                "boots": summary.get("boots", 0),
                 "note": row["note"],
             }
         )

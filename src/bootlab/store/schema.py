@@ -81,6 +81,24 @@ MIGRATIONS: list[str] = [
         sha256 TEXT NOT NULL
     );
     """,
+    # 2: where each boot's image came from (its source revision: commit, dirty, branch, --rev) and bisects, whose
+    #    tested commits are trials (one per commit) linked to the bisect.
+    """
+    ALTER TABLE boots ADD COLUMN revision TEXT;
+    ALTER TABLE boots ADD COLUMN rev_commit TEXT;
+    CREATE INDEX boots_rev_commit ON boots(rev_commit);
+    CREATE TABLE bisects (
+        id INTEGER PRIMARY KEY,
+        profile TEXT NOT NULL,
+        params TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL DEFAULT 'running',
+        note TEXT,
+        summary TEXT,
+        started REAL NOT NULL,
+        finished REAL
+    );
+    ALTER TABLE trials ADD COLUMN bisect_id INTEGER REFERENCES bisects(id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

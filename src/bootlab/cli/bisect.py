@@ -1,0 +1,118 @@
+"""`bootlab bisect PROFILE --good REV --bad REV`: which commit made it fail (``--fixed``: pass), with a confidence.
+
+Each commit the search picks is built in bootlab's own checkout (the user's tree is never touched) and booted in
+batches of ``-j``; the answer is the first bad (or good) commit with its posterior probability. Exit 0 when a
+commit reached ``--confidence``, 1 when none did (budget spent, or only unbuildable commits left to tell apart),
+130 when interrupted (``--resume ID`` carries on without repeating a boot), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bootlab.cli.trial import _count, _seed_base, emit_json
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability; give 0.95 or 95%") from None
+    if not 0.5 <= value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: give a probability in [0.5, 1), e.g. 0.95")
+    return value
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "bisect",
+        help="find the commit that made boots fail (or pass, --fixed), robust to flaky boots, with a confidence",
+    )
+    p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile with a build table")
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    p.add_argument("--good", metavar="REV", help="a revision that boots fine (the older end, unless --fixed)")
+    p.add_argument("--bad", metavar="REV", help="a revision that fails (the newer end, unless --fixed)")
+    p.add_argument("--fixed", action="store_true", help="find the commit that made it pass (bad is the older end)")
+    p.add_argument("--title", metavar="REGEX", help="only failures whose title matches count; others are ignored")
+    p.add_argument("--confidence", type=_probability, default=0.95, metavar="P", help="stop at this posterior")
+    p.add_argument("--max-boots", type=_count, default=200, metavar="N", help="boot budget (default 200)")
+    p.add_argument("-j", "--jobs", type=_count, metavar="J", help="boots per batch, at once (default: cores // vCPUs)")
+    p.add_argument("--strict", action="store_true", help="a boot that passed with incidents shows the symptom")
+    p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
+    p.add_argument("--note", metavar="TEXT", help="a note stored with the bisect")
+    p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
+    p.add_argument("--resume", metavar="ID", help="carry on an interrupted bisect (s4) without repeating boots")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    p.set_defaults(func=run_bisect)
+
+
+def run_bisect(args: argparse.Namespace) -> int:
+    import json
+
+    from bootlab.errors import UsageError
+    from bootlab.host import probe
+    from bootlab.lab.bisect import Bisection, BisectSpec
+    from bootlab.profile.loader import load_project
+    from bootlab.report.bisect import make_bisect_progress
+    from bootlab.store.db import open_store, parse_ref
+
+    progress = make_bisect_progress(quiet=args.quiet)
+    if args.resume:
+        given = [f for f in ("profile", "good", "bad", "title") if getattr(args, f)]
+        if given or args.sets or args.fixed:
+            raise UsageError(
+                f"bisect --resume {args.resume} carries on with the bisect's own settings; drop "
+                f"{', '.join('--' + g if g != 'profile' else 'PROFILE' for g in given) or '--set/--fixed'}"
+            )
+        ref = parse_ref(args.resume)
+        if ref.kind != "bisect":
+            raise UsageError(
+                f"--resume {args.resume}: {ref} is a {ref.kind}; give a bisect id like s4 (`bootlab history`)"
+            )
+        project = load_project(args.config)
+        with open_store(project) as store:
+            row = store.require(ref)
+            config = json.loads(row["params"] or "{}").get("config")
+            if args.config is None and config and Path(config).is_file():
+                project = load_project(Path(config))
+            result = Bisection(project, probe(), store, force=args.force, progress=progress).resume(ref.id)
+        return _show(args, result)
+    missing = [name for name, v in (("PROFILE", args.profile), ("--good", args.good), ("--bad", args.bad)) if not v]
+    if missing:
+        raise UsageError(
+            f"bisect needs {', '.join(missing)}: bootlab bisect PROFILE --good REV --bad REV (or --resume ID)"
+        )
+    spec = BisectSpec(
+        profile=args.profile,
+        sets=list(args.sets),
+        good=args.good,
+        bad=args.bad,
+        fixed=args.fixed,
+        title=args.title,
+        confidence=args.confidence,
+        max_boots=args.max_boots,
+        jobs=args.jobs,
+        strict=args.strict,
+        seed_base=args.seed_base,
+        note=args.note,
+    )
+    project = load_project(args.config)
+    with open_store(project) as store:
+        result = Bisection(project, probe(), store, force=args.force, progress=progress).start(spec)
+    return _show(args, result)
+
+
+def _show(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    if args.json:
+        emit_json(result)
+    else:
+        from bootlab.report.bisect import print_bisect
+
+        print_bisect(result)
+    if result["status"] == "interrupted":
+        return 130
+    return 0 if result["decision"] == "found" else 1
