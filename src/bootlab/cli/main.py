@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "note": "note",
     "export": "export",
     "vm": "vm",
+    "worker": "worker",
 }
 
 

@@ -111,7 +111,12 @@ def _print_boot(d: dict[str, Any]) -> None:
     sets = "".join(f" --set {shlex.quote(x)}" for x in d.get("sets", []))
     print(f"  seed: {d['seed']} (replay: bootlab boot {d['profile']}{sets} --seed {d['seed']})")
     host = d["host"]
-    print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")
+    where = f"{host['name']} " if host.get("name") else ""
+    if host.get("worker"):
+        where += f"(cluster worker {host['worker']}) "
+    print(
+        f"  host: {where}{host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}"
+    )
     for key, digest in d["images"].items():
         print(f"  {key}: sha256 {digest}")
     if d["argv"]:

@@ -66,6 +66,12 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="boot on the Dask workers of this scheduler (tcp:// or tls://; default $BOOTLAB_CLUSTER, else "
+        "`cluster =` in bootlab.toml; `local` boots here)",
+    )
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -86,7 +92,29 @@ def make_lab(args: argparse.Namespace) -> Lab:
     from bootlab.store.db import open_store
 
     project = load_project(args.config)
-    return Lab(project, probe(), open_store(project), force=getattr(args, "force", False))
+    force = getattr(args, "force", False)
+    cluster = cluster_lab(args, project, force)
+    if cluster is not None:
+        return cluster
+    return Lab(project, probe(), open_store(project), force=force)
+
+
+def cluster_lab(args: argparse.Namespace, project: Any, force: bool) -> Lab | None:
+    """A Lab whose boots run on the cluster, when ``--cluster``/``$BOOTLAB_CLUSTER``/bootlab.toml names one."""
+    from bootlab.cluster.config import cluster_config, warn_if_exposed
+
+    config = cluster_config(getattr(args, "cluster", None), project)
+    if config is None:
+        return None
+    from bootlab.cluster import require_distributed
+
+    require_distributed()
+    warn_if_exposed(config, sys.stderr)
+    from bootlab.cluster.lab import ClusterLab
+    from bootlab.host import probe
+    from bootlab.store.db import open_store
+
+    return ClusterLab(project, probe(), open_store(project), cluster=config, force=force, quiet=args.quiet)
 
 
 def progress_for(args: argparse.Namespace, title: str) -> Any:

@@ -24,7 +24,7 @@ from bootlab.profile.model import Profile
 from bootlab.profile.templating import render_tree
 
 PROJECT_FILE = "bootlab.toml"
-PROJECT_KEYS = {"profiles", "store", "packs"}
+PROJECT_KEYS = {"profiles", "store", "packs", "cluster"}
 PATH_FIELDS = ("kernel", "initrd", "symbols")
 
 

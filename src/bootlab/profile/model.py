@@ -221,3 +221,33 @@ class Profile(_Strict):
 
     def drive_persistent(self, drive: Drive) -> bool:
         return drive.persistent or self.persistent
+
+    def files(self) -> dict[str, str]:
+        """Every host file the guest boots from, by role (``kernel``, ``initrd``, ``drive0``, ``firmware.code``):
+        what the store hashes and what a cluster ships to its workers. Firmware named without a ``/`` is a
+        well-known name that each host resolves itself, so it is not a file here."""
+        files: dict[str, str] = {}
+        for key in ("kernel", "initrd"):
+            value = getattr(self, key)
+            if value:
+                files[key] = value
+        for i, drive in enumerate(self.drives):
+            if drive.file:
+                files[f"drive{i}"] = drive.file
+        if self.firmware is not None:
+            for key, value in self.firmware.model_dump().items():
+                if isinstance(value, str) and "/" in value:
+                    files[f"firmware.{key}"] = value
+        return files
+
+    def with_files(self, paths: dict[str, str]) -> Profile:
+        """The same profile with some files (roles as in :meth:`files`, plus ``symbols``) at other paths."""
+        update: dict[str, Any] = {k: v for k, v in paths.items() if k in ("kernel", "initrd", "symbols")}
+        if any(k.startswith("drive") for k in paths):
+            update["drives"] = [
+                d.model_copy(update={"file": paths.get(f"drive{i}", d.file)}) for i, d in enumerate(self.drives)
+            ]
+        if self.firmware is not None and any(k.startswith("firmware.") for k in paths):
+            fw = {k.removeprefix("firmware."): v for k, v in paths.items() if k.startswith("firmware.")}
+            update["firmware"] = self.firmware.model_copy(update=fw)
+        return self.model_copy(update=update)

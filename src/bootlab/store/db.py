@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import shutil
 import sqlite3
 import time
@@ -188,19 +189,7 @@ class Store:
 
     def images(self, profile: Profile) -> dict[str, str | None]:
         """sha256 of every file the profile boots from: kernel, initrd, drives, firmware given as a path."""
-        files: dict[str, str] = {}
-        for key in ("kernel", "initrd"):
-            value = getattr(profile, key, None)
-            if value:
-                files[key] = value
-        for i, drive in enumerate(profile.drives):
-            if drive.file:
-                files[f"drive{i}"] = drive.file
-        if profile.firmware is not None:
-            for key, value in profile.firmware.model_dump().items():
-                if isinstance(value, str) and "/" in value:
-                    files[f"firmware.{key}"] = value
-        return {k: self.file_sha256(v) for k, v in files.items()}
+        return {k: self.file_sha256(v) for k, v in profile.files().items()}
 
     def save_log(self, src: str | Path | None) -> str | None:
         """Compress a console log into logs/ under a fresh name; return its path relative to the store."""
@@ -281,12 +270,16 @@ class Store:
         stored = verdict.model_copy(update={"log": str(self.root / rel) if rel else verdict.log})
         qemu = host.qemu.get(profile.arch) if host is not None else None
         host_json = {
+            "name": platform.node() or None,
             "os": host.os if host else None,
             "arch": host.arch if host else None,
             "qemu": qemu.path if qemu else None,
             "qemu_version": qemu.version if qemu else None,
             "accel": verdict.accel,
         }
+        if verdict.worker is not None:  # a cluster worker ran it: record that host, not this one
+            w = verdict.worker
+            host_json.update(name=w.host, worker=w.name, os=w.os, arch=w.arch, qemu=w.qemu, qemu_version=w.qemu_version)
         images = self.images(profile)
         with self.tx() as db:
             cur = db.execute(
@@ -301,7 +294,7 @@ class Store:
                     json.dumps(images),
                     json.dumps(host_json),
                     verdict.accel,
-                    qemu.version if qemu else None,
+                    host_json["qemu_version"],
                     verdict.seed if verdict.seed is not None else profile.seed,
                     verdict.outcome,
                     verdict.title,
