@@ -114,9 +114,8 @@ def _print_boot(d: dict[str, Any]) -> None:
     where = f"{host['name']} " if host.get("name") else ""
     if host.get("worker"):
         where += f"(cluster worker {host['worker']}) "
-    print(
-        f"  host: {where}{host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}"
-    )
+    qemu, accel = host.get("qemu_version"), host.get("accel")
+    print(f"  host: {where}{host.get('os')}/{host.get('arch')}, qemu {qemu}, accel {accel}")
     for key, digest in d["images"].items():
         print(f"  {key}: sha256 {digest}")
     if d["argv"]:

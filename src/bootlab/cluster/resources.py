@@ -108,6 +108,7 @@ def place(profile: Profile, workers: list[WorkerView], address: str) -> Placemen
         offering = [w for w in workers if w.resources.get(name, 0) > 0]
         if offering:
             slots = min(profile.smp, max(w.slots for w in offering))
+            offering = [w for w in offering if w.slots >= slots]  # a worker lending fewer vCPUs never gets it
             why = f" (no worker offers {', '.join(skipped)})" if skipped else ""
             reason = f"cluster: {name} on {len(offering)} worker{'s' if len(offering) > 1 else ''}{why}"
             return Placement(resource=name, accel=accel, slots=slots, workers=offering, reason=reason)
@@ -126,4 +127,4 @@ def capacity(placements: list[Placement]) -> int:
     for p in placements:
         for w in p.workers:
             slots_by_worker[w.address] = w.slots
-    return max(1, sum(max(1, s // need) for s in slots_by_worker.values()))
+    return max(1, sum(s // need for s in slots_by_worker.values()))
