@@ -118,7 +118,8 @@ def _profile(**fields: object) -> Profile:
 
 
 def _worker(name: str, *offers: str, slots: int = 1) -> WorkerView:
-    return WorkerView(f"tcp://127.0.0.1:{len(name)}{ord(name[-1])}", name, {**dict.fromkeys(offers, slots), SLOTS: slots})
+    resources = {**dict.fromkeys(offers, float(slots)), SLOTS: float(slots)}
+    return WorkerView(f"tcp://127.0.0.1:{len(name)}{ord(name[-1])}", name, resources)
 
 
 def test_worker_resources_come_from_the_probe(fake_host: Host) -> None:
@@ -233,9 +234,7 @@ def test_project_packs_travel_as_text(tmp_path: Path) -> None:
 
 
 def _bootlab(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bootlab", *args], capture_output=True, text=True, timeout=60, env=env
-    )
+    return subprocess.run([sys.executable, "-m", "bootlab", *args], capture_output=True, text=True, timeout=60, env=env)
 
 
 def test_bad_cluster_flag_is_exit_2_before_anything_runs(tmp_path: Path) -> None:
