@@ -68,18 +68,19 @@ class Cluster:
         return self.address
 
     def start_worker(self, name: str, *extra: str) -> subprocess.Popen[str]:
-        with open(self.tmp / f"{name}.log", "w") as log:
+        log_path = self.tmp / f"{name}.log"
+        with open(log_path, "w") as log:
             p = subprocess.Popen(
                 [sys.executable, "-m", "bootlab", "worker", "--scheduler", self.address, "--slots", "1",
                  "--name", name, "--cache", str(self.tmp / f"cache-{name}"), *extra],
-                stdout=subprocess.PIPE, stderr=log, text=True,
+                stdout=log, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
         self.workers[name] = p
-        assert p.stdout is not None
-        for line in p.stdout:
-            if "joined" in line:
-                return p
-        raise AssertionError(f"worker {name} did not join: {(self.tmp / f'{name}.log').read_text()}")
+        deadline = time.monotonic() + 60
+        while "joined" not in log_path.read_text():
+            assert p.poll() is None and time.monotonic() < deadline, f"{name} did not join: {log_path.read_text()}"
+            time.sleep(0.1)
+        return p
 
     def qemus(self, name: str) -> list[int]:
         return children_of_process(self.workers[name].pid)

@@ -106,9 +106,11 @@ def cluster_lab(args: argparse.Namespace, project: Any, force: bool) -> Lab | No
     config = cluster_config(getattr(args, "cluster", None), project)
     if config is None:
         return None
-    from bootlab.cluster import require_distributed
+    from bootlab.cluster import quiet_dask_logs, require_distributed
 
     require_distributed()
+    if not getattr(args, "debug", False):
+        quiet_dask_logs()
     warn_if_exposed(config, sys.stderr)
     from bootlab.cluster.lab import ClusterLab
     from bootlab.host import probe

@@ -56,7 +56,7 @@ def run_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
 
-    from bootlab.cluster import require_distributed
+    from bootlab.cluster import quiet_dask_logs, require_distributed
     from bootlab.cluster.config import ClusterConfig, is_loopback, normalise_address, worker_tls
     from bootlab.cluster.resources import host_resources, parse_resources
     from bootlab.cluster.worker import configure
@@ -76,11 +76,11 @@ def run_worker(args: argparse.Namespace) -> int:
             "bootlab worker: no qemu-system-* found on this host, so it can boot nothing; see `bootlab doctor`"
         )
     try:
-        configure(args.cache)
+        configure(args.cache, announce=True)
     except OSError as exc:
         raise UsageError(f"--cache {args.cache}: cannot use it ({exc.strerror}); give a writable directory") from None
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    if not args.verbose:
+        quiet_dask_logs(logging.ERROR)
     name = args.name or socket.gethostname()
     listen = args.host or ("127.0.0.1" if is_loopback(config.host) else None)
     offered = ", ".join(k for k in sorted(resources) if k != "slots")

@@ -16,6 +16,8 @@ Dask is an optional dependency (``pip install 'bootlab[cluster]'``): nothing her
 
 from __future__ import annotations
 
+import logging
+
 from bootlab.errors import UsageError
 
 INSTALL_HINT = "pip install 'bootlab[cluster]'"
@@ -27,3 +29,14 @@ def require_distributed(what: str = "--cluster") -> None:
         import distributed  # noqa: F401
     except ImportError:
         raise UsageError(f"{what} needs Dask distributed, which is not installed: {INSTALL_HINT}") from None
+
+
+def quiet_dask_logs(level: int = logging.CRITICAL) -> None:
+    """Dask logs every reconnect attempt and cancelled task with tracebacks; bootlab says what matters in one line.
+
+    Dask's configuration gives some child loggers (``distributed.client``) levels of their own, so each is set."""
+    import distributed  # noqa: F401  (configures Dask's loggers first)
+
+    names = ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]
+    for name in names:
+        logging.getLogger(name).setLevel(level)

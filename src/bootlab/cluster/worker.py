@@ -51,6 +51,7 @@ class WorkerSide:
         self.boots: dict[str, BootThread] = {}
         self.stopped: set[str] = set()
         self.lock = threading.Lock()
+        self.announce = False  # `bootlab worker` prints a line per boot
 
     @property
     def host(self) -> Any:
@@ -62,10 +63,11 @@ class WorkerSide:
 _side: WorkerSide | None = None
 
 
-def configure(cache_dir: Path | None = None) -> WorkerSide:
+def configure(cache_dir: Path | None = None, announce: bool = False) -> WorkerSide:
     """Set up this process as a bootlab worker (``bootlab worker`` calls it before starting Dask's Worker)."""
     global _side
     _side = WorkerSide(cache_dir)
+    _side.announce = announce
     return _side
 
 
@@ -148,11 +150,18 @@ def run_boot(request: dict[str, Any]) -> dict[str, Any]:
     finally:
         with s.lock:
             s.boots.pop(key, None)
+    profile = request["profile"]
     if boot.result is None:
+        if s.announce:
+            print(f"{profile['name']} seed {profile.get('seed')}: stopped", flush=True)
         if worker.status.name in ("closing", "closed", "closing_gracefully"):
             raise Reschedule()
         return {"cancelled": True}
     boot.result["worker"].update(name=str(worker.name), address=str(worker.address), started=started)
+    if s.announce:
+        v = boot.result["verdict"]
+        what = v["outcome"] if v["outcome"] == "pass" else f"{v['outcome']}: {v.get('title')}"
+        print(f"{profile['name']} seed {profile.get('seed')}: {what} ({v.get('duration_s')} s)", flush=True)
     return boot.result
 
 
