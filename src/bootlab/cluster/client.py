@@ -50,6 +50,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
 REFRESH = 2.0  # seconds between looks at which workers are there
 STOP_TIMEOUT = 30.0  # seconds a worker has to stop a cancelled boot
 MAX_RUNS = 2  # a boot whose worker dies is re-run once
+WORKER_GRACE = 30.0  # seconds to wait for a worker to (re)join when every one that could boot a profile left
 LOST_TWICE = "bootlab-lost-twice"
 
 
@@ -169,6 +170,17 @@ class ClusterRun:
             if w.resources.get(placement.resource, 0) > 0 and w.slots >= placement.slots and w.address not in banned
         ]
 
+    async def _candidates_soon(self, placement: Placement, profile: Profile) -> list[WorkerView]:
+        """The workers for this boot; when all that could run it left (not refused it), wait a little for one to
+        join again (a restarting worker), rather than failing every remaining boot of the trial at once."""
+        deadline = time.monotonic() + WORKER_GRACE
+        while True:
+            workers = self.candidates(placement, profile)
+            if workers or self.banned.get(profile.name) or time.monotonic() > deadline:
+                return workers
+            await asyncio.sleep(REFRESH)
+            await self._refresh_or_lose()
+
     def ban(self, profile: str, address: str, why: str) -> None:
         self.banned.setdefault(profile, {})[address] = why
 
@@ -234,7 +246,7 @@ class ClusterRun:
             raise asyncio.CancelledError
         await self._refresh_or_lose()
         placement = self.placement(profile)
-        workers = self.candidates(placement, profile)
+        workers = await self._candidates_soon(placement, profile)
         files = await asyncio.to_thread(boot_files, profile, self.hasher)
         for address, why in (await self.stage(files, workers)).items():
             self.ban(profile.name, address, why)
