@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -267,3 +268,21 @@ def test_unreachable_scheduler_is_exit_3(tmp_path: Path) -> None:
     assert r.returncode == 3, r.stderr
     assert r.stderr.startswith("bootlab: cannot reach the scheduler at tcp://127.0.0.1:9 (--cluster)")
     assert r.stderr.count("\n") == 1
+
+
+def test_a_cluster_boot_is_stored_with_the_workers_host_and_qemu(tmp_path: Path, fake_host: Host) -> None:
+    from bootlab.store.db import Store
+    from bootlab.verdict import Verdict, WorkerInfo
+
+    worker = WorkerInfo(name="mini", host="mini.lan", address="tls://10.0.0.2:4000", os="darwin", arch="aarch64",
+                        qemu="/opt/homebrew/bin/qemu-system-aarch64", qemu_version="9.1.0", lost=["w3"])  # fmt: skip
+    with Store(tmp_path) as store:
+        profile = _profile()
+        local = store.record_boot(Verdict(outcome="pass", accel="tcg"), profile, fake_host)
+        remote = store.record_boot(Verdict(outcome="pass", accel="hvf", worker=worker), profile, fake_host)
+        rows = {r["id"]: r for r in store.db.execute("SELECT id, host, qemu_version, verdict FROM boots")}
+    assert json.loads(rows[local]["host"])["qemu_version"] == "7.2.22"
+    host = json.loads(rows[remote]["host"])
+    assert (host["name"], host["worker"], host["os"], host["qemu_version"]) == ("mini.lan", "mini", "darwin", "9.1.0")
+    assert rows[remote]["qemu_version"] == "9.1.0"
+    assert json.loads(rows[remote]["verdict"])["worker"]["lost"] == ["w3"]

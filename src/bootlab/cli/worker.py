@@ -75,6 +75,8 @@ def run_worker(args: argparse.Namespace) -> int:
         raise InfraError(
             "bootlab worker: no qemu-system-* found on this host, so it can boot nothing; see `bootlab doctor`"
         )
+    import bootlab.lab.boot  # noqa: F401  (imported now, not by the first boot: its dispatch-to-QEMU time stays short)
+
     try:
         configure(args.cache, announce=True)
     except OSError as exc:

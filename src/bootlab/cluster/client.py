@@ -128,7 +128,7 @@ class ClusterRun:
         from bootlab.cluster.worker import describe
 
         self._refreshed = time.monotonic()
-        identity = await self.client.scheduler.identity(n_workers=-1)
+        identity = await self.client.scheduler.identity()  # every worker (the default)
         current: dict[str, Any] = identity.get("workers", {})
         for address in [a for a in self.workers if a not in current]:
             del self.workers[address]
