@@ -67,11 +67,11 @@ class Cluster:
         self.address = json.loads(info.read_text())["address"]
         return self.address
 
-    def start_worker(self, name: str, *extra: str) -> subprocess.Popen[str]:
+    def start_worker(self, name: str, *extra: str, wrap: tuple[str, ...] = ()) -> subprocess.Popen[str]:
         log_path = self.tmp / f"{name}.log"
         with open(log_path, "w") as log:
             p = subprocess.Popen(
-                [sys.executable, "-m", "bootlab", "worker", "--scheduler", self.address, "--slots", "1",
+                [*wrap, sys.executable, "-m", "bootlab", "worker", "--scheduler", self.address, "--slots", "1",
                  "--name", name, "--cache", str(self.tmp / f"cache-{name}"), *extra],
                 stdout=log, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
@@ -304,3 +304,42 @@ def test_tls_cluster_from_bootlab_toml(own: Cluster, tmp_path: Path) -> None:
     assert json.loads(r.stdout)["passed"] == 2
     assert {b["host"]["worker"] for b in stored(tmp_path / "store")} == {"w5"}  # type: ignore[index]
     assert "unencrypted" not in r.stderr
+
+
+def _can_hide_a_directory() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_hide_a_directory(), reason="needs `unshare --mount` (root) to give a worker its own view")
+def test_files_the_worker_lacks_are_sent_once_and_cached(own: Cluster, tmp_path: Path) -> None:
+    # the kernel and initrd live in a directory that the worker cannot see (a tmpfs over it in its own mount
+    # namespace), as on a host without the client's filesystem: the client must send them
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("vmlinuz", "initrd.cpio.gz"):
+        shutil.copy(GUESTS.parent / "out" / "linux-arm64" / name, images / name)
+    own.start_scheduler()
+    hide = f'mount -t tmpfs tmpfs {images} && exec "$@"'
+    own.start_worker("w6", wrap=("unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh"))
+    sets = ["--set", f"kernel={images}/vmlinuz", "--set", f"initrd={images}/initrd.cpio.gz"]
+    r = bootlab(tmp_path / "store", "trial", "linux-arm64", *sets, "-n", "1", "--json", "--cluster", own.address)
+    assert r.returncode == 0 and json.loads(r.stdout)["passed"] == 1, r.stderr
+    cache = tmp_path / "cache-w6"
+    entries = sorted(p for p in cache.glob("*/*") if p.parent.name != "packs")
+    assert sorted(p.name for p in entries) == ["initrd.cpio.gz", "vmlinuz"]
+    sha_of = {p.name: p.parent.name for p in entries}  # each file is cached under its sha256
+    for entry in entries:
+        assert entry.read_bytes() == (images / entry.name).read_bytes()
+    stamps = {p: p.stat().st_mtime_ns for p in entries}
+    r = bootlab(tmp_path / "store", "trial", "linux-arm64", *sets, "-n", "1", "--json", "--cluster", own.address)
+    assert r.returncode == 0 and json.loads(r.stdout)["passed"] == 1, r.stderr
+    assert {p: p.stat().st_mtime_ns for p in entries} == stamps  # cached: not sent again
+    (first, second) = stored(tmp_path / "store")
+    for boot in (first, second):
+        argv = " ".join(boot["verdict"]["argv"])  # type: ignore[index]
+        assert f"-kernel {cache}/" in argv and str(images) not in argv  # it booted the worker's copy
+        hashes = json.loads(str(boot["images"]))
+        assert (hashes["kernel"], hashes["initrd"]) == (sha_of["vmlinuz"], sha_of["initrd.cpio.gz"])
