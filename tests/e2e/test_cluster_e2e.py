@@ -343,3 +343,26 @@ def test_files_the_worker_lacks_are_sent_once_and_cached(own: Cluster, tmp_path:
         assert f"-kernel {cache}/" in argv and str(images) not in argv  # it booted the worker's copy
         hashes = json.loads(str(boot["images"]))
         assert (hashes["kernel"], hashes["initrd"]) == (sha_of["vmlinuz"], sha_of["initrd.cpio.gz"])
+
+
+def test_compare_on_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    r = bootlab(
+        tmp_path, "compare", "linux-arm64", "--a", "memory=512M", "--b", "memory=768M", "-n", "1", "--json",
+        "--cluster", cluster.address,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["a"]["passed"], out["b"]["passed"]) == (1, 1)
+    assert len(stored(tmp_path)) == 2
+
+
+def test_a_second_worker_with_a_taken_name_is_one_line(cluster: Cluster, tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "bootlab", "worker", "--scheduler", cluster.address, "--slots", "1", "--name", "w1",
+         "--cache", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"bootlab: a worker named w1 is already connected to {cluster.address}; give each worker its own --name"
+    )

@@ -72,9 +72,7 @@ def run_worker(args: argparse.Namespace) -> int:
     if args.resources:
         resources.update(parse_resources(args.resources))
     if len(resources) == 1:
-        raise InfraError(
-            "bootlab worker: no qemu-system-* found on this host, so it can boot nothing; see `bootlab doctor`"
-        )
+        raise InfraError("no qemu-system-* found on this host, so this worker could boot nothing; see `bootlab doctor`")
     import bootlab.lab.boot  # noqa: F401  (imported now, not by the first boot: its dispatch-to-QEMU time stays short)
 
     try:
@@ -105,6 +103,7 @@ async def _serve(address: str, options: dict[str, Any]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
+    said = ""
     while True:
         worker = Worker(address, **options)
         joining = asyncio.ensure_future(worker.start())
@@ -113,8 +112,17 @@ async def _serve(address: str, options: dict[str, Any]) -> int:
             joining.cancel()
             await worker.close(reason="bootlab-worker-stopped")
             return 0
-        if joining.exception() is not None:
-            print(f"bootlab worker: cannot join {address}: {joining.exception()}; retrying", file=sys.stderr)
+        failure = joining.exception()
+        if failure is not None:
+            why = "; ".join(str(e) for e in _causes(failure) if str(e))
+            if "name taken" in why:
+                raise UsageError(
+                    f"a worker named {options['name']} is already connected to {address}; "
+                    f"give each worker its own --name"
+                )
+            if why != said:
+                print(f"bootlab worker: cannot join {address} ({why}); retrying", file=sys.stderr, flush=True)
+                said = why
             await asyncio.sleep(2)
             continue
         print(f"bootlab worker {options['name']}: joined {address} as {worker.address}", flush=True)
@@ -125,3 +133,13 @@ async def _serve(address: str, options: dict[str, Any]) -> int:
             return 0
         print(f"bootlab worker {options['name']}: lost the scheduler at {address}; waiting for it", flush=True)
         await asyncio.sleep(1)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """An exception and what caused it (Dask wraps the scheduler's refusal in "Worker failed to start")."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -182,8 +182,8 @@ def worker_tls(ca_file: str | None, cert: str | None, key: str | None) -> TlsFil
     if not given:
         return None
     if len(given) != 3:
-        raise UsageError("bootlab worker: TLS needs all of --tls-ca-file, --tls-cert and --tls-key")
+        raise UsageError("TLS needs all of --tls-ca-file, --tls-cert and --tls-key")
     for flag, value in (("--tls-ca-file", ca_file), ("--tls-cert", cert), ("--tls-key", key)):
         if not Path(str(value)).is_file():
-            raise UsageError(f"bootlab worker: {flag} {value} not found; fix the path")
+            raise UsageError(f"{flag} {value} not found; fix the path")
     return TlsFiles(str(ca_file), str(cert), str(key))
