@@ -317,3 +317,9 @@ def probe() -> Host:
 
 def as_dict(host: Host) -> dict[str, Any]:
     return asdict(host)
+
+
+def from_dict(data: dict[str, Any]) -> Host:
+    """The inverse of :func:`as_dict`: another machine's probe (a cluster worker's), to lint and place against."""
+    qemu = {arch: QemuBinary(**b) for arch, b in data.get("qemu", {}).items()}
+    return Host(**{**data, "qemu": qemu})

@@ -90,6 +90,26 @@ class VcpuRegisters(BaseModel):
     raw: str
 
 
+class WorkerInfo(BaseModel):
+    """Where a boot ran when a cluster worker ran it (``--cluster``), and when, on the wall clocks of the client
+    (``dispatched``) and of the worker (the rest): enough to store the boot as if it had run here, and to see
+    what the cluster cost per boot. ``lost`` names workers that died while running this boot before it was
+    re-run (once)."""
+
+    name: str
+    host: str
+    address: str
+    os: str | None = None
+    arch: str | None = None
+    qemu: str | None = None
+    qemu_version: str | None = None
+    dispatched: float | None = None
+    started: float | None = None
+    qemu_started: float | None = None
+    finished: float | None = None
+    lost: list[str] = Field(default_factory=list)
+
+
 class Verdict(BaseModel):
     """What one boot came to. ``--json`` prints exactly these fields."""
 
@@ -109,6 +129,7 @@ class Verdict(BaseModel):
     accel: str | None = None
     registers: list[VcpuRegisters] = Field(default_factory=list)
     argv: list[str] = Field(default_factory=list)
+    worker: WorkerInfo | None = None
 
     @property
     def passed(self) -> bool:

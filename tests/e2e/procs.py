@@ -28,3 +28,15 @@ def wait_dead(pid: int, timeout: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def children_of_process(pid: int) -> list[int]:
+    """The direct children of ``pid`` forked by any of its threads (``children`` reads the main thread's only; a
+    bootlab worker forks QEMU from each boot's own thread)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return kids

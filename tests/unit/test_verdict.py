@@ -54,4 +54,5 @@ def test_json_has_exactly_the_documented_fields() -> None:
         "accel",
         "registers",
         "argv",
+        "worker",
     }

@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "report": "report",
     "vm": "vm",
+    "worker": "worker",
 }
 
 

@@ -105,7 +105,11 @@ def _print_boot(d: dict[str, Any]) -> None:
 
     print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")
     host = d["host"]
-    print(f"  host: {host.get('os')}/{host.get('arch')}, qemu {host.get('qemu_version')}, accel {host.get('accel')}")
+    where = f"{host['name']} " if host.get("name") else ""
+    if host.get("worker"):
+        where += f"(cluster worker {host['worker']}) "
+    qemu, accel = host.get("qemu_version"), host.get("accel")
+    print(f"  host: {where}{host.get('os')}/{host.get('arch')}, qemu {qemu}, accel {accel}")
     for key, digest in d["images"].items():
         print(f"  {key}: sha256 {digest}")
     print(f"  revision: {_revision_line(d.get('revision'))}")

@@ -77,6 +77,12 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="boot on the Dask workers of this scheduler (tcp:// or tls://; default $BOOTLAB_CLUSTER, else "
+        "`cluster =` in bootlab.toml; `local` boots here)",
+    )
 
 
 def add_confidence_args(p: argparse.ArgumentParser) -> None:
@@ -111,7 +117,11 @@ def make_lab(args: argparse.Namespace, project: Project | None = None, revision:
 
     if project is None:
         project = load_project(args.config)
-    return Lab(project, probe(), open_store(project), force=getattr(args, "force", False), revision=revision)
+    force = getattr(args, "force", False)
+    cluster = cluster_lab(args, project, force, revision)
+    if cluster is not None:
+        return cluster
+    return Lab(project, probe(), open_store(project), force=force, revision=revision)
 
 
 @overload
@@ -134,6 +144,29 @@ def stopper_from(args: argparse.Namespace, *, required: bool = False) -> Stopper
     if required:
         raise UsageError("--until-confident is needed here")
     return None
+
+
+def cluster_lab(
+    args: argparse.Namespace, project: Project, force: bool, revision: Revision | None = None
+) -> Lab | None:
+    """A Lab whose boots run on the cluster, when ``--cluster``/``$BOOTLAB_CLUSTER``/bootlab.toml names one."""
+    from bootlab.cluster.config import cluster_config, warn_if_exposed
+
+    config = cluster_config(getattr(args, "cluster", None), project)
+    if config is None:
+        return None
+    from bootlab.cluster import quiet_dask_logs, require_distributed
+
+    require_distributed()
+    if not getattr(args, "debug", False):
+        quiet_dask_logs()
+    warn_if_exposed(config, sys.stderr)
+    from bootlab.cluster.lab import ClusterLab
+    from bootlab.host import probe
+    from bootlab.store.db import open_store
+
+    store = open_store(project)
+    return ClusterLab(project, probe(), store, cluster=config, force=force, quiet=args.quiet, revision=revision)
 
 
 def progress_for(args: argparse.Namespace, title: str) -> Any:

@@ -153,12 +153,13 @@ class Lab:
         project = spec.project or self.project
         return resolve_profile(spec.profile, project=project, sets=spec.sets, seed=seed, boot_index=idx)
 
-    def check(self, spec: ArmSpec, seed: int) -> Checked:
-        """Preflight the arm's first boot (lock, profile, packs, fallback, files, lint); lint errors refuse the
-        arm unless forced (a matrix shows such a cell as refused)."""
+    def check(self, spec: ArmSpec, seed: int, host: Host | None = None) -> Checked:
+        """Preflight the arm's first boot (lock, profile, packs, fallback, files, lint) against ``host`` (default:
+        this one; a cluster passes a worker's); lint errors refuse the arm unless forced (a matrix shows such a
+        cell as refused)."""
         from bootlab.lab.preflight import preflight
 
-        pf = preflight(spec.project or self.project, spec.profile, sets=spec.sets, seed=seed, host=self.host)
+        pf = preflight(spec.project or self.project, spec.profile, sets=spec.sets, seed=seed, host=host or self.host)
         refused = [f"{f.id}: {f.message}" for f in pf.errors]
         return Checked(spec, pf.profile, pf.findings, [] if self.force else refused)
 

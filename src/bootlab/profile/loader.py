@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # the model (pydantic) is imported when a profile is validate
     from bootlab.profile.model import Profile
 
 PROJECT_FILE = "bootlab.toml"
-PROJECT_KEYS = {"profiles", "store", "packs"}
+PROJECT_KEYS = {"profiles", "store", "packs", "cluster"}
 PATH_FIELDS = ("kernel", "initrd", "symbols")
 
 

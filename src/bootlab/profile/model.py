@@ -248,9 +248,17 @@ class Profile(_Strict):
             return self.cpu.get(accel)  # type: ignore[call-overload]
         return self.cpu
 
-    def boot_files(self) -> dict[str, str]:
-        """Every file this profile boots from, by role (kernel, initrd, drive0.., firmware.KEY): the files whose
-        sha256 a stored boot records. A firmware given by a well-known name (no `/`) is not a path yet."""
+    @property
+    def writes_disks(self) -> bool:
+        return any(d.persistent for d in self.drives) or (self.persistent and bool(self.drives))
+
+    def drive_persistent(self, drive: Drive) -> bool:
+        return drive.persistent or self.persistent
+
+    def files(self) -> dict[str, str]:
+        """Every host file the guest boots from, by role (``kernel``, ``initrd``, ``drive0``, ``firmware.code``):
+        what the store hashes and what a cluster ships to its workers. Firmware named without a ``/`` is a
+        well-known name that each host resolves itself, so it is not a file here."""
         files: dict[str, str] = {}
         for key in ("kernel", "initrd"):
             value = getattr(self, key)
@@ -265,9 +273,14 @@ class Profile(_Strict):
                     files[f"firmware.{key}"] = value
         return files
 
-    @property
-    def writes_disks(self) -> bool:
-        return any(d.persistent for d in self.drives) or (self.persistent and bool(self.drives))
-
-    def drive_persistent(self, drive: Drive) -> bool:
-        return drive.persistent or self.persistent
+    def with_files(self, paths: dict[str, str]) -> Profile:
+        """The same profile with some files (roles as in :meth:`files`, plus ``symbols``) at other paths."""
+        update: dict[str, Any] = {k: v for k, v in paths.items() if k in ("kernel", "initrd", "symbols")}
+        if any(k.startswith("drive") for k in paths):
+            update["drives"] = [
+                d.model_copy(update={"file": paths.get(f"drive{i}", d.file)}) for i, d in enumerate(self.drives)
+            ]
+        if self.firmware is not None and any(k.startswith("firmware.") for k in paths):
+            fw = {k.removeprefix("firmware."): v for k, v in paths.items() if k.startswith("firmware.")}
+            update["firmware"] = self.firmware.model_copy(update=fw)
+        return self.model_copy(update=update)

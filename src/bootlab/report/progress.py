@@ -41,6 +41,15 @@ class _Base:
         self.t0 = time.monotonic()
         self.arms = arms
 
+    def per_worker(self) -> str:
+        """Boots done per cluster worker ("w1 5, w2 4"); empty for a local run."""
+        counts: dict[str, int] = {}
+        for arm in self.arms:
+            for r in arm.records:
+                if r.verdict.worker is not None:
+                    counts[r.verdict.worker.name] = counts.get(r.verdict.worker.name, 0) + 1
+        return ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+
     def totals(self) -> tuple[int, int, float | None, float]:
         """(done, remaining, eta seconds, boots per minute) over all arms."""
         done = sum(len(a.records) for a in self.arms)
@@ -68,8 +77,9 @@ class PlainProgress(_Base):
             what += f" ({len(v.incidents)} incident(s))"
         _, _, eta, per_min = self.totals()
         label = f"{arm.label} " if len(self.arms) > 1 else ""
+        where = f" on {v.worker.name}" if v.worker is not None else ""
         print(
-            f"  {label}boot {len(arm.records)}/{arm.n} seed {record.seed}: {what} | "
+            f"  {label}boot {len(arm.records)}/{arm.n} seed {record.seed}{where}: {what} | "
             f"{passes} passed, {fails} failed, {_fmt_rate(passes, passes + fails)} | "
             f"{per_min:.1f} boots/min, ETA {_eta(eta)}",
             file=self.stream,
@@ -124,6 +134,10 @@ class RichProgress(_Base):
                 str(arm.running),
                 Text(last_text[:50]),
             )
+        workers = self.per_worker()
+        if workers:
+            table.caption = Text(f"boots per worker: {workers}")
+            table.caption_justify = "left"
         return table
 
     def update(self, arm: Arm, record: BootRecord | None) -> None:

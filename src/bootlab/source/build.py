@@ -106,7 +106,7 @@ def repository(profile: Profile) -> Path:
 
 def profile_paths(profile: Profile) -> dict[str, str]:
     """Every host path the profile reads: what it boots, its symbols, its 9p shares."""
-    paths = dict(profile.boot_files())
+    paths = dict(profile.files())
     if profile.symbols:
         paths["symbols"] = profile.symbols
     for i, share in enumerate(profile.shares):

@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import shutil
 import sqlite3
 import time
@@ -193,7 +194,7 @@ class Store:
 
     def images(self, profile: Profile) -> dict[str, str | None]:
         """sha256 of every file the profile boots from: kernel, initrd, drives, firmware given as a path."""
-        return {k: self.file_sha256(v) for k, v in profile.boot_files().items()}
+        return {k: self.file_sha256(v) for k, v in profile.files().items()}
 
     def save_log(self, src: str | Path | None) -> str | None:
         """Compress a console log into logs/ under a fresh name; return its path relative to the store."""
@@ -283,12 +284,16 @@ class Store:
 
         host_json = {
             "bootlab": __version__,
+            "name": platform.node() or None,
             "os": host.os if host else None,
             "arch": host.arch if host else None,
             "qemu": qemu.path if qemu else None,
             "qemu_version": qemu.version if qemu else None,
             "accel": verdict.accel,
         }
+        if verdict.worker is not None:  # a cluster worker ran it: record that host, not this one
+            w = verdict.worker
+            host_json.update(name=w.host, worker=w.name, os=w.os, arch=w.arch, qemu=w.qemu, qemu_version=w.qemu_version)
         images = self.images(profile)
         if revision is None:
             revision = self.revision_for(profile)
@@ -306,7 +311,7 @@ class Store:
                     json.dumps(images),
                     json.dumps(host_json),
                     verdict.accel,
-                    qemu.version if qemu else None,
+                    host_json["qemu_version"],
                     verdict.seed if verdict.seed is not None else profile.seed,
                     verdict.outcome,
                     verdict.title,
