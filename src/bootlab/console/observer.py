@@ -14,6 +14,7 @@ signatures need whole lines.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 
 from bootlab.console.clean import clean, clean_partial, incremental_decoder
@@ -105,6 +106,8 @@ class Observer:
         self._seq = 0
         self._finished = False
         self._fatal_sig: CompiledSignature | None = None
+        # the last lines, for signatures whose process is named before the fault (``look_back``)
+        self._recent: deque[str] = deque(maxlen=packs.look_back)
         self.dump_ended = False  # the fatal signature's dump_end line has been seen
 
     # ------------------------------------------------------------------ feeding
@@ -184,7 +187,10 @@ class Observer:
             self._match_progress(line, t, actions)
         self._fired_on_line.clear()
         self._partial_clean = ""
-        self._match_signatures(line.rstrip(), t)
+        line = line.rstrip()
+        self._match_signatures(line, t)
+        if self._recent.maxlen:
+            self._recent.append(line)
 
     def _match_progress(self, text: str, t: float | None, actions: list[Action]) -> None:
         """Milestones, ready and interactions: also on partial lines, each at most once per line."""
@@ -246,6 +252,7 @@ class Observer:
                 for k, v in m.groupdict().items():
                     if v is not None:
                         pending.captures.setdefault(k, v)
+        self._look_back(pending)
         self._check_fatal(pending)
         if fired.spec.follow > 0 and not self._complete(pending):
             self._pending.append(pending)
@@ -253,6 +260,21 @@ class Observer:
                 self._resolve(self._pending.pop(0))
         else:
             self._resolve(pending)
+
+    def _look_back(self, p: _Pending) -> None:
+        """Captures from the ``look_back`` lines before the header, nearest first (each regex's first hit)."""
+        n = p.sig.spec.look_back
+        if not n:
+            return
+        earlier = list(self._recent)[-n:]
+        for rx in p.sig.look_back:
+            for prev in reversed(earlier):
+                m = rx.search(prev)
+                if m:
+                    for k, v in m.groupdict().items():
+                        if v is not None:
+                            p.captures.setdefault(k, v)
+                    break
 
     def _follow(self, p: _Pending, line: str) -> None:
         p.left -= 1

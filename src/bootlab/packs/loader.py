@@ -33,6 +33,7 @@ class CompiledSignature:
     pack: str
     regex: re.Pattern[str]
     follow: tuple[re.Pattern[str], ...]
+    look_back: tuple[re.Pattern[str], ...]
     fatal_when: tuple[tuple[str, re.Pattern[str]], ...]
     dump_end: re.Pattern[str] | None = None
 
@@ -66,6 +67,8 @@ class PackSet:
     vars: dict[str, str] = field(default_factory=dict)
     # one alternation of every serial signature regex: a line that misses it is skipped in one scan
     prefilter: re.Pattern[str] | None = None
+    # the most lines any serial signature looks back at (the observer keeps that many)
+    look_back: int = 0
 
 
 def search_path(project_dir: Path | None = None) -> list[Path]:
@@ -173,6 +176,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
                     pack=pack.name,
                     regex=re.compile(s.regex),
                     follow=tuple(re.compile(r) for r in s.follow_regex),
+                    look_back=tuple(re.compile(r) for r in s.look_back_regex),
                     fatal_when=tuple((k, re.compile(r)) for k, r in s.fatal_when.items()),
                     dump_end=re.compile(s.dump_end) if s.dump_end else None,
                 )
@@ -199,6 +203,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         frame_skip=tuple(frame_skip),
         vars=variables,
         prefilter=prefilter,
+        look_back=max((s.spec.look_back for s in sigs), default=0),
     )
 
 

@@ -57,8 +57,11 @@ class Signature(_Strict):
 
     ``regex`` matches the header line; its named groups fill ``title``. ``follow`` lines after it may add more
     captures (``follow_regex``, e.g. the process name a Redox exception belongs to) and, with ``frame =
-    true``, the first interesting stack frame (``{frame}``). ``fatal_when`` makes an incident fatal when a
-    capture matches (a Redox daemon dying is an incident, init dying ends the boot). ``superseded_by`` drops
+    true``, the first interesting stack frame (``{frame}``). ``look_back`` lines before it may too
+    (``look_back_regex``, nearest line first): some consoles name the process on the line *before* the fault
+    (2016 Redox kernels print ``PID 3: file:/apps/login/main.bin`` then ``  INT E: Page fault``).
+    ``fatal_when`` makes an incident fatal when a capture matches (a Redox daemon dying is an incident, init
+    dying ends the boot). ``superseded_by`` drops
     this finding when one of those signatures fires within the window (it carries the same event with more
     detail). ``dump_end`` marks the last line of a fatal dump (or the reboot that follows it): the boot stops
     there without waiting for the console to go quiet.
@@ -73,6 +76,8 @@ class Signature(_Strict):
     title_fallback: str | None = None
     follow: int = Field(default=0, ge=0, le=500)
     follow_regex: list[str] = Field(default_factory=list)
+    look_back: int = Field(default=0, ge=0, le=20)
+    look_back_regex: list[str] = Field(default_factory=list)
     frame: bool = False
     fatal_when: dict[str, str] = Field(default_factory=dict)
     fatal_kind: str | None = None
@@ -90,7 +95,7 @@ class Signature(_Strict):
     def _regex(cls, v: str) -> str:
         return _check_regex(v)
 
-    @field_validator("follow_regex")
+    @field_validator("follow_regex", "look_back_regex")
     @classmethod
     def _follow(cls, v: list[str]) -> list[str]:
         return [_check_regex(r) for r in v]
@@ -104,6 +109,8 @@ class Signature(_Strict):
     def _window(self) -> Signature:
         if (self.follow_regex or self.frame or self.superseded_by) and self.follow == 0:
             raise ValueError(f"signature {self.id!r} looks at following lines but has follow = 0")
+        if bool(self.look_back_regex) != (self.look_back > 0):
+            raise ValueError(f"signature {self.id!r}: look_back and look_back_regex go together")
         return self
 
 
