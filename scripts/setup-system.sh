@@ -19,6 +19,10 @@ if ! command -v apt-get >/dev/null || ! command -v dpkg-query >/dev/null; then
 fi
 
 packages=(qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf qemu-utils mtools dosfstools cpio)
+# the debian-amd64 test guest (guests/debian/build.sh): mmdebstrap makes the tree, mke2fs -d the disk image;
+# as a normal user mmdebstrap runs in a user namespace, which needs newuidmap/newgidmap
+packages+=(mmdebstrap e2fsprogs)
+[[ "$(id -u)" -eq 0 ]] || packages+=(uidmap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 missing=()
