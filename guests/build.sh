@@ -103,6 +103,23 @@ pack = "redox"
 timeout = 120
 quiet_timeout = 30
 vars = { build = "isb-barriers", fault = "", menu_timeout = "", debug = "0", user = "root", password = "password" }
+
+[profiles.debian-amd64]
+# Debian 12 with systemd, made by guests/debian/build.sh: $(tr '\n' ' ' < "$OUT/debian-amd64/versions.txt" 2>/dev/null)
+arch = "x86_64"
+machine = "q35"
+accel = ["kvm", "tcg"]
+cpu = { kvm = "host", tcg = "max" }
+smp = 1
+memory = "1G"
+kernel = "out/debian-amd64/vmlinuz"
+initrd = "out/debian-amd64/initrd.img"
+drives = [{ file = "out/debian-amd64/rootfs.img", format = "raw", interface = "virtio" }]
+append = "console=ttyS0 root={root} rw bootlab.failunit={failunit}"
+pack = "linux"
+timeout = 300
+quiet_timeout = 60
+vars = { root = "/dev/vda", failunit = "0", user = "root", password = "bootlab" }
 EOF
     if ! cmp -s "$tmp" "$HERE/bootlab.toml" 2>/dev/null; then mv "$tmp" "$HERE/bootlab.toml"; else rm -f "$tmp"; fi
 }
@@ -140,6 +157,9 @@ if [ ! -x "$QEMU72/bin/qemu-system-aarch64" ] && grep -qs 'VERSION_CODENAME=book
         echo "guests/build.sh: could not download Debian 12's QEMU 7.2 ($(tail -1 "$dl/err")); the QEMU version test will say so" >&2
     fi
 fi
+
+# debian-amd64 has its own cache key (guests/debian/build.sh): a change here does not rebuild it, nor the reverse
+bash "$HERE/debian/build.sh" "$OUT/debian-amd64"
 
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SRC_HASH" ] && outputs_ok; then
     write_toml

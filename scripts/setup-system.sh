@@ -27,6 +27,10 @@ fi
 packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio gdb-multiarch)
 qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
 [[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core)
+# the debian-amd64 test guest (guests/debian/build.sh): mmdebstrap makes the tree, mke2fs -d the disk image;
+# as a normal user mmdebstrap runs in a user namespace, which needs newuidmap/newgidmap
+packages+=(mmdebstrap e2fsprogs)
+[[ "$(id -u)" -eq 0 ]] || packages+=(uidmap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 
 sudo=""

@@ -148,14 +148,11 @@ def test_two_concurrent_execs_run_one_after_the_other(vm: Vm) -> None:
 
     # each command notes in the guest when it starts and ends: the two must not interleave
     vm.exec("rm", "-f", "/tmp/exec-order")
-    note = "echo {0} >> /tmp/exec-order"
+    a = "echo a-start >> /tmp/exec-order; sleep 1; echo A; echo A2; echo a-end >> /tmp/exec-order"
+    b = "echo b-start >> /tmp/exec-order; echo B; echo b-end >> /tmp/exec-order; exit 3"
     threads = [
-        threading.Thread(
-            target=go, args=("a", "sh", "-c", f"{note.format('a<')}; sleep 1; echo A; echo A2; {note.format('a>')}")
-        ),
-        threading.Thread(
-            target=go, args=("b", "sh", "-c", f"{note.format('b<')}; echo B; {note.format('b>')}; exit 3")
-        ),
+        threading.Thread(target=go, args=("a", "sh", "-c", a)),
+        threading.Thread(target=go, args=("b", "sh", "-c", b)),
     ]
     for th in threads:
         th.start()

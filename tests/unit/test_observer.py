@@ -99,6 +99,34 @@ def test_process_death_is_an_incident_but_init_death_is_fatal() -> None:
     assert init.fatal.title == "redox: UNHANDLED EXCEPTION in [bootstrap]"
 
 
+def test_look_back_names_the_process_from_the_line_before_the_fault() -> None:
+    """2016 Redox kernels print 'PID N: name' and then the fault (redox pack, look_back = 1)."""
+    obs = redox()
+    obs.feed(b"PID 3: file:/apps/login/main.bin\n  INT E: Page fault\n    ERR: 00000004\n", 1.0)
+    obs.feed(b"PID 9: file:/bin/ion\n  INT D: General protection fault\n", 2.0)
+    obs.finish()
+    assert [(i.title, i.process, i.t) for i in obs.incidents] == [
+        ("redox: Page fault in login", "login", 1.0),
+        ("redox: General protection fault in ion", "ion", 2.0),
+    ]
+
+
+def test_look_back_sees_only_its_window_and_lines_already_seen() -> None:
+    obs = redox()
+    # a PID line two lines before is outside look_back = 1; the line after the fault never counts
+    obs.feed(b"PID 3: file:/apps/login/main.bin\nsomething else\n  INT E: Page fault\nPID 4: file:/bin/sh\n")
+    obs.finish()
+    assert [(i.title, i.process) for i in obs.incidents] == [("redox: Page fault", None)]
+
+
+def test_abridged_unhandled_exception_line_is_recognised_but_prose_is_not() -> None:
+    obs = redox()
+    obs.feed(b"kernel::context::signal:INFO -- UNHANDLED EXCEPTION ... NAME /usr/bin/cat\n")
+    obs.feed(b"we saw UNHANDLED EXCEPTION... twice before the fix\n")
+    obs.finish()
+    assert [(i.kind, i.process) for i in obs.incidents] == [("process-exception", "cat")]
+
+
 def test_lacks_grant_takes_the_process_from_the_exception_after_the_dump() -> None:
     obs = redox()
     dump = "".join(f"X{i}: 0000000000000000\n" for i in range(31))

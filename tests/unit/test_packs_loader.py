@@ -81,6 +81,25 @@ def test_window_fields_need_follow(tmp_path: Path) -> None:
         load_packs(["w"], tmp_path)
 
 
+def test_look_back_needs_its_regexes_and_the_reverse(tmp_path: Path) -> None:
+    sig = '[[signature]]\nid = "x"\nregex = "x"\nkind = "k"\nfatal = true\ntitle = "t"\nreference = "r"\n'
+    write(tmp_path, "l", 'name = "l"\ndescription = "d"\nreference = "r"\n' + sig + "look_back = 2\n")
+    with pytest.raises(UsageError, match="look_back and look_back_regex go together"):
+        load_packs(["l"], tmp_path)
+    write(tmp_path, "m", 'name = "m"\ndescription = "d"\nreference = "r"\n' + sig + "look_back_regex = ['y']\n")
+    with pytest.raises(UsageError, match="look_back and look_back_regex go together"):
+        load_packs(["m"], tmp_path)
+    write(tmp_path, "n", 'name = "n"\ndescription = "d"\nreference = "r"\n' + sig + "look_back = 99\n")
+    with pytest.raises(UsageError, match=r"n\.toml: signature\.0\.look_back"):
+        load_packs(["n"], tmp_path)
+    write(
+        tmp_path,
+        "o",
+        'name = "o"\ndescription = "d"\nreference = "r"\n' + sig + 'look_back = 3\nlook_back_regex = ["y"]\n',
+    )
+    assert load_packs(["o"], tmp_path).look_back == 3
+
+
 def test_project_pack_extends_shipped_one(tmp_path: Path) -> None:
     write(
         tmp_path,

@@ -14,6 +14,7 @@ signatures need whole lines.
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass, field
 
 from bootlab.console.clean import clean, clean_partial, incremental_decoder
@@ -117,6 +118,8 @@ class Observer:
         self._seq = 0
         self._finished = False
         self._dump_end: re.Pattern[str] | None = None  # the fatal signature's (or its death's) dump_end
+        # the last lines, for signatures whose process is named before the fault (``look_back``)
+        self._recent: deque[str] = deque(maxlen=packs.look_back)
         self.dump_ended = False  # the fatal signature's dump_end line has been seen
         self.death: Finding | None = None  # the panic an earlier report caused (see Signature.cause_window)
 
@@ -221,7 +224,10 @@ class Observer:
             self._match_progress(line, t, actions)
         self._fired_on_line.clear()
         self._partial_clean = ""
-        self._match_signatures(line.rstrip(), t)
+        line = line.rstrip()
+        self._match_signatures(line, t)
+        if self._recent.maxlen:
+            self._recent.append(line)
 
     def _match_progress(self, text: str, t: float | None, actions: list[Action]) -> None:
         """Milestones, ready and interactions: also on partial lines, each at most once per line."""
@@ -312,6 +318,7 @@ class Observer:
         if header_frame is not None and sig.frame is not None:
             pending.header_frame = header_frame.split(".")[0]
             self._candidate(pending, sig.frame, header_frame)
+        self._look_back(pending)
         return pending
 
     def _caused(self, consequence: _Pending) -> bool:
@@ -393,6 +400,21 @@ class Observer:
         if opener is not None and opener.search(line):
             p.open_context = True
         return True
+
+    def _look_back(self, p: _Pending) -> None:
+        """Captures from the ``look_back`` lines before the header, nearest first (each regex's first hit)."""
+        n = p.sig.spec.look_back
+        if not n:
+            return
+        earlier = list(self._recent)[-n:]
+        for rx in p.sig.look_back:
+            for prev in reversed(earlier):
+                m = rx.search(prev)
+                if m:
+                    for k, v in m.groupdict().items():
+                        if v is not None:
+                            p.captures.setdefault(k, v)
+                    break
 
     def _follow(self, p: _Pending, line: str) -> None:
         p.left -= 1

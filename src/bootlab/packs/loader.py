@@ -44,6 +44,7 @@ class CompiledSignature:
     pack: str
     regex: re.Pattern[str]
     follow: tuple[re.Pattern[str], ...]
+    look_back: tuple[re.Pattern[str], ...]
     fatal_when: tuple[tuple[str, re.Pattern[str]], ...]
     dump_end: re.Pattern[str] | None = None
     frame: FrameRule | None = None
@@ -107,6 +108,8 @@ class PackSet:
     context_open: re.Pattern[str] | None = None
     # (pack, signature id) of the lines that report a death an earlier report caused (``cause_window``)
     consequences: frozenset[tuple[str, str]] = frozenset()
+    # the most lines any serial signature looks back at (the observer keeps that many)
+    look_back: int = 0
 
 
 def search_path(project_dir: Path | None = None) -> list[Path]:
@@ -382,6 +385,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
                     pack=pack.name,
                     regex=re.compile(s.regex),
                     follow=tuple(re.compile(r) for r in s.follow_regex),
+                    look_back=tuple(re.compile(r) for r in s.look_back_regex),
                     fatal_when=tuple((k, re.compile(r)) for k, r in s.fatal_when.items()),
                     dump_end=re.compile(s.dump_end) if s.dump_end else None,
                     frame=_frame_rule(pack, s),
@@ -419,6 +423,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         context=context,
         context_open=context_open,
         consequences=frozenset((s.pack, s.spec.id) for s in sigs if s.spec.cause_window),
+        look_back=max((s.spec.look_back for s in sigs), default=0),
     )
 
 

@@ -81,6 +81,10 @@ class Signature(_Strict):
 
     A ``frame`` capture of the header or of a ``follow_regex`` (lockdep's ``at: func+0x..``) is a candidate
     frame like a stack line; when every candidate is a generic helper, the header's own function stands.
+
+    ``look_back`` lines before the header may add captures too (``look_back_regex``, nearest line first): some
+    consoles name the process on the line *before* the fault (2016 Redox kernels print ``PID 3:
+    file:/apps/login/main.bin`` then ``  INT E: Page fault``).
     """
 
     id: str
@@ -92,6 +96,8 @@ class Signature(_Strict):
     title_fallback: str | None = None
     follow: int = Field(default=0, ge=0, le=500)
     follow_regex: list[str] = Field(default_factory=list)
+    look_back: int = Field(default=0, ge=0, le=20)
+    look_back_regex: list[str] = Field(default_factory=list)
     frame: bool = False
     fatal_when: dict[str, str] = Field(default_factory=dict)
     fatal_kind: str | None = None
@@ -116,7 +122,7 @@ class Signature(_Strict):
     def _regex(cls, v: str) -> str:
         return _check_regex(v)
 
-    @field_validator("follow_regex")
+    @field_validator("follow_regex", "look_back_regex")
     @classmethod
     def _follow(cls, v: list[str]) -> list[str]:
         return [_check_regex(r) for r in v]
@@ -137,6 +143,8 @@ class Signature(_Strict):
             raise ValueError(f"signature {self.id!r} sets cause_kinds but not cause_window")
         if self.frame_pick != "first" and not self.frame_anchor:
             raise ValueError(f"signature {self.id!r} has frame_pick = {self.frame_pick!r} but no frame_anchor")
+        if bool(self.look_back_regex) != (self.look_back > 0):
+            raise ValueError(f"signature {self.id!r}: look_back and look_back_regex go together")
         return self
 
 
