@@ -480,7 +480,7 @@ class Bisection:
         *,
         final: bool = False,
     ) -> dict[str, Any]:
-        result = summarize(bisect_id, spec, commits, info, tested, cp, state, decision)
+        result = bisect_result(bisect_id, spec, commits, info, tested, cp, state, decision)
         self.store.update_bisect(bisect_id, state, result, finished=final and state == "done")
         return result
 
@@ -497,7 +497,7 @@ class Bisection:
             self.store.finish_trial(t.trial_id, status, to_json(summary))
 
 
-def summarize(
+def bisect_result(
     bisect_id: int,
     spec: BisectSpec,
     commits: list[str],
