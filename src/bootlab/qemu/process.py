@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -25,23 +26,26 @@ from bootlab.errors import InfraError
 PR_SET_PDEATHSIG = 1
 
 
-def _set_pdeathsig(sig: int) -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+@functools.cache
+def _prctl() -> Any:
+    """libc's prctl, looked up once in the parent: the forked child must not dlopen (another thread of a threaded
+    parent, such as a Dask worker, may hold the loader's lock at fork time, and the child would wait for ever)."""
+    return ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def child_setup(parent_pid: int, death_signal: int = signal.SIGKILL, umask: int | None = 0o177) -> Any:
     """A ``preexec_fn`` for subprocess/asyncio: parent-death signal, private umask, bail out if the parent is gone.
 
     The umask default suits QEMU (it creates sockets and files, never directories: all 0600); a build, which
-    creates directories, passes ``umask=None`` to keep the user's."""
+    creates directories, passes ``umask=None`` to keep the user's. Everything the child runs is prepared here,
+    in the parent: between fork and exec the child only makes system calls."""
+    prctl = _prctl()
 
     def setup() -> None:
         if umask is not None:
             os.umask(umask)
-        _set_pdeathsig(death_signal)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
         if os.getppid() != parent_pid:  # the parent died between fork and prctl
             os._exit(1)
 
