@@ -1,7 +1,9 @@
 """Classify a saved console log with the same observer a live boot uses (``bootlab classify``).
 
 Offline there is no clock and no QEMU: times are unknown, nothing is sent, and the log may end anywhere, so
-the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line) or ``incomplete`` (neither).
+the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line), ``login-failed`` (the guest
+refused the login before ready: only when the log is read as one that logs in, ``wait_for_shell``) or
+``incomplete`` (none of these).
 Pasted transcripts carry prose and shell commands around the console text; signatures are searched per line,
 so the noise costs nothing but a few lines that match nothing.
 """
@@ -22,6 +24,8 @@ def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) ->
     obs.finish()
     if obs.fatal is not None:
         outcome = "crash"
+    elif obs.login_failed is not None and wait_for_shell:
+        outcome = "login-failed"
     elif obs.ready:
         outcome = "pass"
     else:
