@@ -535,3 +535,47 @@ def load_packs(names: list[str] | tuple[str, ...] | str, project_dir: Path | Non
     if not names:
         raise UsageError("no pack named; give one with --pack NAME or `pack = [...]` in the profile")
     return _load_cached(tuple(names), tuple(search_path(project_dir)))
+
+
+def load_pack_file(path: Path, project_dir: Path | None = None, before: list[str] | tuple[str, ...] = ()) -> PackSet:
+    """The pack in ``path``, merged onto its ``extends`` base, composed after the packs named in ``before``
+    (firmware first): what ``bootlab packs check FILE`` tries, without installing the file. Its ``extends`` is
+    looked up beside it, then in the project's ``packs/``, then among the shipped packs. Not cached: the file is
+    being edited."""
+    if not path.is_file():
+        raise UsageError(f"pack file {path} does not exist; give the path of a .toml pack")
+    if path.suffix != ".toml":
+        raise UsageError(f"pack file {path} is not a .toml file; packs are TOML files named <pack>.toml")
+    dirs = [path.resolve().parent, *search_path(project_dir)]
+    others = [resolve_pack(n, search_path(project_dir)) for n in before]
+    return compile_packs([*others, resolve_pack(path.stem, dirs)])
+
+
+def pack_warnings(packs: PackSet) -> list[str]:
+    """What is valid but probably not meant, for a pack author (`bootlab packs check`): a title that names a
+    capture no regex of its signature can fill (it would read ``?``), a set with no ready condition (its boots
+    can never pass), an interaction that needs a var neither the pack nor, maybe, the profile gives."""
+    out: list[str] = []
+    if not packs.login and not packs.shell:
+        out.append("no [ready] login or shell prompt: a boot read with this pack never passes")
+    for sig in packs.signatures + packs.stderr_signatures:
+        spec = sig.spec
+        groups = set(sig.regex.groupindex)
+        for rx in (*sig.follow, *sig.look_back):
+            groups |= set(rx.groupindex)
+        if spec.frame:
+            groups.add("frame")
+        missing = sorted(set(re.findall(r"\{(\w+)\}", spec.title)) - groups)
+        if missing:
+            fallback = f"; title_fallback {spec.title_fallback!r} is used" if spec.title_fallback else " (shown as ?)"
+            out.append(
+                f"[[signature]] {spec.id!r}: title uses {{{missing[0]}}}, which none of its regexes captures "
+                f"(add (?P<{missing[0]}>...) to regex, follow_regex or look_back_regex){fallback}"
+            )
+    for inter in packs.interactions:
+        for var in sorted(set(re.findall(r"\{(\w+)\}", inter.spec.send)) - set(packs.vars)):
+            out.append(
+                f"[[interaction]] {inter.spec.id!r}: send uses {{{var}}}, which the pack's [vars] lacks; it is "
+                f"answered only when the profile sets vars.{var}"
+            )
+    return out
