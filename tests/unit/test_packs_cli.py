@@ -94,3 +94,34 @@ def test_check_warns_about_a_title_no_regex_fills(tmp_path: Path, capsys: pytest
     )
     assert main(["packs", "check", str(pack)]) == 0
     assert "title uses {process}, which none of its regexes captures" in capsys.readouterr().out
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_example_is_the_tested_uboot_pack() -> None:
+    """The README's complete example is the U-Boot pack the golden tests read real U-Boot consoles with."""
+    assert (UBOOT / "packs" / "uboot.toml").read_text() in README.read_text()
+
+
+def test_the_readme_lists_every_required_field() -> None:
+    from bootlab.packs import model
+
+    rows = {}
+    for line in README.read_text().splitlines():
+        cells = [c.strip() for c in line.split("|")[1:-1]]
+        if len(cells) == 3 and cells[0].startswith(("top level", "`[")):
+            rows[cells[0].split(":")[0].split("`")[1] if "`" in cells[0] else "top level"] = cells[1]
+    tables = {
+        "top level": model.PackFile,
+        "[[milestone]]": model.Milestone,
+        "[ready]": model.Ready,
+        "[[interaction]]": model.Interaction,
+        "[[signature]]": model.Signature,
+        "[[prompt]]": model.Prompt,
+    }
+    for table, cls in tables.items():
+        required = {name for name, f in cls.model_fields.items() if f.is_required()}
+        assert required, table
+        missing = [name for name in required if f"`{name}`" not in rows[table]]
+        assert not missing, f"README's pack table, {table}: required {missing} not listed"

@@ -158,3 +158,32 @@ def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path)
     assert prompt <= ready_at < prompt + 1.0
     assert [d for _, d in typed] == [b"\n"]  # Enter at the countdown, and no exec framing
     assert sup.verdict is not None and sup.verdict.outcome == "pass" and sup.verdict.stage == "autoboot"
+
+
+def test_launch_with_a_wrong_password_is_login_failed_at_the_first_refusal(tmp_path: Path) -> None:
+    """The recorded debian-amd64 console with a wrong password, replayed 50x faster: the VM's boot ends at the first
+    `Login incorrect` as login-failed (live it went on for 3 minutes to `hang after login`), and the VM is stopped."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+
+    log = Path(__file__).resolve().parents[1] / "packs" / "linux" / "guest-debian-amd64-wrong-password.log"
+    data = read_chunks(log)
+    refused, seen = None, b""
+    for t, chunk in data:
+        seen += chunk
+        if b"Login incorrect" in seen:
+            refused = t
+            break
+    assert refused is not None
+    vm = make_vm("wrongpw", tmp_path, ["linux"])
+    sup = Supervisor(vm)
+    sup.packs = load_packs(["linux"])
+    sup.obs = Observer(sup.packs, variables={"user": "root", "password": "wrong"}, wait_for_shell=True)
+    machine = FakeMachine()
+    console = ReplayConsole(data, speed=50.0, after_end="silence")
+    asyncio.run(asyncio.wait_for(sup._life(machine, console), 30.0))
+    assert sup.verdict is not None and sup.verdict.outcome == "login-failed"
+    assert (sup.verdict.title, sup.verdict.fatal_line) == ("login failed", "Login incorrect")
+    assert sup.verdict.duration_s is not None and refused <= sup.verdict.duration_s < refused + 5.0
+    assert sup.state == "stopped" and "boot failed: login-failed: login failed" in vm.read("state.json")["note"]
