@@ -342,3 +342,27 @@ def test_an_unanswered_installer_dialog_is_titled_by_its_prompt(quiet: float, ru
     assert r.verdict.title == 'stopped at prompt "[!!] Select a language"'
     assert "<Tab> moves; <Space> selects; <Enter> activates buttons" in stopped.last_lines
     assert stopped.last_lines[-1].startswith("[ (1*installer) 2 shell 3 shell 4- log ][")
+
+
+def test_a_console_stopped_on_a_prompt_like_last_line_is_titled_by_it() -> None:
+    """Real U-Boot, read with a pack that does not know it (linux): its autoboot finds nothing and it waits at `=> `,
+    a last line without newline ending like a prompt. No pack entry is needed to say so."""
+    r = replay("uboot/uboot-qemu_arm64-autoboot", ["linux"], quiet=5.0)
+    stopped = r.verdict.stopped
+    assert r.ending == "hang" and r.verdict.title == 'stopped at prompt "=>"'
+    assert stopped is not None and stopped.rule == "quiet" and stopped.prompt == "=>"
+    assert stopped.last_lines[-2:] == ["No ethernet found. (repeated 2 times)", "=>"]
+
+
+def test_the_uboot_pack_stops_autoboot_and_is_ready_at_its_prompt() -> None:
+    uboot = load_packs(["uboot"], GOLDEN / "uboot")
+    name = "uboot/uboot-qemu_arm64-stop-autoboot"
+    r = replay(name, uboot, quiet=15.0, after_end="eof")
+    assert r.ending == "pass" and [s.name for s in r.verdict.stages] == ["banner", "dram", "autoboot"]
+    assert r.console.sent == [(first_t(name, b"Hit any key to stop autoboot"), b"\n")]
+    crash = replay("uboot/uboot-qemu_arm64-16M-abort", uboot, grace=60.0, max_grace=60.0)
+    # the crash ends at the pack's dump_end line, not after the (stretched) quiet grace
+    assert crash.ending == "crash" and crash.loop.obs.dump_ended
+    assert crash.console.now() == pytest.approx(
+        first_t("uboot/uboot-qemu_arm64-16M-abort", b"Please RESET the board ###\r\n")
+    )

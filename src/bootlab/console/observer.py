@@ -35,8 +35,9 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 LOOK_BACK_CHARS = 1024
 # distinct lines remembered for the no-progress rule (a flood repeats itself; a booting system does not)
 MAX_DISTINCT = 4096
-# what varies between two prints of "the same" line: timestamps, counters, addresses, clocks
-_VARYING = re.compile(r"\b(?:0x)?[0-9a-fA-F]*\d[0-9a-fA-F]*\b")
+# what varies between two prints of "the same" line: timestamps, counters, clocks, most of an address (runs of
+# digits; a fuller hex match costs 2.5x more on every console line, measured on syzkaller's logs)
+_VARYING = re.compile(r"\d+")
 # the console text kept for where a hang stopped (its last lines and prompt)
 TAIL = 8192
 # the last lines of the console a verdict quotes
