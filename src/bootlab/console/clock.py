@@ -98,12 +98,17 @@ class BootClock:
         self.rule = "quiet" if now >= self.last_output + self.quiet_timeout else "no-progress"
         return "hang"
 
-    def stopped(self, obs: Observer, now: float) -> Stopped:
+    def stopped(self, obs: Observer, now: float, outcome: str = "hang") -> Stopped:
         """Where the boot stopped, for the verdict of a hang or timeout."""
         lines, prompt = obs.stopped_view()
         silent = max(0.0, now - self.last_output)
+        rule: Rule = "quiet"
+        if outcome == "timeout":
+            rule = "timeout"
+        elif self.rule == "no-progress":
+            rule = "no-progress"
         return Stopped(
-            rule=self.rule or ("timeout" if now >= self.timeout else "quiet"),
+            rule=rule,
             flowing=silent < self.quiet_timeout / 2,
             silent_s=round(silent, 3),
             progress_t=round(self.last_progress, 3),

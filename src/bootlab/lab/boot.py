@@ -156,7 +156,7 @@ def finish_verdict(
     if outcome in ("hang", "timeout"):
         verdict.title = f"{outcome} after {obs.stage or 'start'}"
         if clock is not None:
-            verdict.stopped = clock.stopped(obs, duration_s)
+            verdict.stopped = clock.stopped(obs, duration_s, outcome)
             if outcome == "hang" and verdict.stopped.prompt:
                 verdict.title = f'stopped at prompt "{verdict.stopped.prompt}"'
 
