@@ -183,36 +183,36 @@ def _describe(data: dict[str, Any], err: Any) -> str:
 
     loc = list(err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
-    where: list[str] = []
+    where: list[str] = []  # the table: [[signature]] #3 (id = "x"), [ready], or none (the top level)
+    rest: list[str] = []  # the field inside it: kind, shell[0]
     node: Any = data
     table = ""
     i = 0
     while i < len(loc):
         key = loc[i]
         nxt = loc[i + 1] if i + 1 < len(loc) else None
-        if isinstance(key, str) and isinstance(nxt, int) and isinstance(node, dict):
-            items = node.get(key)
-            item = items[nxt] if isinstance(items, list) and nxt < len(items) else None
+        items = node.get(key) if isinstance(key, str) and isinstance(node, dict) else None
+        item = items[nxt] if isinstance(items, list) and isinstance(nxt, int) and nxt < len(items) else None
+        if isinstance(item, dict):  # an array of tables: [[signature]], [[frames.group]]
             table = f"{table}.{key}" if table else key
-            label = f"[[{table}]] #{nxt + 1}"
-            if isinstance(item, dict):
-                ident = next((k for k in ("id", "name") if isinstance(item.get(k), str)), None)
-                if ident is not None:
-                    label += f' ({ident} = "{item[ident]}")'
-            where = [label]
+            label = f"[[{table}]] #{int(nxt or 0) + 1}"
+            ident = next((k for k in ("id", "name") if isinstance(item.get(k), str)), None)
+            if ident is not None:
+                label += f' ({ident} = "{item[ident]}")'
+            where, rest = [label], []
             node = item
             i += 2
             continue
-        if isinstance(key, str) and i + 1 < len(loc) and isinstance(node, dict) and isinstance(node.get(key), dict):
+        if i + 1 < len(loc) and isinstance(items, dict):  # a table: [ready], [frames]
             table = f"{table}.{key}" if table else key
-            where = [f"[{table}]"]
-            node = node.get(key)
+            where, rest = [f"[{table}]"], []
+            node = items
             i += 1
             continue
-        where.append(str(key))
+        rest.append(f"[{key}]" if isinstance(key, int) else f".{key}")
         i += 1
-    field = where[-1] if len(where) > 1 or not where or not where[0].startswith("[") else None
-    head = where[0] if where and where[0].startswith("[") else "(top level)"
+    head = where[0] if where else "(top level)"
+    field = "".join(rest).lstrip(".") or None
     if err["type"] == "extra_forbidden" and table and field in PackFile.model_fields:
         return (
             f"{head}: {field}: a top-level key written after the {head.split(' #')[0]} header belongs to that table "
