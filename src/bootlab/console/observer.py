@@ -9,6 +9,11 @@ Matching runs on a cleaned copy (see :mod:`bootlab.console.clean`). Milestones, 
 interactions are also tried on the *partial* line, because prompts (``redox login: ``) have no newline;
 whatever fired on the partial line is remembered so it does not fire again when the line completes. Failure
 signatures need whole lines.
+
+Besides findings it keeps what the clocks and a hang's verdict need: a count of lines not seen before (numbers
+aside: the no-progress rule's sign of life, kept as a bounded set of hashes), a refused login before ready (the
+packs' ``[ready] login_failed``), and the console's last few KB, from which :meth:`Observer.stopped_view` reads the
+last lines and the prompt a boot stopped on.
 """
 
 from __future__ import annotations
