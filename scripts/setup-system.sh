@@ -30,6 +30,8 @@ qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
 # the debian-amd64 test guest (guests/debian/build.sh): mmdebstrap makes the tree, mke2fs -d the disk image;
 # as a normal user mmdebstrap runs in a user namespace, which needs newuidmap/newgidmap
 packages+=(mmdebstrap e2fsprogs)
+# U-Boot for QEMU's virt board: the e2e test of a pack written from the README (tests/packs/uboot/)
+packages+=(u-boot-qemu)
 [[ "$(id -u)" -eq 0 ]] || packages+=(uidmap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || packages+=(python3-venv)
 

@@ -13,8 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["pass", "crash", "hang", "timeout", "qemu-error", "infra-error", "incomplete"]
-GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout"})
+Outcome = Literal["pass", "crash", "hang", "timeout", "login-failed", "qemu-error", "infra-error", "incomplete"]
+# ``login-failed``: the guest refused the credentials bootlab typed (``Login incorrect``). Its own outcome, not a
+# crash title: the guest did not crash (the password may be wrong, or PAM broken), trials should not count it as a
+# crash rate, and a fallback profile (same credentials) would fail the same way.
+GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout", "login-failed"})
 INFRA: frozenset[str] = frozenset({"qemu-error", "infra-error"})
 
 _FILE_LINE = re.compile(r"(\.(?:c|h|rs|S|s|cc|cpp|go|py|zig)):\d+(?::\d+)?")
@@ -65,6 +68,29 @@ class Death(BaseModel):
     title: str
     line: str
     t: float | None
+
+
+class Stopped(BaseModel):
+    """Where a boot that hung or timed out stopped, so a verdict says more than "hang": which rule ended it, whether
+    the console was still printing, and what it showed last.
+
+    ``rule``: ``quiet`` (no output for ``quiet_timeout``), ``no-progress`` (output, but no new milestone and no new
+    distinct line for twice ``quiet_timeout``: a guest repeating itself) or ``timeout`` (the overall limit).
+    ``flowing``: output arrived within the last ``quiet_timeout / 2`` seconds. ``silent_s``: seconds from the last
+    output to the verdict. ``progress_t``: when the boot last progressed (a milestone or a line not seen before);
+    ``lines_since_progress``: console lines since then (a flood has many). ``last_lines``: the last lines the console
+    showed, as a person would read them (a full-screen dialog's cursor moves split it into lines). ``prompt``: the
+    console stopped on a prompt waiting for an answer (a pack's ``[[prompt]]``, or a last line without newline that
+    ends like a prompt: ``:``, ``?``, ``>``, ``#``, ``$``, ``]``); a hang there is titled
+    ``stopped at prompt "..."``."""
+
+    rule: Literal["quiet", "no-progress", "timeout"]
+    flowing: bool
+    silent_s: float
+    progress_t: float | None = None
+    lines_since_progress: int = 0
+    last_lines: list[str] = Field(default_factory=list)
+    prompt: str | None = None
 
 
 class VcpuRegisters(BaseModel):
@@ -123,6 +149,7 @@ class Verdict(BaseModel):
     fatal_t: float | None = None
     incidents: list[Incident] = Field(default_factory=list)
     death: Death | None = None
+    stopped: Stopped | None = None
     duration_s: float | None = None
     log: str | None = None
     seed: int | None = None

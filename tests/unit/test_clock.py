@@ -22,10 +22,41 @@ def test_quiet_guest_is_a_hang_and_the_overall_limit_a_timeout() -> None:
 def test_output_without_progress_is_a_hang_after_twice_quiet_timeout() -> None:
     clock = BootClock(timeout=100, quiet_timeout=10, start=0)
     obs = observer()
-    for t in range(1, 20):
-        obs.feed(b"noise noise noise\n", t)
+    obs.feed(b"[ 1.01] noise noise noise\n", 1)
+    assert clock.observe(1, obs).progressed  # a line not seen before
+    for t in range(2, 20):
+        obs.feed(f"[ {t}.0{t}] noise noise noise\n".encode(), t)  # the same line; only its numbers change
         assert not clock.observe(t, obs).progressed
-    assert clock.wait(19) == 1  # 2 * quiet_timeout after the start, not 10 s after the last output
+    assert clock.wait(19) == 2  # 2 * quiet_timeout after the last progress, not 10 s after the last output
+    assert clock.expired(21) == "hang" and clock.rule == "no-progress"
+    stopped = clock.stopped(obs, 21)
+    assert stopped.rule == "no-progress" and stopped.flowing and stopped.lines_since_progress == 18
+    assert stopped.last_lines[-1] == "[ 19.019] noise noise noise"
+
+
+def test_new_distinct_lines_are_progress_without_a_milestone() -> None:
+    """A slow systemd boot prints one status line after another for a minute between milestones: alive."""
+    clock = BootClock(timeout=1000, quiet_timeout=10, start=0)
+    obs = observer()
+    for t in range(1, 100):
+        obs.feed(f"[  OK  ] Started unit-{chr(97 + t % 26)}{chr(97 + t // 26)}.service\n".encode(), t)
+        assert clock.observe(t, obs).progressed
+    assert clock.wait(99) == 10  # only the quiet limit is near
+    assert clock.expired(109) == "hang" and clock.rule == "quiet"
+    assert not clock.stopped(obs, 109).flowing
+
+
+def test_a_quiet_console_stopped_on_a_prompt_says_so() -> None:
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    obs = observer()
+    obs.feed(b"Install the boot loader?\nContinue? [y/N] ", 3)
+    clock.observe(3, obs)
+    assert clock.expired(13) == "hang"
+    stopped = clock.stopped(obs, 13)
+    assert stopped.rule == "quiet" and stopped.prompt == "Continue? [y/N]" and stopped.silent_s == 10
+    # the same text followed by a newline is not waiting on that line any more
+    obs.feed(b"\n", 4)
+    assert clock.stopped(obs, 14).prompt is None
 
 
 def test_progress_resets_the_progress_clock_and_reports_new_stages() -> None:

@@ -15,8 +15,10 @@ import os
 import pty
 import signal
 import subprocess
+import sys
 import termios
 import time
+from pathlib import Path
 
 import pytest
 
@@ -181,3 +183,58 @@ def test_a_guest_without_sh_is_said_with_what_it_answered() -> None:
             await console.close()
 
     asyncio.run(go())
+
+
+UBOOT_LIKE = r"""
+import signal, sys
+def interrupt(*_):
+    sys.stdout.write("<INTERRUPT>\n=> "); sys.stdout.flush()
+signal.signal(signal.SIGINT, interrupt)
+sys.stdout.write("=> "); sys.stdout.flush()
+for line in sys.stdin:
+    words = line.split()
+    if words:
+        sys.stdout.write(f"Unknown command '{words[0]}' - try 'help'\n")
+    sys.stdout.write("=> "); sys.stdout.flush()
+"""
+
+
+def test_a_prompt_answering_without_the_marker_fails_the_sync_at_once(tmp_path: Path) -> None:
+    """A command line that is not a POSIX sh (this one answers as U-Boot does, through a real tty): the sync
+    fails as soon as the prompt is back without the marker, with what the guest said, not after the sync timeout
+    (an hour here; the test's own limit is a minute)."""
+    script = tmp_path / "uboot-like"
+    script.write_text(f"#!{sys.executable}\n{UBOOT_LIKE}")
+    script.chmod(0o755)
+    from bootlab.packs.loader import load_packs
+
+    prompts = load_packs(["uboot"], Path(__file__).resolve().parents[1] / "packs" / "uboot").shell
+
+    async def go() -> None:
+        console = PtyShell(shell=str(script))
+        try:
+            shell = GuestShell(sync_timeout=3600.0, prompts=prompts)
+            with pytest.raises(ShellError) as exc:
+                await asyncio.wait_for(shell.run(console, ["version"]), 60)
+            msg = str(exc.value)
+            assert "the guest answered bootlab's exec framing with" in msg
+            assert "Unknown command 'printf' - try 'help'" in msg and "POSIX sh" in msg
+            assert shell.answered and not shell.synced
+            # each of the three attempts was typed and answered (the later ones after a Ctrl-C)
+            assert console.seen.count(b"Unknown command 'printf'") == 3
+        finally:
+            await console.close()
+
+    asyncio.run(go())
+
+
+def test_a_posix_shell_is_not_mistaken_for_one_that_answered_without_the_marker() -> None:
+    """The same prompt patterns on a real sh: its prompt comes back after the marker line, so the sync holds."""
+    from bootlab.packs.loader import load_packs
+
+    async def body(console: PtyShell) -> None:
+        shell = GuestShell(prompts=load_packs(["redox"]).shell)
+        out = await shell.run(console, ["echo", "hello"])
+        assert out.output == b"hello\n" and out.exit_code == 0 and not shell.answered
+
+    run(body)

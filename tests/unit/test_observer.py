@@ -248,3 +248,34 @@ def test_lacks_grant_protection_fault_and_init_dying_is_one_crash_without_conseq
     obs.finish()
     assert obs.fatal is not None and obs.fatal.title == "redox: Lacks grant in [bootstrap]"
     assert obs.incidents == []
+
+
+def test_a_boot_with_credentials_logs_in_and_is_ready_at_the_shell() -> None:
+    from bootlab.console.observer import wants_shell
+
+    linux, redox, edk2 = load_packs(["linux"]), load_packs(["redox"]), load_packs(["edk2"])
+    assert not wants_shell(linux, {"user": "root", "password": ""})  # busybox guests: ready at `login:`
+    assert wants_shell(linux, {"password": "bootlab"})
+    assert wants_shell(redox, {})  # the redox pack's own root/password logs in
+    assert not wants_shell(redox, {"user": "user", "password": ""})
+    assert not wants_shell(linux, {"password": "x", "ready": "login"})
+    assert wants_shell(linux, {"ready": "shell"})
+    assert not wants_shell(edk2, {"password": "x"})  # no shell prompt to wait for
+
+
+def test_a_refused_login_is_recorded_before_ready_only() -> None:
+    packs = load_packs(["redox"])
+    obs = Observer(packs, variables={"user": "root", "password": "wrong"}, wait_for_shell=True)
+    actions = obs.feed(b"\x1b[1mredox login:\x1b[0m ", 1.0)
+    assert [a.send for a in actions] == ["root\n"]
+    assert [a.send for a in obs.feed(b"root\r\npassword: ", 1.5)] == ["wrong\n"]
+    obs.feed(b"\r\nLogin incorrect\r\n", 2.0)
+    assert obs.login_failed is not None and obs.login_failed.t == 2.0 and not obs.ready
+    fields = obs.verdict_fields()
+    assert (fields["title"], fields["fatal_line"], fields["fatal_t"]) == ("login failed", "Login incorrect", 2.0)
+    # once ready (a VM with someone typing on its console), a refused login is nobody's verdict
+    ok = Observer(packs, variables={"user": "root", "password": "password"}, wait_for_shell=True)
+    ok.feed(b"redox login: root\r\npassword: \r\nWelcome to Redox OS!\r\nroot:/# ", 1.0)
+    assert ok.ready
+    ok.feed(b"login\r\nredox login: x\r\npassword: \r\nLogin incorrect\r\n", 3.0)
+    assert ok.login_failed is None and ok.verdict_fields()["title"] is None

@@ -142,3 +142,24 @@ def test_symbolise_bad_elf_does_not_raise(tmp_path: Path) -> None:
     bad.write_bytes(b"not an elf")
     regs = symbolise(parse_registers(0, "PC=0000000000001000"), str(bad))
     assert "error" in regs.symbols
+
+
+def test_a_hang_at_a_prompt_is_titled_by_it_and_says_where_it_stopped() -> None:
+    from bootlab.cli.common import stopped_lines
+    from bootlab.console.clock import BootClock
+
+    obs = Observer(load_packs(["linux"]))
+    obs.feed(BOOTED.encode() + b"Choose the boot entry\r\nboot: ", 1.0)
+    clock = BootClock(timeout=100, quiet_timeout=10)
+    clock.observe(1.0, obs)
+    assert clock.expired(11.0) == "hang"
+    v = finish_verdict(BASE, obs, "hang", 11.0, clock=clock)
+    assert v.title == 'stopped at prompt "boot:"' and v.stage == "kernel"
+    assert v.stopped is not None and (v.stopped.rule, v.stopped.flowing, v.stopped.silent_s) == ("quiet", False, 10.0)
+    text = stopped_lines(v.stopped.model_dump())
+    assert text[0] == "  stopped: no console output for 10.0s (quiet timeout)"
+    assert text[-2:] == ["    | Choose the boot entry", "    | boot:"]
+    # a timeout keeps its title and says where it was too
+    t = finish_verdict(BASE, obs, "timeout", 100.0, clock=clock)
+    assert t.title == "timeout after kernel" and t.stopped is not None and t.stopped.prompt == "boot:"
+    assert t.stopped.rule == "timeout"

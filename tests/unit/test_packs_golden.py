@@ -15,34 +15,49 @@ from typing import Any
 import pytest
 
 from bootlab.console.classify import classify_text
-from bootlab.console.observer import Observer
-from bootlab.packs.loader import load_packs
+from bootlab.console.observer import Observer, wants_shell
+from bootlab.packs.loader import PackSet, load_packs
 
 GOLDEN = Path(__file__).resolve().parents[1] / "packs"
 LOGS = sorted(GOLDEN.glob("*/*.log"))
 SERIAL_PACKS = ("edk2", "linux", "redox")
+# packs written by users (tests/packs/<pack>/packs/<pack>.toml), held to the same standard: the U-Boot pack was
+# written from the README alone
+USER_PACKS = ("uboot",)
 
 
 def expected(log: Path) -> dict[str, Any]:
     return tomllib.loads(log.with_suffix(".toml").read_text())
 
 
-def observe(log: Path, packs: list[str]) -> Observer:
-    obs = Observer(load_packs(packs))
+def packs_of(log: Path, exp: dict[str, Any]) -> PackSet:
+    """The golden's packs: shipped ones, or a user's from the golden's folder (``tests/packs/<x>/packs/``)."""
+    own = log.parent / "packs"
+    return load_packs(exp["packs"], log.parent if own.is_dir() else None)
+
+
+def shell_wanted(log: Path, exp: dict[str, Any]) -> bool:
+    """A golden recorded with credentials (``vars``) is ready only at the shell, as its live boot was."""
+    return "vars" in exp and wants_shell(packs_of(log, exp), exp["vars"])
+
+
+def observe(log: Path, exp: dict[str, Any]) -> Observer:
+    obs = Observer(packs_of(log, exp), wait_for_shell=shell_wanted(log, exp))
     obs.feed_text(log.read_text(errors="replace"))
     obs.finish()
     return obs
 
 
 def test_there_are_goldens_for_every_pack() -> None:
-    for pack in SERIAL_PACKS:
+    for pack in (*SERIAL_PACKS, *USER_PACKS):
         assert list((GOLDEN / pack).glob("*.log")), f"no golden logs for {pack}"
 
 
 @pytest.mark.parametrize("log", LOGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden(log: Path) -> None:
     exp = expected(log)
-    verdict = classify_text(log.read_text(errors="replace"), load_packs(exp["packs"]))
+    text = log.read_text(errors="replace")
+    verdict = classify_text(text, packs_of(log, exp), wait_for_shell=shell_wanted(log, exp))
     assert verdict.outcome == exp["outcome"]
     assert verdict.title == exp.get("title")
     assert (verdict.death.title if verdict.death else None) == exp.get("death")
@@ -54,6 +69,8 @@ def test_golden(log: Path) -> None:
     for inc, want_inc in zip(verdict.incidents, exp.get("incidents", []), strict=True):
         if "line" in want_inc:
             assert inc.line == want_inc["line"]
+    if "stopped_prompt" in exp:  # where an incomplete log stopped: the prompt a live hang would be titled by
+        assert observe(log, exp).stopped_view()[1] == exp["stopped_prompt"]
 
 
 @pytest.mark.parametrize("log", LOGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
@@ -104,7 +121,7 @@ def _fired() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     in_clean_pass: dict[str, set[str]] = {}
     for log in LOGS:
         exp = expected(log)
-        obs = observe(log, exp["packs"])
+        obs = observe(log, exp)
         ids = {f.signature for f in (*obs.incidents, obs.fatal, obs.death) if f is not None}
         for sid in ids:
             fired.setdefault(sid, set()).add(log.name)
@@ -115,7 +132,8 @@ def _fired() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
 
 def test_every_signature_fires_in_a_golden() -> None:
     fired, _ = _fired()
-    missing = [s.spec.id for pack in SERIAL_PACKS for s in load_packs([pack]).signatures if s.spec.id not in fired]
+    every = [(pack, None) for pack in SERIAL_PACKS] + [(pack, GOLDEN / pack) for pack in USER_PACKS]
+    missing = [s.spec.id for pack, d in every for s in load_packs([pack], d).signatures if s.spec.id not in fired]
     assert not missing, f"signatures without a golden log: {missing}"
 
 
@@ -129,4 +147,4 @@ def test_fatal_signatures_never_fire_in_a_passing_golden() -> None:
     for log in LOGS:
         exp = expected(log)
         if exp["outcome"] == "pass":
-            assert observe(log, exp["packs"]).fatal is None, log.name
+            assert observe(log, exp).fatal is None, log.name

@@ -1,4 +1,5 @@
-"""Pack files: validation errors are one clear line; project packs override or extend shipped ones."""
+"""Pack files: every validation error at once, each naming its table and field; project packs override or extend
+shipped ones, and an extending pack places its milestones among the base's."""
 
 from __future__ import annotations
 
@@ -57,16 +58,16 @@ def test_bad_regex_names_the_field(tmp_path: Path) -> None:
         'name = "mine"\ndescription = "d"\nreference = "r"\n'
         '[[signature]]\nid = "x"\nregex = "(unclosed"\nkind = "k"\nfatal = true\ntitle = "t"\nreference = "r"\n',
     )
-    with pytest.raises(UsageError, match=r"mine\.toml: signature\.0\.regex: .*bad regex"):
+    with pytest.raises(UsageError, match=r'mine\.toml: \[\[signature\]\] #1 \(id = "x"\): regex: bad regex'):
         load_packs(["mine"], tmp_path)
 
 
 def test_missing_field_and_unknown_key(tmp_path: Path) -> None:
     write(tmp_path, "a", 'name = "a"\ndescription = "d"\n')
-    with pytest.raises(UsageError, match=r"a\.toml: reference: Field required"):
+    with pytest.raises(UsageError, match=r"a\.toml: \(top level\): reference: required field missing"):
         load_packs(["a"], tmp_path)
     write(tmp_path, "b", 'name = "b"\ndescription = "d"\nreference = "r"\nsignatures = []\n')
-    with pytest.raises(UsageError, match=r"b\.toml: signatures: Extra inputs"):
+    with pytest.raises(UsageError, match=r"b\.toml: \(top level\): signatures: unknown field"):
         load_packs(["b"], tmp_path)
 
 
@@ -89,8 +90,8 @@ def test_look_back_needs_its_regexes_and_the_reverse(tmp_path: Path) -> None:
     write(tmp_path, "m", 'name = "m"\ndescription = "d"\nreference = "r"\n' + sig + "look_back_regex = ['y']\n")
     with pytest.raises(UsageError, match="look_back and look_back_regex go together"):
         load_packs(["m"], tmp_path)
-    write(tmp_path, "n", 'name = "n"\ndescription = "d"\nreference = "r"\n' + sig + "look_back = 99\n")
-    with pytest.raises(UsageError, match=r"n\.toml: signature\.0\.look_back"):
+    write(tmp_path, "n", 'name = "n"\ndescription = "d"\nreference = "r"\n' + sig + "look_back = 999\n")
+    with pytest.raises(UsageError, match=r'n\.toml: \[\[signature\]\] #1 \(id = "x"\): look_back: '):
         load_packs(["n"], tmp_path)
     write(
         tmp_path,
@@ -122,3 +123,93 @@ def test_name_must_match_file(tmp_path: Path) -> None:
     write(tmp_path, "x", 'name = "y"\ndescription = "d"\nreference = "r"\n')
     with pytest.raises(UsageError, match="must match the file name"):
         load_packs(["x"], tmp_path)
+
+
+def test_every_problem_of_a_pack_in_one_run(tmp_path: Path) -> None:
+    """A first pack, as a new user writes it: seven mistakes, all said at once, each with its table and field."""
+    write(
+        tmp_path,
+        "uboot",
+        'name = "uboot"\nreference = "r"\n'
+        '[[milestone]]\nname = "banner"\nregex = "U-Boot"\n'
+        '[[signature]]\nid = "abort"\nregex = "(Synchronous"\ntitle = "t"\nreference = "r"\n'
+        '[[interaction]]\nregex = "Hit any key"\nsend = "\\n"\nreference = "r"\nwait = 0.2\n',
+    )
+    with pytest.raises(UsageError) as exc:
+        load_packs(["uboot"], tmp_path)
+    lines = str(exc.value).splitlines()
+    assert "uboot.toml has 7 problems" in lines[0]
+    assert lines[1:] == [
+        "  (top level): description: required field missing",
+        '  [[milestone]] #1 (name = "banner"): reference: required field missing',
+        "  [[signature]] #1 (id = \"abort\"): regex: bad regex '(Synchronous': missing ), unterminated subpattern at "
+        "position 0",
+        '  [[signature]] #1 (id = "abort"): kind: required field missing',
+        '  [[signature]] #1 (id = "abort"): fatal: required field missing',
+        "  [[interaction]] #1: id: required field missing",
+        "  [[interaction]] #1: wait: unknown field (a typo, or a field of another table)",
+    ]
+
+
+def test_a_top_level_key_after_a_table_is_named_as_the_toml_trap(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "t",
+        'name = "t"\ndescription = "d"\nreference = "r"\n'
+        '[[signature]]\nid = "x"\nregex = "x"\nkind = "k"\nfatal = true\ntitle = "t"\nreference = "r"\n'
+        "shell_prompt = '=> $'\n",
+    )
+    with pytest.raises(UsageError) as exc:
+        load_packs(["t"], tmp_path)
+    msg = str(exc.value)
+    assert '[[signature]] #1 (id = "x"): shell_prompt: a top-level key written after the [[signature]] header' in msg
+    assert "move `shell_prompt = ...` above the first [table] or [[table]] header" in msg
+    # the same in [ready], a plain table
+    write(
+        tmp_path, "u", 'name = "u"\ndescription = "d"\nreference = "r"\n[ready]\nreference = "r"\nextends = "linux"\n'
+    )
+    with pytest.raises(UsageError, match=r"\[ready\]: extends: a top-level key written after the \[ready\] header"):
+        load_packs(["u"], tmp_path)
+
+
+SYSTEMD = 'name = "{name}"\nregex = "Welcome to"\nreference = "r"\n'
+
+
+def test_an_extending_pack_places_its_milestone_after_a_base_one(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "deb",
+        'name = "deb"\nextends = "linux"\ndescription = "d"\nreference = "r"\n'
+        '[[milestone]]\nname = "mine"\nregex = "My service is up"\nreference = "r"\nafter = "basic"\n'
+        '[[milestone]]\nname = "early"\nregex = "Early"\nreference = "r"\nbefore = "kernel"\n'
+        '[[milestone]]\nname = "last"\nregex = "Last"\nreference = "r"\n',
+    )
+    names = [m.spec.name for m in load_packs(["deb"], tmp_path).milestones]
+    base = [m.spec.name for m in load_packs(["linux"]).milestones]
+    assert names == ["early", *base[: base.index("basic") + 1], "mine", *base[base.index("basic") + 1 :], "last"]
+    # reached in boot order: 'login' still counts after the new stage
+    from bootlab.console.observer import Observer
+
+    obs = Observer(load_packs(["deb"], tmp_path))
+    obs.feed_text("Reached target basic.target - Basic System.\nMy service is up\nhost login: ")
+    assert [s.name for s in obs.stages] == ["basic", "mine", "login"]
+
+
+def test_a_misplaced_milestone_is_bad_input(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "deb",
+        'name = "deb"\nextends = "linux"\ndescription = "d"\nreference = "r"\n'
+        '[[milestone]]\nname = "mine"\nregex = "x"\nreference = "r"\nafter = "sytemd"\n',
+    )
+    with pytest.raises(UsageError, match=r"milestone 'mine' is placed after 'sytemd', which pack linux does not"):
+        load_packs(["deb"], tmp_path)
+    write(
+        tmp_path,
+        "solo",
+        'name = "solo"\ndescription = "d"\nreference = "r"\n[[milestone]]\n'
+        + SYSTEMD.format(name="s")
+        + 'after = "x"\n',
+    )
+    with pytest.raises(UsageError, match="only places a milestone among those of the pack it extends"):
+        load_packs(["solo"], tmp_path)

@@ -415,3 +415,12 @@ def test_interrupted_undecided_is_not_called_the_cap() -> None:
     assert line == "until-confident: undecided (interrupted) after 3 boots"
     (line,) = [x for x in trial_lines({**r, "status": "done"}) if x.startswith("until-confident:")]
     assert line == "until-confident: undecided at the cap after 3 boots"
+
+
+def test_a_refused_login_is_a_failure_of_its_own_in_a_trial() -> None:
+    """login-failed boots count against the rate and group under their title, apart from crashes."""
+    records = [rec(0, "pass"), rec(1, "login-failed", "login failed"), rec(2, "crash", "linux: kernel panic: x")]
+    s = to_json(summarize(records))
+    assert (s["boots"], s["passed"], s["excluded"]) == (3, 1, 0)
+    assert s["outcomes"] == {"pass": 1, "login-failed": 1, "crash": 1}
+    assert {t["title"] for t in s["titles"]} == {"login failed", "linux: kernel panic: x"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from pathlib import Path
 
@@ -120,3 +121,69 @@ def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path
     assert sup.verdict.duration_s is not None and halt <= sup.verdict.duration_s < halt + 5.0  # not +60
     assert machine.paused and machine.stopped_gracefully is True  # registers, then a clean quit (overlays)
     assert sup.state == "stopped" and vm.read("state.json")["state"] == "stopped"
+
+
+def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path) -> None:
+    """The recorded U-Boot console (a guest without a POSIX sh), replayed: the VM is ready as soon as `=> ` shows,
+    and nothing but the pack's own answer was typed into it. Before, the supervisor typed bootlab's exec sync and
+    waited up to 10 s for a marker U-Boot never prints before saying ready (`vm launch` returned after 11.8 s)."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+    from bootlab.vm.state import VmState
+
+    uboot = Path(__file__).resolve().parents[1] / "packs" / "uboot"
+    data = read_chunks(uboot / "uboot-qemu_arm64-stop-autoboot.log")
+    vm = make_vm("uboot", tmp_path, ["uboot"])
+    sup = Supervisor(vm)
+    sup.packs = load_packs(["uboot"], uboot)
+    sup.obs = Observer(sup.packs, wait_for_shell=True)
+    sup.shell.prompts = sup.packs.shell
+    console = ReplayConsole(data, speed=1.0, after_end="silence")
+
+    async def go() -> tuple[float, list[tuple[float, bytes]]]:
+        life = asyncio.create_task(sup._life(FakeMachine(), console))
+        try:
+            while sup.state != VmState.READY:
+                assert not life.done(), "the boot ended before ready"
+                await asyncio.sleep(0.01)
+            return console.now(), list(console.sent)
+        finally:
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+
+    ready_at, typed = asyncio.run(asyncio.wait_for(go(), 30))
+    prompt = data[-1][0]
+    assert prompt <= ready_at < prompt + 1.0
+    assert [d for _, d in typed] == [b"\n"]  # Enter at the countdown, and no exec framing
+    assert sup.verdict is not None and sup.verdict.outcome == "pass" and sup.verdict.stage == "autoboot"
+
+
+def test_launch_with_a_wrong_password_is_login_failed_at_the_first_refusal(tmp_path: Path) -> None:
+    """The recorded debian-amd64 console with a wrong password, replayed 50x faster: the VM's boot ends at the first
+    `Login incorrect` as login-failed (live it went on for 3 minutes to `hang after login`), and the VM is stopped."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+
+    log = Path(__file__).resolve().parents[1] / "packs" / "linux" / "guest-debian-amd64-wrong-password.log"
+    data = read_chunks(log)
+    refused, seen = None, b""
+    for t, chunk in data:
+        seen += chunk
+        if b"Login incorrect" in seen:
+            refused = t
+            break
+    assert refused is not None
+    vm = make_vm("wrongpw", tmp_path, ["linux"])
+    sup = Supervisor(vm)
+    sup.packs = load_packs(["linux"])
+    sup.obs = Observer(sup.packs, variables={"user": "root", "password": "wrong"}, wait_for_shell=True)
+    machine = FakeMachine()
+    console = ReplayConsole(data, speed=50.0, after_end="silence")
+    asyncio.run(asyncio.wait_for(sup._life(machine, console), 30.0))
+    assert sup.verdict is not None and sup.verdict.outcome == "login-failed"
+    assert (sup.verdict.title, sup.verdict.fatal_line) == ("login failed", "Login incorrect")
+    assert sup.verdict.duration_s is not None and refused <= sup.verdict.duration_s < refused + 5.0
+    assert sup.state == "stopped" and "boot failed: login-failed: login failed" in vm.read("state.json")["note"]

@@ -1,7 +1,7 @@
 """`bootlab boot PROFILE`: one observed boot, a short timeline and the verdict.
 
-Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout), 3 bootlab or QEMU
-could not run the boot (qemu-error, infra-error), 2 bad input. The timeline goes to stderr as it happens (so
+Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout, login-failed), 3 bootlab
+or QEMU could not run the boot (qemu-error, infra-error), 2 bad input. The timeline goes to stderr as it happens (so
 ``--json`` output on stdout stays clean) and the verdict to stdout.
 """
 
@@ -119,9 +119,13 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
     from rich.console import Console
 
     out = Console(highlight=False, soft_wrap=True)
-    style = {"pass": "bold green", "crash": "bold red", "hang": "bold yellow", "timeout": "bold yellow"}.get(
-        verdict.outcome, "bold magenta"
-    )
+    style = {
+        "pass": "bold green",
+        "crash": "bold red",
+        "login-failed": "bold red",
+        "hang": "bold yellow",
+        "timeout": "bold yellow",
+    }.get(verdict.outcome, "bold magenta")
     dur = f"{verdict.duration_s:.2f}s" if verdict.duration_s is not None else "?"
     out.print(f"[{style}]{verdict.outcome}[/] at stage [bold]{verdict.stage or '-'}[/] after {dur}")
     if verdict.title:
@@ -134,6 +138,10 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
         out.print(f"  died of{t}: {verdict.death.title}", markup=False)
     for inc in verdict.incidents:
         out.print(f"  incident [{inc.kind}] {inc.title}", markup=False)
+    from bootlab.cli.common import stopped_lines
+
+    for line in stopped_lines(verdict.stopped.model_dump() if verdict.stopped else None):
+        out.print(line, markup=False)
     from bootlab.report.text import register_lines
 
     for line in register_lines([r.model_dump() for r in verdict.registers]):

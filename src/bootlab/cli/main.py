@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "lint": "lint",
     "profiles": "profiles",
     "classify": "classify",
+    "packs": "packs",
     "build": "build",
     "trial": "trial",
     "matrix": "matrix",

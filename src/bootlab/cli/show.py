@@ -97,6 +97,10 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  died of: {v['death']['title']}")
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
+    from bootlab.cli.common import stopped_lines
+
+    for line in stopped_lines(v.get("stopped")):
+        print(line)
     from bootlab.lab.summary import replay_command
     from bootlab.report.text import register_lines
 

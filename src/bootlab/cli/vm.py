@@ -116,6 +116,10 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
             _err(f"  fatal line: {verdict['fatal_line']}")
         if verdict.get("death"):
             _err(f"  died of: {verdict['death']['title']}")
+        from bootlab.cli.common import stopped_lines
+
+        for line in stopped_lines(verdict.get("stopped")):
+            _err(line)
         _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
     from bootlab.verdict import exit_code_of
 

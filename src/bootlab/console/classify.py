@@ -1,16 +1,19 @@
 """Classify a saved console log with the same observer a live boot uses (``bootlab classify``).
 
 Offline there is no clock and no QEMU: times are unknown, nothing is sent, and the log may end anywhere, so
-the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line) or ``incomplete`` (neither).
+the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line), ``login-failed`` (the guest
+refused the login before ready: only when the log is read as one that logs in, ``wait_for_shell``) or
+``incomplete`` (none of these).
 Pasted transcripts carry prose and shell commands around the console text; signatures are searched per line,
 so the noise costs nothing but a few lines that match nothing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from bootlab.console.observer import Observer
+from bootlab.console.observer import Action, Observer
 from bootlab.errors import UsageError
 from bootlab.packs.loader import PackSet
 from bootlab.verdict import Verdict
@@ -20,8 +23,14 @@ def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) ->
     obs = Observer(packs, wait_for_shell=wait_for_shell)
     obs.feed_text(text)
     obs.finish()
+    return _verdict(obs, wait_for_shell)
+
+
+def _verdict(obs: Observer, wait_for_shell: bool) -> Verdict:
     if obs.fatal is not None:
         outcome = "crash"
+    elif obs.login_failed is not None and wait_for_shell:
+        outcome = "login-failed"
     elif obs.ready:
         outcome = "pass"
     else:
@@ -29,16 +38,55 @@ def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) ->
     return Verdict(outcome=outcome, **obs.verdict_fields())  # type: ignore[arg-type]
 
 
-def classify_file(path: Path, packs: PackSet) -> Verdict:
-    """Classify one log file; a missing or unreadable file is a usage error naming it."""
+@dataclass
+class Checked:
+    """One log read offline by `bootlab packs check`: the verdict, what bootlab would have sent, and where the log
+    stopped (its last lines and prompt)."""
+
+    verdict: Verdict
+    sent: list[Action]
+    last_lines: list[str]
+    prompt: str | None
+    timed: bool  # the log had its .times index: stage and finding times are real
+
+
+def check_log(
+    path: Path, packs: PackSet, *, wait_for_shell: bool = False, variables: dict[str, str] | None = None
+) -> Checked:
+    """Read one saved log as a live boot's observer would: chunk by chunk with their arrival times when bootlab's
+    ``.times`` index is beside it, answering nothing but recording each answer a live boot would send."""
+    from bootlab.console.rawlog import read_chunks, times_path
+
+    _read(path)  # a missing or unreadable file is said the same way as by classify
+    obs = Observer(packs, variables=variables, wait_for_shell=wait_for_shell)
+    sent: list[Action] = []
+    timed = times_path(path).is_file()
+    if timed:
+        for t, data in read_chunks(path):
+            sent += obs.feed(data, t)
+    else:
+        sent += obs.feed_text(_read(path).decode("utf-8", errors="replace"))
+    last_lines, prompt = obs.stopped_view()
+    obs.finish()
+    verdict = _verdict(obs, wait_for_shell)
+    verdict.log = str(path)
+    return Checked(verdict, sent, last_lines, prompt, timed)
+
+
+def _read(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise UsageError(f"log file {path} does not exist; check the path") from exc
     except IsADirectoryError as exc:
         raise UsageError(f"{path} is a directory; give console log files") from exc
     except OSError as exc:
         raise UsageError(f"cannot read log file {path}: {exc.strerror}") from exc
+
+
+def classify_file(path: Path, packs: PackSet) -> Verdict:
+    """Classify one log file; a missing or unreadable file is a usage error naming it."""
+    data = _read(path)
     verdict = classify_text(data.decode("utf-8", errors="replace"), packs)
     verdict.log = str(path)
     return verdict

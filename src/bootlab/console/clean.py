@@ -31,3 +31,27 @@ def clean_partial(text: str) -> str:
 def incremental_decoder() -> codecs.IncrementalDecoder:
     """A UTF-8 decoder that keeps a multibyte character split across two reads intact."""
     return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+# What a terminal does with a full-screen program's output, as far as reading its last lines needs: cursor moves
+# (CSI row;col H/f, CSI n A-G/d, ESC E) start another line on the screen, and text drawn in the DEC line-drawing
+# character set (ESC ( 0 ... ESC ( B: newt's and dialog's box borders, 'lqqqk') is frame, not words.
+_LINE_DRAWING = re.compile(r"\x1b\(0.*?(?:\x1b\(B|$)", re.DOTALL)
+_CURSOR_MOVE = re.compile(r"\x1b\[[0-9;]*[HfABEFGd]|\x1bE|\r")
+
+
+def screen_lines(text: str) -> list[str]:
+    """The lines a person watching the console saw, in order: the text split at newlines, carriage returns and
+    cursor moves, escapes removed, spaces collapsed, empty lines dropped.
+
+    Why: a hang is titled by what the console showed last, and a full-screen dialog (the Debian installer's
+    ``[!!] Select a language``) is drawn with cursor moves and box characters, not lines. This is a reading aid
+    for the verdict, not a terminal emulator: text drawn over other text stays as two lines."""
+    text = _LINE_DRAWING.sub(" ", text)
+    text = _CURSOR_MOVE.sub("\n", text)
+    lines = []
+    for raw in clean(text).split("\n"):
+        line = " ".join(raw.split())
+        if line:
+            lines.append(line)
+    return lines

@@ -1,20 +1,30 @@
 """The clocks of an observed boot, shared by `bootlab boot` and the named-VM supervisor.
 
 Three limits decide when to stop reading and what to call it: the overall ``timeout`` (seconds since QEMU
-start); ``quiet_timeout`` without any console output is a hang; output that goes on without a new milestone for
-twice ``quiet_timeout`` is a hang too (a guest stuck printing, such as a flood). Once a fatal line is seen, only
-the crash dump is waited for: until the console has been quiet for ``grace`` seconds, ``max_grace`` at most after
-the fatal line, so a crash verdict lands within a fraction of a second of its fatal line.
+start); ``quiet_timeout`` without any console output is a hang (rule ``quiet``); output that goes on without
+progress for twice ``quiet_timeout`` is a hang too (rule ``no-progress``). Progress is a new milestone, ready, or
+a console line not seen before (numbers, addresses and clocks aside): a guest stuck printing the same thing (a
+flood, a status line redrawn with the time) is not progressing, a slow systemd boot printing one distinct status
+line after another is. Once a fatal line is seen, only the crash dump is waited for: until the console has been
+quiet for ``grace`` seconds, ``max_grace`` at most after the fatal line, so a crash verdict lands within a
+fraction of a second of its fatal line.
+
+A hang or timeout says where it stopped (:meth:`BootClock.stopped`): the rule that fired, whether output was
+still flowing, the last lines and the prompt the console stopped on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bootlab.console.observer import Observer, Stage
+from bootlab.verdict import Stopped
 
 GRACE = 0.3
 MAX_GRACE = 2.0
+
+Rule = Literal["quiet", "no-progress", "timeout"]
 
 
 @dataclass
@@ -38,7 +48,10 @@ class BootClock:
     def __post_init__(self) -> None:
         self.last_output = self.start
         self.last_progress = self.start
+        self.rule: Rule | None = None  # which limit ended the boot (set by expired())
         self._mark: tuple[int, bool] = (0, False)
+        self._distinct = 0
+        self._progress_lines = 0
 
     def observe(self, t: float, obs: Observer, *, watch_fatal: bool = True) -> Step:
         """Account for output that arrived at ``t`` (after it was fed to ``obs``)."""
@@ -49,7 +62,12 @@ class BootClock:
             step.stages = obs.stages[self._mark[0] :]
             step.progressed = True
             self._mark = mark
+        if obs.distinct_lines != self._distinct:
+            self._distinct = obs.distinct_lines
+            step.progressed = True
+        if step.progressed:
             self.last_progress = t
+            self._progress_lines = obs.lines
         if watch_fatal and obs.fatal_seen and self.fatal_at is None:
             self.fatal_at = t
             step.fatal_new = True
@@ -70,7 +88,31 @@ class BootClock:
         return max(left, 0.0)
 
     def expired(self, now: float) -> str:
-        """The outcome when :meth:`wait` ran out: the crash dump is complete, the overall limit, or a hang."""
+        """The outcome when :meth:`wait` ran out: the crash dump is complete, the overall limit, or a hang (and
+        :attr:`rule` says which limit)."""
         if self.fatal_at is not None:
             return "crash"
-        return "timeout" if now >= self.timeout else "hang"
+        if now >= self.timeout:
+            self.rule = "timeout"
+            return "timeout"
+        self.rule = "quiet" if now >= self.last_output + self.quiet_timeout else "no-progress"
+        return "hang"
+
+    def stopped(self, obs: Observer, now: float, outcome: str = "hang") -> Stopped:
+        """Where the boot stopped, for the verdict of a hang or timeout."""
+        lines, prompt = obs.stopped_view()
+        silent = max(0.0, now - self.last_output)
+        rule: Rule = "quiet"
+        if outcome == "timeout":
+            rule = "timeout"
+        elif self.rule == "no-progress":
+            rule = "no-progress"
+        return Stopped(
+            rule=rule,
+            flowing=silent < self.quiet_timeout / 2,
+            silent_s=round(silent, 3),
+            progress_t=round(self.last_progress, 3),
+            lines_since_progress=max(0, obs.lines - self._progress_lines),
+            last_lines=lines,
+            prompt=prompt,
+        )

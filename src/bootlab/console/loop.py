@@ -7,9 +7,10 @@ interactions answer (menus, countdowns, logins; delayed answers are due on the c
 boot sends them deterministically), and keeps the clocks (:class:`~bootlab.console.clock.BootClock`):
 
 - :meth:`BootLoop.until_verdict` while the guest boots: ends in ``pass`` (ready), ``crash`` (a fatal line and
-  its dump: the pack's ``dump_end`` line, or ``grace`` seconds of quiet, ``max_grace`` at most), ``hang`` (no
-  output for ``quiet_timeout``, or output without a new milestone for twice that), ``timeout``, or ``closed``
-  (the console closed first: QEMU exited, and its exit status says why).
+  its dump: the pack's ``dump_end`` line, or ``grace`` seconds of quiet, ``max_grace`` at most),
+  ``login-failed`` (the guest refused the login bootlab typed: at once), ``hang`` (no output for
+  ``quiet_timeout``, or output without progress for twice that), ``timeout``, or ``closed`` (the console closed
+  first: QEMU exited, and its exit status says why).
 - :meth:`BootLoop.until_crash` after ready (a named VM, or a boot running checks): only whole lines are read,
   lines the caller marks as its own (exec framing) are skipped, nothing is answered any more, and no hang clock
   runs; ends in ``crash`` or ``closed``.
@@ -32,7 +33,7 @@ from bootlab.console.rawlog import RawLog
 
 #: (kind, text, t): kind is "stage", "send", "fatal" or "ready", as they happen
 EventHook = Callable[[str, str, float], None]
-Ending = Literal["pass", "crash", "hang", "timeout", "closed"]
+Ending = Literal["pass", "crash", "hang", "timeout", "login-failed", "closed"]
 # how often a drain or pump with nothing to time wakes up (only matters for replayed consoles)
 _IDLE = 0.5
 
@@ -84,6 +85,9 @@ class BootLoop:
             if clock.fatal_at is not None:
                 if obs.dump_complete and (obs.dump_ended or clock.grace <= 0):
                     return "crash"
+            elif obs.login_failed is not None:
+                self._event("fatal", obs.login_failed.line, chunk.t)
+                return "login-failed"
             elif obs.ready:
                 self._event("ready", obs.ready_line or "", chunk.t)
                 return "pass"

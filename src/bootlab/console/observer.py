@@ -9,6 +9,11 @@ Matching runs on a cleaned copy (see :mod:`bootlab.console.clean`). Milestones, 
 interactions are also tried on the *partial* line, because prompts (``redox login: ``) have no newline;
 whatever fired on the partial line is remembered so it does not fire again when the line completes. Failure
 signatures need whole lines.
+
+Besides findings it keeps what the clocks and a hang's verdict need: a count of lines not seen before (numbers
+aside: the no-progress rule's sign of life, kept as a bounded set of hashes), a refused login before ready (the
+packs' ``[ready] login_failed``), and the console's last few KB, from which :meth:`Observer.stopped_view` reads the
+last lines and the prompt a boot stopped on.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from bootlab.console.clean import clean, clean_partial, incremental_decoder
+from bootlab.console.clean import clean, clean_partial, incremental_decoder, screen_lines
 from bootlab.packs.loader import CompiledSignature, FrameRule, PackSet
 from bootlab.verdict import Death, Incident, StageTime, normalise_title
 
@@ -30,6 +35,35 @@ MAX_INCIDENTS = 1000
 # candidate frames kept per pending finding (the guilty one is near the top of its stack)
 MAX_FRAMES = 64
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# of each line kept for look_back (what names a process or device is near its start; a flood of long lines must
+# not hold look_back x MAX_LINE characters)
+LOOK_BACK_CHARS = 1024
+# distinct lines remembered for the no-progress rule (a flood repeats itself; a booting system does not)
+MAX_DISTINCT = 4096
+# what varies between two prints of "the same" line: timestamps, counters, clocks, most of an address (runs of
+# digits; a fuller hex match costs 2.5x more on every console line, measured on syzkaller's logs)
+_VARYING = re.compile(r"\d+")
+# the console text kept for where a hang stopped (its last lines and prompt)
+TAIL = 8192
+# the last lines of the console a verdict quotes
+LAST_LINES = 10
+# a last line ending so (with no newline after it) waits for input
+_PROMPT_END = (":", "?", ">", "#", "$", "]")
+MAX_PROMPT = 120
+
+
+def wants_shell(packs: PackSet, variables: dict[str, str] | None = None) -> bool:
+    """Whether a boot is ready only at the shell prompt after logging in, rather than at the login prompt.
+
+    ``vars.ready = "login"`` or ``"shell"`` says so explicitly. Otherwise a boot with credentials (a non-empty
+    ``password``, from the profile or the pack's own ``[vars]``) logs in and must reach the shell: a login prompt
+    proves nothing about the password, and ``Login incorrect`` is then ``login-failed``. Packs that know no shell
+    prompt are ready at their login prompt."""
+    merged = {**packs.vars, **(variables or {})}
+    ready = merged.get("ready")
+    if ready in ("login", "shell"):
+        return ready == "shell"
+    return bool(packs.shell) and bool(merged.get("password"))
 
 
 @dataclass
@@ -122,6 +156,11 @@ class Observer:
         self._recent: deque[str] = deque(maxlen=packs.look_back)
         self.dump_ended = False  # the fatal signature's dump_end line has been seen
         self.death: Finding | None = None  # the panic an earlier report caused (see Signature.cause_window)
+        self.login_failed: Finding | None = None  # the guest refused bootlab's login (before ready)
+        # lines not seen before (numbers and addresses aside): the no-progress rule's sign of life
+        self.distinct_lines = 0
+        self._seen_lines: dict[int, None] = {}
+        self._tail = ""  # the last TAIL characters of decoded console text, escapes and all
 
     # ------------------------------------------------------------------ feeding
 
@@ -136,6 +175,7 @@ class Observer:
         actions: list[Action] = []
         if not text:
             return actions
+        self._tail = (self._tail + text)[-TAIL:]
         self._partial += text
         if "\n" in self._partial:
             *complete, self._partial = self._partial.split("\n")
@@ -196,8 +236,9 @@ class Observer:
 
     def verdict_fields(self) -> dict[str, object]:
         """The verdict fields the observer knows: stage, stages, title, fatal line and time, incidents, and the
-        death a crash's first report caused. The same for a live boot, a named VM and `bootlab classify`."""
-        fatal = self.fatal
+        death a crash's first report caused. The same for a live boot, a named VM and `bootlab classify`. A
+        refused login stands where a fatal report would."""
+        fatal = self.fatal or self.login_failed
         death = self.death
         return {
             "stage": self.stage,
@@ -225,9 +266,67 @@ class Observer:
         self._fired_on_line.clear()
         self._partial_clean = ""
         line = line.rstrip()
+        self._count_distinct(line)
+        if self.ready_t is None and self.login_failed is None and not self.fatal_seen:
+            self._match_login_failed(line, t)
         self._match_signatures(line, t)
         if self._recent.maxlen:
-            self._recent.append(line)
+            self._recent.append(line[:LOOK_BACK_CHARS])
+
+    def _count_distinct(self, line: str) -> None:
+        text = " ".join(_VARYING.sub("#", line).split())
+        if not text:
+            return
+        key = hash(text)  # a flood of long distinct lines keeps 4096 numbers, not 4096 lines
+        seen = self._seen_lines
+        if key in seen:
+            return
+        self.distinct_lines += 1
+        seen[key] = None
+        if len(seen) > MAX_DISTINCT:
+            del seen[next(iter(seen))]
+
+    def _match_login_failed(self, line: str, t: float | None) -> None:
+        for rx in self.packs.login_failed:
+            if rx.search(line):
+                self._seq += 1
+                self.login_failed = Finding(
+                    signature="login-failed", kind="login", fatal=True, title="login failed", process=None,
+                    line=line.strip(), t=t, seq=self._seq, lineno=self.lines,
+                )  # fmt: skip
+                return
+
+    def stopped_view(self) -> tuple[list[str], str | None]:
+        """The last lines the console showed (as a person would read them) and the prompt it stopped on, if any:
+        the latest line a pack's ``[[prompt]]`` matches, else a last line without newline that ends like a
+        prompt. For the verdict of a hang or timeout."""
+        text = self._tail
+        lines = screen_lines(text)
+        if len(text) >= TAIL and lines:
+            lines = lines[1:]  # the tail starts in the middle of a line
+        prompt: str | None = None
+        for line in reversed(lines[-4 * LAST_LINES :]):
+            for rx in self.packs.prompts:
+                m = rx.search(line)
+                if m:
+                    named = m.groupdict().get("prompt")
+                    prompt = (named or line).strip()
+                    break
+            if prompt is not None:
+                break
+        ends_open = not clean(text).rstrip(" \t").endswith("\n")
+        if prompt is None and lines and ends_open and lines[-1].endswith(_PROMPT_END):
+            prompt = lines[-1]
+        runs: list[tuple[str, int]] = []  # a flood's one line is quoted once, with its count
+        for line in lines[-4 * LAST_LINES :]:
+            if runs and runs[-1][0] == line:
+                runs[-1] = (line, runs[-1][1] + 1)
+            else:
+                runs.append((line, 1))
+        shown = [f"{ln} (repeated {n} times)" if n > 1 else ln for ln, n in runs]
+        if prompt is not None and len(prompt) > MAX_PROMPT:
+            prompt = prompt[: MAX_PROMPT - 3] + "..."
+        return shown[-LAST_LINES:], prompt
 
     def _match_progress(self, text: str, t: float | None, actions: list[Action]) -> None:
         """Milestones, ready and interactions: also on partial lines, each at most once per line."""

@@ -34,14 +34,19 @@ import secrets
 import shlex
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bootlab.errors import EXIT_INFRA, BootlabError, InfraError
 
 if TYPE_CHECKING:
     from bootlab.console.base import Console
+
+
+class _Pattern(Protocol):
+    def search(self, text: str) -> object: ...
+
 
 PREFIX = "__BL"
 # busybox ash line editing holds at most 1024 bytes per line; the tty's canonical buffer 4095
@@ -117,6 +122,27 @@ def gzip_works(output: bytes, exit_code: int) -> bool:
 def sync_line(marker: str) -> tuple[str, bytes]:
     """A line that prints a fresh marker: when it appears, the shell is at a prompt and reads our input."""
     return f"printf '%s%s\\n' {PREFIX} S{marker}\n", f"{PREFIX}S{marker}".encode()
+
+
+def answered_without_marker(seen: bytes | bytearray, marker: bytes, prompts: Sequence[_Pattern]) -> bool:
+    """The guest read our sync line and is back at its prompt without printing the marker: its shell is not a
+    POSIX sh (U-Boot's ``=>`` says ``Unknown command 'printf'``, Redox's ion answers in its own way). Known once
+    the echo of our line (which holds the marker only split, ``__BL S<id>``), at least one line after it and a
+    prompt on the last, unfinished line have arrived; no need to wait for the sync timeout."""
+    from bootlab.console.clean import clean
+
+    echo = seen.find(marker.replace(PREFIX.encode(), PREFIX.encode() + b" ", 1))
+    if echo < 0 or not prompts:
+        return False
+    after = seen[echo:]
+    first_nl = after.find(b"\n")
+    if first_nl < 0:
+        return False
+    last_nl = after.rfind(b"\n")
+    if last_nl == first_nl and not after[first_nl + 1 :].strip():
+        return False
+    tail = clean(bytes(after[last_nl + 1 :]).decode(errors="replace"))
+    return bool(tail.strip()) and any(p.search(tail) for p in prompts)
 
 
 @dataclass
@@ -270,8 +296,18 @@ class GuestShell:
     :class:`ExecAborted`.
     """
 
-    def __init__(self, should_stop: Callable[[], bool] | None = None, *, sync_timeout: float = SYNC_TIMEOUT) -> None:
+    def __init__(
+        self,
+        should_stop: Callable[[], bool] | None = None,
+        *,
+        sync_timeout: float = SYNC_TIMEOUT,
+        prompts: Sequence[_Pattern] = (),
+    ) -> None:
         self.sync_timeout = sync_timeout
+        # the guest's shell prompts (the packs' ready shell patterns): a sync answered by a prompt without the
+        # marker fails at once instead of after the timeout
+        self.prompts = prompts
+        self.answered = False  # the last failed sync was answered (not by our marker): the guest has no POSIX sh
         self.synced = False
         self.gzip: bool | None = None  # can the guest compress exec output? probed at the first exec
         self.should_stop = should_stop or (lambda: False)
@@ -283,6 +319,7 @@ class GuestShell:
         With ``interrupt`` (a timed-out command is still running) every attempt starts with Ctrl-C; otherwise
         only retries do (something unexpected holds the shell). The random marker makes late output of the
         interrupted command harmless."""
+        self.answered = False
         for i in range(attempts):
             if self.should_stop():
                 break
@@ -310,6 +347,10 @@ class GuestShell:
                 if chunk.eof:
                     return False
                 seen += chunk.data
+                if not has_marker(seen, marker) and answered_without_marker(seen, marker, self.prompts):
+                    self.last_seen = bytes(seen[-300:])
+                    self.answered = True
+                    return False
         return True
 
     async def run(
@@ -321,6 +362,11 @@ class GuestShell:
         cannot hold the shell. Raises :class:`ShellError` when the shell does not answer or the output was
         damaged, :class:`ExecAborted` when ``should_stop``."""
         if not self.synced and not await self.sync(console):
+            if self.answered:
+                raise ShellError(
+                    f"the guest answered bootlab's exec framing with{self._answered(':')} bootlab's exec needs a "
+                    "POSIX sh with printf and base64 at the prompt; use `bootlab vm console` with this guest"
+                )
             raise ShellError(f"the guest's shell does not answer on the console{self._answered()}")
         if self.gzip is None:
             probe = await self._run(console, wrap(GZIP_PROBE), 10.0, None)
@@ -359,6 +405,13 @@ class GuestShell:
             if result is not None:
                 return ExecOutcome(result.output, result.exit_code, round(time.monotonic() - start, 3))
 
-    def _answered(self) -> str:
-        seen = self.last_seen.decode(errors="replace").strip()
-        return f" (it printed: {seen[-120:]!r})" if seen else ""
+    def _answered(self, style: str = "") -> str:
+        """What the guest printed when the sync failed, without the echo of our own line."""
+        from bootlab.console.clean import clean
+
+        lines = [ln.strip() for ln in clean(self.last_seen.decode(errors="replace")).split("\n")]
+        lines = [ln for ln in lines if ln and f"{PREFIX} S" not in ln]
+        seen = " / ".join(lines)[-160:]
+        if style == ":":
+            return f" {seen!r};" if seen else " something else;"
+        return f" (it printed: {seen!r})" if seen else ""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.loop import BootLoop, Ending, EventHook
-from bootlab.console.observer import Observer
+from bootlab.console.observer import Observer, wants_shell
 from bootlab.console.rawlog import RawLog
 from bootlab.errors import BootlabError
 from bootlab.verdict import Verdict
@@ -39,7 +39,7 @@ class BootOptions:
     """Knobs a caller may turn; the defaults are what ``bootlab boot`` does."""
 
     log_path: Path | None = None
-    wait_for_shell: bool | None = None  # None: profile vars.ready == "shell"
+    wait_for_shell: bool | None = None  # None: wants_shell (a password logs in; vars.ready says otherwise)
     interact: bool = True  # answer menus, countdowns and login prompts
     grace: float = GRACE  # quiet time that ends a crash dump
     max_grace: float = MAX_GRACE  # never wait longer than this after a fatal line
@@ -85,7 +85,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
     from bootlab.qemu.invocation import build_invocation
     from bootlab.qemu.machine import LaunchFailure, QemuMachine
 
-    wait_shell = opts.wait_for_shell if opts.wait_for_shell is not None else profile.vars.get("ready") == "shell"
+    wait_shell = opts.wait_for_shell if opts.wait_for_shell is not None else wants_shell(packs, profile.vars)
     obs = Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
     async with QemuMachine() as machine:
         inv = build_invocation(profile, host, machine.runtime)
@@ -128,7 +128,7 @@ async def conclude(
         await machine.wait(2.0)  # let QEMU's exit status and stderr land
         return qemu_exit_verdict(base, loop.obs, machine.returncode, now, stderr=machine.stderr_text())
     loop.start_drain()
-    verdict = finish_verdict(base, loop.obs, ending, now)
+    verdict = finish_verdict(base, loop.obs, ending, now, clock=loop.clock)
     if ending in ("crash", "hang") and registers and machine.running:
         verdict.registers = await machine.registers(symbols)
     return verdict
@@ -142,17 +142,24 @@ def finish_verdict(
     *,
     title: str | None = None,
     fatal_line: str | None = None,
+    clock: BootClock | None = None,
 ) -> Verdict:
     """The verdict of a boot that ended in ``outcome`` (shared by :func:`boot` and the named-VM supervisor).
 
     ``base`` carries what is known before the guest runs (seed, log, accel, argv); the observer adds stage,
-    stages, fatal line and incidents. A hang or timeout is titled by the last stage reached. A given ``title``
-    wins; with it ``fatal_line`` replaces the observer's, except for a crash given none (the guest's own fatal
-    line stays)."""
+    stages, fatal line and incidents. A hang or timeout is titled by the last stage reached, or by the prompt the
+    console stopped on (``stopped at prompt "..."``), and says where it stopped (``stopped``: the rule that
+    fired, whether output still flowed, the last lines; needs the ``clock``). A given ``title`` wins; with it
+    ``fatal_line`` replaces the observer's, except for a crash given none (the guest's own fatal line stays)."""
     fields = obs.verdict_fields()
     verdict = base.model_copy(update={**fields, "outcome": outcome, "duration_s": round(duration_s, 3)})
     if outcome in ("hang", "timeout"):
         verdict.title = f"{outcome} after {obs.stage or 'start'}"
+        if clock is not None:
+            verdict.stopped = clock.stopped(obs, duration_s, outcome)
+            if outcome == "hang" and verdict.stopped.prompt:
+                verdict.title = f'stopped at prompt "{verdict.stopped.prompt}"'
+
     if title is not None:
         verdict.title = title
         if outcome != "crash" or fatal_line:

@@ -110,6 +110,10 @@ class PackSet:
     consequences: frozenset[tuple[str, str]] = frozenset()
     # the most lines any serial signature looks back at (the observer keeps that many)
     look_back: int = 0
+    # lines that say the guest refused bootlab's login (``[ready] login_failed``)
+    login_failed: tuple[GuardedPattern, ...] = ()
+    # lines that wait for an answer bootlab does not give (``[[prompt]]``): where a hang stopped
+    prompts: tuple[re.Pattern[str], ...] = ()
 
 
 def search_path(project_dir: Path | None = None) -> list[Path]:
@@ -146,7 +150,8 @@ def _unknown_pack(name: str, dirs: list[Path]) -> UsageError:
 
 
 def read_pack_file(path: Path) -> PackFile:
-    """Parse and validate one pack file; any problem is one line naming the file and the field."""
+    """Parse and validate one pack file. Every problem is reported at once, one line each, naming the file, the
+    table (``[[signature]] #3 (id = "x")``) and the field, so a pack author fixes them in one go."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -161,12 +166,64 @@ def read_pack_file(path: Path) -> PackFile:
     try:
         pack = PackFile.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        raise UsageError(f"pack {path}: {where}: {err['msg']}; fix the file") from exc
+        problems = [_describe(data, err) for err in exc.errors()]
+        if len(problems) == 1:
+            raise UsageError(f"pack {path}: {problems[0]}; fix the file") from exc
+        lines = "\n".join(f"  {p}" for p in problems)
+        raise UsageError(f"pack {path} has {len(problems)} problems; fix them:\n{lines}") from exc
     if pack.name != path.stem:
         raise UsageError(f"pack {path} says name = {pack.name!r}; it must match the file name {path.stem!r}")
     return pack
+
+
+def _describe(data: dict[str, Any], err: Any) -> str:
+    """One validation error as ``<table>: <field>: <what>``, in the pack author's terms (TOML tables, not
+    pydantic locations), with the TOML ordering trap named when that is what happened."""
+    from bootlab.packs.model import PackFile
+
+    loc = list(err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    where: list[str] = []  # the table: [[signature]] #3 (id = "x"), [ready], or none (the top level)
+    rest: list[str] = []  # the field inside it: kind, shell[0]
+    node: Any = data
+    table = ""
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        nxt = loc[i + 1] if i + 1 < len(loc) else None
+        items = node.get(key) if isinstance(key, str) and isinstance(node, dict) else None
+        item = items[nxt] if isinstance(items, list) and isinstance(nxt, int) and nxt < len(items) else None
+        if isinstance(item, dict):  # an array of tables: [[signature]], [[frames.group]]
+            table = f"{table}.{key}" if table else key
+            label = f"[[{table}]] #{int(nxt or 0) + 1}"
+            ident = next((k for k in ("id", "name") if isinstance(item.get(k), str)), None)
+            if ident is not None:
+                label += f' ({ident} = "{item[ident]}")'
+            where, rest = [label], []
+            node = item
+            i += 2
+            continue
+        if i + 1 < len(loc) and isinstance(items, dict):  # a table: [ready], [frames]
+            table = f"{table}.{key}" if table else key
+            where, rest = [f"[{table}]"], []
+            node = items
+            i += 1
+            continue
+        rest.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        i += 1
+    head = where[0] if where else "(top level)"
+    field = "".join(rest).lstrip(".") or None
+    if err["type"] == "extra_forbidden" and table and field in PackFile.model_fields:
+        return (
+            f"{head}: {field}: a top-level key written after the {head.split(' #')[0]} header belongs to that table "
+            "(TOML); "
+            f"move `{field} = ...` above the first [table] or [[table]] header"
+        )
+    if err["type"] == "missing":
+        msg = "required field missing"
+    elif err["type"] == "extra_forbidden":
+        msg = "unknown field (a typo, or a field of another table)"
+    return f"{head}: {field}: {msg}" if field else f"{head}: {msg}"
 
 
 def _merge(base: PackFile, ext: PackFile) -> PackFile:
@@ -179,15 +236,42 @@ def _merge(base: PackFile, ext: PackFile) -> PackFile:
         update={
             "description": ext.description,
             "vars": {**base.vars, **ext.vars},
-            "milestone": by_key(base.milestone, ext.milestone, "name"),
+            "milestone": _place_milestones(base, ext),
             "ready": ext.ready or base.ready,
             "shell_prompt": ext.shell_prompt or base.shell_prompt,
             "signature": by_key(base.signature, ext.signature, "id"),
             "interaction": by_key(base.interaction, ext.interaction, "id"),
+            "prompt": [*base.prompt, *ext.prompt],
             "frames": _merge_frames(base.frames, ext.frames),
             "context": ext.context or base.context,
         }
     )
+
+
+def _place_milestones(base: PackFile, ext: PackFile) -> list[Milestone]:
+    """The base's milestones with the extension's: one of the same name replaces it in place; a new one goes where
+    its ``after``/``before`` says (next to a base milestone), else at the end."""
+    names = [m.name for m in base.milestone]
+    merged = list(base.milestone)
+    for m in ext.milestone:
+        if m.name in names and m.after is None and m.before is None:
+            merged[[x.name for x in merged].index(m.name)] = m
+            continue
+        if m.name in [x.name for x in merged]:
+            merged = [x for x in merged if x.name != m.name]
+        anchor = m.after or m.before
+        if anchor is None:
+            merged.append(m)
+            continue
+        current = [x.name for x in merged]
+        if anchor not in current:
+            raise UsageError(
+                f"pack {ext.name}: milestone {m.name!r} is placed {'after' if m.after else 'before'} {anchor!r}, "
+                f"which pack {base.name} does not have (its milestones: {', '.join(current) or 'none'}); fix the name"
+            )
+        at = current.index(anchor) + (1 if m.after else 0)
+        merged.insert(at, m)
+    return merged
 
 
 def _merge_frames(base: Frames | None, ext: Frames | None) -> Frames | None:
@@ -218,6 +302,12 @@ def resolve_pack(name: str, dirs: list[Path], _seen: tuple[str, ...] = ()) -> Pa
         if path.is_file():
             pack = read_pack_file(path)
             if pack.extends is None:
+                placed = [m.name for m in pack.milestone if m.after or m.before]
+                if placed:
+                    raise UsageError(
+                        f"pack {path}: milestone {placed[0]!r} sets after/before, which only places a milestone "
+                        "among those of the pack it extends; order milestones by where they are in the file"
+                    )
                 return pack
             if pack.extends in (*_seen, name) and pack.extends == name:
                 base = resolve_pack(name, dirs[i + 1 :], (*_seen, name))
@@ -366,6 +456,8 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
     inters: list[CompiledInteraction] = []
     login: list[GuardedPattern] = []
     shell: list[GuardedPattern] = []
+    login_failed: list[GuardedPattern] = []
+    prompts: list[re.Pattern[str]] = []
     frame_re: list[re.Pattern[str]] = []
     frame_pc: list[re.Pattern[str]] = []
     frame_start: list[str] = []
@@ -395,6 +487,8 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         if pack.ready is not None:
             login += [GuardedPattern.of(r) for r in pack.ready.login]
             shell += [GuardedPattern.of(r) for r in pack.ready.shell]
+            login_failed += [GuardedPattern.of(r) for r in pack.ready.login_failed]
+        prompts += [re.compile(p.regex) for p in pack.prompt]
         if pack.frames is not None:
             frame_re += [re.compile(r) for r in pack.frames.regex]
             frame_pc += [re.compile(r) for r in pack.frames.pc]
@@ -424,6 +518,8 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         context_open=context_open,
         consequences=frozenset((s.pack, s.spec.id) for s in sigs if s.spec.cause_window),
         look_back=max((s.spec.look_back for s in sigs), default=0),
+        login_failed=tuple(login_failed),
+        prompts=tuple(prompts),
     )
 
 
@@ -439,3 +535,47 @@ def load_packs(names: list[str] | tuple[str, ...] | str, project_dir: Path | Non
     if not names:
         raise UsageError("no pack named; give one with --pack NAME or `pack = [...]` in the profile")
     return _load_cached(tuple(names), tuple(search_path(project_dir)))
+
+
+def load_pack_file(path: Path, project_dir: Path | None = None, before: list[str] | tuple[str, ...] = ()) -> PackSet:
+    """The pack in ``path``, merged onto its ``extends`` base, composed after the packs named in ``before``
+    (firmware first): what ``bootlab packs check FILE`` tries, without installing the file. Its ``extends`` is
+    looked up beside it, then in the project's ``packs/``, then among the shipped packs. Not cached: the file is
+    being edited."""
+    if not path.is_file():
+        raise UsageError(f"pack file {path} does not exist; give the path of a .toml pack")
+    if path.suffix != ".toml":
+        raise UsageError(f"pack file {path} is not a .toml file; packs are TOML files named <pack>.toml")
+    dirs = [path.resolve().parent, *search_path(project_dir)]
+    others = [resolve_pack(n, search_path(project_dir)) for n in before]
+    return compile_packs([*others, resolve_pack(path.stem, dirs)])
+
+
+def pack_warnings(packs: PackSet) -> list[str]:
+    """What is valid but probably not meant, for a pack author (`bootlab packs check`): a title that names a
+    capture no regex of its signature can fill (it would read ``?``), a set with no ready condition (its boots
+    can never pass), an interaction that needs a var neither the pack nor, maybe, the profile gives."""
+    out: list[str] = []
+    if not packs.login and not packs.shell:
+        out.append("no [ready] login or shell prompt: a boot read with this pack never passes")
+    for sig in packs.signatures + packs.stderr_signatures:
+        spec = sig.spec
+        groups = set(sig.regex.groupindex)
+        for rx in (*sig.follow, *sig.look_back):
+            groups |= set(rx.groupindex)
+        if spec.frame:
+            groups.add("frame")
+        missing = sorted(set(re.findall(r"\{(\w+)\}", spec.title)) - groups)
+        if missing:
+            fallback = f"; title_fallback {spec.title_fallback!r} is used" if spec.title_fallback else " (shown as ?)"
+            out.append(
+                f"[[signature]] {spec.id!r}: title uses {{{missing[0]}}}, which none of its regexes captures "
+                f"(add (?P<{missing[0]}>...) to regex, follow_regex or look_back_regex){fallback}"
+            )
+    for inter in packs.interactions:
+        for var in sorted(set(re.findall(r"\{(\w+)\}", inter.spec.send)) - set(packs.vars)):
+            out.append(
+                f"[[interaction]] {inter.spec.id!r}: send uses {{{var}}}, which the pack's [vars] lacks; it is "
+                f"answered only when the profile sets vars.{var}"
+            )
+    return out

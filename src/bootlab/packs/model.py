@@ -26,27 +26,42 @@ def _check_regex(value: str) -> str:
 
 
 class Milestone(_Strict):
-    """A named stage of the boot; the first line matching ``regex`` marks the time it was reached."""
+    """A named stage of the boot; the first line matching ``regex`` marks the time it was reached.
+
+    Milestones are in boot order. In a pack that ``extends`` another, a new milestone goes at the end unless
+    ``after`` (or ``before``) names one of the base's: a ``systemd`` stage belongs between ``userspace`` and
+    ``login``, and at the end it would never be reached (a later stage only comes after an earlier one)."""
 
     name: str
     regex: str
     reference: str
+    after: str | None = None
+    before: str | None = None
 
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str) -> str:
         return _check_regex(v)
 
+    @model_validator(mode="after")
+    def _one_place(self) -> Milestone:
+        if self.after is not None and self.before is not None:
+            raise ValueError(f"milestone {self.name!r} sets both after and before; keep one")
+        return self
+
 
 class Ready(_Strict):
     """When the guest is usable. ``login`` prompts end a plain boot; ``shell`` prompts end a boot that logs
-    in."""
+    in (a profile with a password, see ``bootlab.console.observer.wants_shell``). ``login_failed`` lines say the
+    guest refused the credentials bootlab typed (``Login incorrect``): before ready they end the boot at once as
+    ``login-failed``."""
 
     login: list[str] = Field(default_factory=list)
     shell: list[str] = Field(default_factory=list)
+    login_failed: list[str] = Field(default_factory=list)
     reference: str
 
-    @field_validator("login", "shell")
+    @field_validator("login", "shell", "login_failed")
     @classmethod
     def _regexes(cls, v: list[str]) -> list[str]:
         return [_check_regex(r) for r in v]
@@ -96,7 +111,7 @@ class Signature(_Strict):
     title_fallback: str | None = None
     follow: int = Field(default=0, ge=0, le=500)
     follow_regex: list[str] = Field(default_factory=list)
-    look_back: int = Field(default=0, ge=0, le=20)
+    look_back: int = Field(default=0, ge=0, le=200)
     look_back_regex: list[str] = Field(default_factory=list)
     frame: bool = False
     fatal_when: dict[str, str] = Field(default_factory=dict)
@@ -161,6 +176,23 @@ class Interaction(_Strict):
     reference: str
     max: int = Field(default=1, ge=1, le=100)
     delay: float = Field(default=0.0, ge=0.0, le=10.0)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        return _check_regex(v)
+
+
+class Prompt(_Strict):
+    """A console line that waits for an answer bootlab does not give (an installer's dialog title, a boot
+    menu): a boot that hangs with it among the last lines on screen is titled ``stopped at prompt "<line>"``
+    rather than ``hang after <stage>``, so an unanswered question is not mistaken for a dead guest. The
+    ``prompt`` named group, when the regex has one, is the part quoted in the title. Prompts bootlab answers are
+    ``[[interaction]]`` entries instead; a last line without newline that ends in ``:``, ``?``, ``>``, ``#``,
+    ``$`` or ``]`` counts as a prompt without any entry."""
+
+    regex: str
+    reference: str
 
     @field_validator("regex")
     @classmethod
@@ -286,6 +318,7 @@ class PackFile(_Strict):
     shell_prompt: str | None = None
     signature: list[Signature] = Field(default_factory=list)
     interaction: list[Interaction] = Field(default_factory=list)
+    prompt: list[Prompt] = Field(default_factory=list)
     frames: Frames | None = None
     context: Context | None = None
 

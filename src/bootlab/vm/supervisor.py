@@ -160,6 +160,7 @@ class Supervisor:
                     self.packs = require_packs(self.profile, Path(project_dir) if project_dir else None)
                     # a VM is ready when its shell is (logged in): that is what exec needs
                     self.obs = Observer(self.packs, variables=self.profile.vars, wait_for_shell=bool(self.packs.shell))
+                    self.shell.prompts = self.packs.shell
                     inv = build_invocation(self.profile, probe(), machine.runtime)
                     inv.require_runnable()
                     self.accel, self.argv = inv.accel, list(inv.argv)
@@ -228,15 +229,9 @@ class Supervisor:
                 self.publish(VmState.STOPPED)
 
     async def _become_ready(self, verdict: Verdict) -> None:
-        """Ready: make sure the shell answers a marker (when there is one) before saying so."""
-        if self.packs.shell:
-            async with self.exec_lock:
-                tap = self.hub.tap()
-                try:
-                    await self.shell.sync(tap)
-                finally:
-                    await tap.close()
-        if self.state == VmState.BOOTING:  # not crashed or stopped while we synced
+        """Ready: said at once. The shell is not probed here: the first exec syncs with it (and says what the
+        guest answered when it is not a POSIX sh), so `vm launch` returns when the guest is ready, on any guest."""
+        if self.state == VmState.BOOTING:  # not crashed or stopped meanwhile
             self._record_verdict(verdict)
             self.publish(VmState.READY)
 
