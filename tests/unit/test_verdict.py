@@ -31,7 +31,16 @@ def test_same_bug_two_boots_same_title() -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "code"),
-    [("pass", 0), ("crash", 1), ("hang", 1), ("timeout", 1), ("incomplete", 1), ("qemu-error", 3), ("infra-error", 3)],
+    [
+        ("pass", 0),
+        ("crash", 1),
+        ("hang", 1),
+        ("timeout", 1),
+        ("check-failed", 1),
+        ("incomplete", 1),
+        ("qemu-error", 3),
+        ("infra-error", 3),
+    ],
 )
 def test_exit_codes(outcome: str, code: int) -> None:
     assert Verdict(outcome=outcome).exit_code() == code  # type: ignore[arg-type]
@@ -55,4 +64,5 @@ def test_json_has_exactly_the_documented_fields() -> None:
         "registers",
         "argv",
         "worker",
+        "checks",
     }

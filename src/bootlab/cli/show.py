@@ -98,9 +98,11 @@ def _print_boot(d: dict[str, Any]) -> None:
     for inc in v.get("incidents", []):
         print(f"  incident [{inc['kind']}] {inc['title']}")
     from bootlab.lab.summary import replay_command
-    from bootlab.report.text import register_lines
+    from bootlab.report.text import check_lines, register_lines
 
     for line in register_lines(v.get("registers", [])):
+        print(f"  {line}")
+    for line in check_lines(v.get("checks", [])):
         print(f"  {line}")
 
     print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")

@@ -38,6 +38,7 @@ OUTCOME_COLOURS = {
     "crash": "#D55E00",
     "hang": "#E69F00",
     "timeout": "#CC79A7",
+    "check-failed": "#0072B2",
     "incomplete": "#56B4E9",
     "qemu-error": "#999999",
     "infra-error": "#BBBBBB",
