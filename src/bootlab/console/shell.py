@@ -366,6 +366,7 @@ class GuestShell:
         while True:
             for i, marker in enumerate(markers):
                 if has_marker(seen, marker):
+                    self.last_seen = bytes(seen[-300:])
                     return i
             left = deadline - time.monotonic()
             if left <= 0 or self.should_stop():
@@ -431,7 +432,8 @@ class GuestShell:
             got = await self._wait_markers(console, (ok, bad), self.sync_timeout)
             if got == 1:
                 raise ShellError(
-                    f"the guest could not write {staged_path(mid)} (no writable $TMPDIR or /tmp?){self._answered()}"
+                    f"the guest could not write a file in its $TMPDIR (default /tmp) to stage the command"
+                    f"{self._answered()}"
                 )
             if got is None:
                 if self.should_stop():

@@ -95,11 +95,11 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
             gone = f"the guest crashed during check {check.name}"
             continue
         except (ShellError, OSError) as exc:
-            what = "the shell did not answer" if isinstance(exc, ShellError) else "its script could not be read"
+            what = "shell error" if isinstance(exc, ShellError) else "its script could not be read"
             run.results.append(base.model_copy(update={"status": "fail", "reason": str(exc), **_took(started)}))
             run.title = run.title or f"check {check.name} could not run ({what})"
             if isinstance(exc, ShellError):
-                gone = f"the shell stopped answering at check {check.name}"
+                gone = f"the guest's shell failed at check {check.name}"
             _event(on_event, f"{check.name}: FAILED, {what}", clock.now())
             continue
         status, reason, title = judge(check, out)
