@@ -318,6 +318,7 @@ def verdict(outcome: str, *checks: tuple[str, str]) -> Verdict:
             duration_s=0.5,
             output="x\n",
             reason="exit 3" if s == "fail" else None,
+            output_bytes=2,
         )
         for n, s in checks
     ]
@@ -389,3 +390,55 @@ def test_json_of_a_boot_with_checks() -> None:
         "name", "command", "status", "exit_code", "duration_s", "t", "expect", "reason", "output", "output_bytes",
         "output_cap",
     }  # fmt: skip
+
+
+def test_reports_list_each_boots_checks(tmp_path: Path) -> None:
+    """The trial page has the per-check table, each failed boot its checks with their output, a boot's page too."""
+    from bootlab.lab.lab import ArmSpec, Lab
+    from bootlab.report import pages, plots, render
+    from bootlab.store.db import Ref, Store
+    from conftest import make_fake_host
+
+    (tmp_path / "k").write_bytes(b"kernel")
+    (tmp_path / "bootlab.toml").write_text(LINUX.replace('"/k"', '"k"'))
+
+    async def boot_fn(profile: Profile, log: Path) -> Verdict:
+        log.write_text("bootlab login: \n")
+        ok = profile.boot % 2 == 0
+        return verdict("pass" if ok else "check-failed", ("up", "pass"), ("flaky", "pass" if ok else "fail"))
+
+    store = Store(tmp_path / "store")
+    lab = Lab(load_project(tmp_path / "bootlab.toml"), make_fake_host(), store, boot_fn=boot_fn)
+    result = lab.trial(ArmSpec("g", []), n=4, seed_base=1, jobs=1)
+    assert result.summary.outcomes == {"pass": 2, "check-failed": 2}
+    trial_id = int((result.trial or "t0")[1:])
+    page = pages.load(store, Ref("trial", trial_id))
+    html = render.html(page, plots.figures(page), store=store.root)
+    assert '<h2 id="checks">Checks</h2>' in html and "<td>flaky</td>" in html
+    assert html.count("output of flaky: 2 bytes") == 2  # under each failed boot, its checks and their output
+    assert "| flaky | 4 | 2 | 2 | 0 |" in render.markdown(page)
+    failed = next(b for b in store.boots(trial_id) if b["outcome"] == "check-failed")
+    boot_page = pages.load(store, Ref("boot", int(failed["id"])))
+    boot_html = render.html(boot_page, plots.figures(boot_page), store=store.root)
+    assert '<h2 id="checks">Checks</h2>' in boot_html and '<b class="pill check-failed">' in boot_html
+    store.close()
+
+
+def test_a_cluster_worker_gets_the_check_scripts(tmp_path: Path) -> None:
+    """Scripts are read where the boot runs: a cluster sends them like kernels, and the worker's copy is used."""
+    from bootlab.cluster.files import Hasher, boot_files
+
+    script = tmp_path / "net.sh"
+    script.write_text("ip link\n")
+    profile = Profile.model_validate(
+        {
+            "name": "p",
+            "arch": "aarch64",
+            "machine": "virt",
+            "pack": ["linux"],
+            "checks": {"net": {"script": str(script)}},
+        }
+    )
+    refs = boot_files(profile, Hasher())
+    assert [(r.role, r.path) for r in refs] == [("check.net", str(script))]
+    assert profile.with_files({"check.net": "/worker/cache/abc/net.sh"}).checks[0].script == "/worker/cache/abc/net.sh"

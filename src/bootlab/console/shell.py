@@ -24,8 +24,8 @@ reliably captured"). Instead of trying to undo echo and strip prompts, every exe
 A command too long for the guest's line editor (busybox ash holds ~1 KB per line), and every check script, is
 *staged* first: its text travels base64-encoded in lines of :data:`STAGE_CHUNK` characters, each appended to a
 file under the guest's ``$TMPDIR`` (``/tmp``) by ``printf`` and acknowledged by a marker before the next one is
-typed (a serial tty drops type-ahead beyond its buffer), and the framed line then runs ``sh FILE`` instead of
-``sh -c 'CMD'`` and removes the file.
+typed (no type-ahead for the line editor to lose, and a failure is seen at the line that failed), and the framed
+line then runs ``sh FILE`` instead of ``sh -c 'CMD'`` and removes the file.
 
 The wrapper is POSIX sh (busybox ash, dash, bash). Redox's ion would need its own wrapper (not written yet).
 """
