@@ -1,8 +1,8 @@
 """`bootlab boot PROFILE`: one observed boot, a short timeline and the verdict.
 
-Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout), 3 bootlab or QEMU
-could not run the boot (qemu-error, infra-error), 2 bad input. The timeline goes to stderr as it happens (so
-``--json`` output on stdout stays clean) and the verdict to stdout.
+Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout, check-failed), 3 bootlab
+or QEMU could not run the boot (qemu-error, infra-error), 2 bad input. The timeline (stages, then each check as it
+ends) goes to stderr as it happens (so ``--json`` output on stdout stays clean) and the verdict to stdout.
 """
 
 from __future__ import annotations
