@@ -13,11 +13,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Outcome = Literal["pass", "crash", "hang", "timeout", "login-failed", "qemu-error", "infra-error", "incomplete"]
+Outcome = Literal[
+    "pass", "crash", "hang", "timeout", "login-failed", "check-failed", "qemu-error", "infra-error", "incomplete"
+]
 # ``login-failed``: the guest refused the credentials bootlab typed (``Login incorrect``). Its own outcome, not a
 # crash title: the guest did not crash (the password may be wrong, or PAM broken), trials should not count it as a
 # crash rate, and a fallback profile (same credentials) would fail the same way.
-GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout", "login-failed"})
+# ``check-failed``: the guest booted but a check run in it after ready failed: it boots, it does not work.
+GUEST_FAILED: frozenset[str] = frozenset({"crash", "hang", "timeout", "login-failed", "check-failed"})
 INFRA: frozenset[str] = frozenset({"qemu-error", "infra-error"})
 
 _FILE_LINE = re.compile(r"(\.(?:c|h|rs|S|s|cc|cpp|go|py|zig)):\d+(?::\d+)?")
@@ -116,6 +119,41 @@ class VcpuRegisters(BaseModel):
     raw: str
 
 
+#: bytes of a check's output kept in its result (the first quarter and the last three quarters when it printed more):
+#: a verdict is stored with every boot of a trial, and a chatty check must not make each row megabytes
+CHECK_OUTPUT_CAP = 8192
+
+CheckStatus = Literal["pass", "fail", "timeout", "crash", "skipped"]
+
+
+class CheckResult(BaseModel):
+    """One check run in the guest after the boot was ready (see :mod:`bootlab.lab.checks`).
+
+    ``status``: ``pass``; ``fail`` (a non-zero exit, or output without ``expect``); ``timeout`` (interrupted with
+    Ctrl-C after its timeout); ``crash`` (the guest crashed, or QEMU exited, while it ran); ``skipped`` (not run:
+    an earlier check left the shell unusable, or the guest crashed first). ``output`` holds at most
+    ``output_cap`` bytes of what it printed (stdout and stderr merged), ``output_bytes`` how much it printed;
+    when it printed more, the middle is cut and replaced by a line saying how much."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    command: str
+    status: CheckStatus
+    exit_code: int | None = None
+    duration_s: float | None = None
+    t: float | None = None  # seconds since QEMU start at which it began
+    expect: str | None = None
+    reason: str | None = None
+    output: str = ""
+    output_bytes: int = 0
+    output_cap: int = CHECK_OUTPUT_CAP
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
 class WorkerInfo(BaseModel):
     """Where a boot ran when a cluster worker ran it (``--cluster``), and when, on the wall clocks of the client
     (``dispatched``) and of the worker (the rest): enough to store the boot as if it had run here, and to see
@@ -157,6 +195,7 @@ class Verdict(BaseModel):
     registers: list[VcpuRegisters] = Field(default_factory=list)
     argv: list[str] = Field(default_factory=list)
     worker: WorkerInfo | None = None
+    checks: list[CheckResult] = Field(default_factory=list)
 
     @property
     def passed(self) -> bool:

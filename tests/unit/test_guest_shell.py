@@ -9,77 +9,15 @@ drive the real framing, sync and timeout logic through it, with no QEMU.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-import os
-import pty
-import signal
-import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
 import pytest
+from pty_shell import PtyShell
 
 from bootlab.console.base import Chunk
-from bootlab.console.shell import GuestShell, ShellError
-
-
-class PtyShell:
-    """A Console over ``sh -i`` in a pseudo-terminal (the test's stand-in for a guest's serial console)."""
-
-    def __init__(self, prompt: str = "root:/# ", shell: str = "sh") -> None:
-        master, slave = pty.openpty()
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PS1": prompt, "HOME": "/", "LC_ALL": "C"}
-        self.proc = subprocess.Popen(
-            [shell, "-i"],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            start_new_session=True,
-            close_fds=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # the pty is its terminal: Ctrl-C is SIGINT
-        )
-        os.close(slave)
-        self.master = master
-        self.t0 = time.monotonic()
-        self.typed_after: bytes | None = None  # typed right after the next framed command line
-        self.seen = bytearray()
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
-
-    async def read(self, timeout: float | None) -> Chunk | None:
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(self.master, lambda: ready.done() or ready.set_result(None))
-        try:
-            await asyncio.wait_for(ready, timeout)
-        except TimeoutError:
-            return None
-        finally:
-            loop.remove_reader(self.master)
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:
-            data = b""
-        self.seen += data
-        return Chunk(data, self.now())
-
-    async def write(self, data: bytes) -> None:
-        os.write(self.master, data)
-        if self.typed_after is not None and b"__BL B" in data:
-            await asyncio.sleep(0.3)  # the command has started: what follows is type-ahead in the tty
-            os.write(self.master, self.typed_after)
-            self.typed_after = None
-
-    async def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(5)
-        os.close(self.master)
+from bootlab.console.shell import MAX_LINE, GuestShell, ShellError
 
 
 def run(coro_fn: object) -> object:
@@ -238,3 +176,74 @@ def test_a_posix_shell_is_not_mistaken_for_one_that_answered_without_the_marker(
         assert out.output == b"hello\n" and out.exit_code == 0 and not shell.answered
 
     run(body)
+
+
+# ---------------------------------------------------------------------------------- staged commands and scripts
+
+
+def run_in(tmp: Path, coro_fn: object) -> object:
+    """As :func:`run`, with the shell's $TMPDIR in ``tmp`` (so what staging leaves behind can be looked at)."""
+
+    async def go() -> object:
+        console = PtyShell(env={"TMPDIR": str(tmp)})
+        try:
+            return await asyncio.wait_for(coro_fn(console), 90)  # type: ignore[operator]
+        finally:
+            await console.close()
+
+    return asyncio.run(go())
+
+
+def test_a_command_too_long_for_a_line_is_staged_exact_and_not_typed_in_clear(tmp_path: Path) -> None:
+    """`vm exec` used to refuse commands over ~800 bytes; now they travel as a file, in acknowledged chunks."""
+    script = "; ".join(f"echo line-{i:04d}" for i in range(400))  # ~6 kB: several staging lines
+    assert len(script) > 5 * MAX_LINE
+
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        out = await sh.run(console, ["sh", "-c", script + "; exit 5"], timeout=60)
+        assert (out.exit_code, out.timed_out) == (5, False)
+        assert out.output == b"".join(b"line-%04d\n" % i for i in range(400))
+        assert b"echo line-0399" not in console.seen  # only base64 crossed the console
+        assert (await sh.run(console, ["echo", "short"])).output == b"short\n"  # short ones stay inline
+
+    run_in(tmp_path, body)
+    assert list(tmp_path.iterdir()) == []  # the staged files are removed
+
+
+def test_a_script_runs_with_sh_with_its_exit_status_and_any_bytes(tmp_path: Path) -> None:
+    text = (
+        b"#!/bin/sh\n# a check script with quotes ' \" and $VARS, a here-document and binary output\n"
+        + b"".join(b"x%d=%d\n" % (i, i) for i in range(500))
+        + b'cat <<EOF\nhere "$x499" $0\nEOF\nprintf "\\001\\377"\nexit 9\n'
+    )
+    assert len(text) > 4096
+
+    async def body(console: PtyShell) -> None:
+        out = await GuestShell().run_script(console, text, timeout=60)
+        assert out.exit_code == 9
+        assert out.output.startswith(b'here "499" ') and out.output.endswith(b"\x01\xff")
+        assert str(tmp_path).encode() in out.output  # $0 is the staged file: it ran as `sh FILE`
+        await GuestShell().run(console, ["true"])  # the framed line removes the files after its end marker
+
+    run_in(tmp_path, body)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_staged_command_that_times_out_is_interrupted_and_its_files_removed(tmp_path: Path) -> None:
+    async def body(console: PtyShell) -> None:
+        sh = GuestShell()
+        out = await sh.run(console, "echo started; sleep 600", timeout=3, stage=True)
+        assert out.timed_out and out.exit_code == 124
+        again = await sh.run(console, 'ls -A "$TMPDIR"; echo usable', timeout=10)
+        assert again.output == b"usable\n"  # the shell is back, and the cleanup it was sent has run
+
+    run_in(tmp_path, body)
+
+
+def test_no_writable_temp_directory_is_a_shell_error_saying_so(tmp_path: Path) -> None:
+    async def body(console: PtyShell) -> None:
+        with pytest.raises(ShellError, match="could not write a file in its"):
+            await GuestShell().run(console, "true", stage=True)
+
+    run_in(tmp_path / "missing", body)

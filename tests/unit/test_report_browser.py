@@ -17,18 +17,21 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from report_support import make_report_lab
 
-from bootlab.lab.lab import ArmSpec
+from bootlab.lab.lab import ArmSpec, Lab
 from bootlab.lab.results import to_json
 from bootlab.lab.stats import wilson
 from bootlab.report import pages, plots, render
 from bootlab.store.db import Ref
 from conftest import make_fake_host
 from prereq import need
+
+if TYPE_CHECKING:
+    from bootlab.profile.model import Profile
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -78,6 +81,11 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
         path = root / f"{page.default_name}.html"
         path.write_text(render.html(page, plots.figures(page), store=store.root), encoding="utf-8")
         out[kind] = (path, expect)
+    checked = checks_trial(lab)
+    page = pages.load(store, Ref("trial", int(checked["trial"][1:])))
+    path = root / f"{page.default_name}.html"
+    path.write_text(render.html(page, plots.figures(page), store=store.root), encoding="utf-8")
+    out["checks"] = (path, [numbers(checked), "check flaky failed (exit 3)", "output of flaky", "LONG-OUTPUT-END"])
     history = pages.load_history(store, "sim")
     path = root / f"{history.default_name}.html"
     path.write_text(render.html(history, plots.figures(history), store=store.root), encoding="utf-8")
@@ -86,7 +94,44 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
     yield out
 
 
-@pytest.mark.parametrize("kind", ["trial", "matrix", "comparison", "boot", "history"])
+def checks_trial(lab: Lab) -> dict[str, Any]:
+    """A trial whose boots ran checks (issue 14): every other boot's `flaky` check fails, with long output and a
+    long command line, which must wrap or scroll inside the page rather than widen it."""
+    from bootlab.verdict import CheckResult, StageTime, Verdict
+
+    long = "x" * 300 + " LONG-OUTPUT-END\n"
+
+    async def boot_fn(profile: Profile, log: Path) -> Verdict:
+        log.write_text("bootlab login: \n")
+        ok = profile.boot % 2 == 0
+        checks = [
+            CheckResult(name="up", command="true", status="pass", exit_code=0, duration_s=0.2, t=3.0),
+            CheckResult(
+                name="flaky",
+                command="sh -c " + "'test -e /some/rather/long/path/name' " * 8,
+                status="pass" if ok else "fail",
+                exit_code=0 if ok else 3,
+                duration_s=0.4,
+                t=3.3,
+                reason=None if ok else "exit 3",
+                output=long,
+                output_bytes=len(long),
+            ),
+        ]
+        return Verdict(
+            outcome="pass" if ok else "check-failed",
+            stage="login",
+            stages=[StageTime(name="kernel", t=1.0 + profile.boot / 10), StageTime(name="login", t=3.0)],
+            title=None if ok else "check flaky failed (exit 3)",
+            duration_s=4.0,
+            checks=checks,
+        )
+
+    checked = Lab(lab.project, lab.host, lab.store, boot_fn=boot_fn)
+    return to_json(checked.trial(ArmSpec("sim", ["vars.checks=1"]), n=6, seed_base=9, jobs=1))
+
+
+@pytest.mark.parametrize("kind", ["trial", "matrix", "comparison", "boot", "history", "checks"])
 def test_report_renders_offline_in_chromium(
     kind: str, reports: dict[str, tuple[Path, list[str]]], tmp_path: Path
 ) -> None:
@@ -125,7 +170,7 @@ def test_report_renders_offline_in_chromium(
             context.close()
     assert sizes, "no plot on the page"
     assert all(w > 200 and h > 60 for w, h in sizes), sizes
-    expected_plots = {"trial": 5, "matrix": 1, "comparison": 5, "boot": 1, "history": 1}[kind]
+    expected_plots = {"trial": 5, "matrix": 1, "comparison": 5, "boot": 1, "history": 1, "checks": 5}[kind]
     assert len(sizes) == expected_plots
     for needle in expected:
         assert needle in text, needle

@@ -37,6 +37,7 @@ def test_same_bug_two_boots_same_title() -> None:
         ("hang", 1),
         ("timeout", 1),
         ("login-failed", 1),
+        ("check-failed", 1),
         ("incomplete", 1),
         ("qemu-error", 3),
         ("infra-error", 3),
@@ -65,4 +66,5 @@ def test_json_has_exactly_the_documented_fields() -> None:
         "registers",
         "argv",
         "worker",
+        "checks",
     }

@@ -138,7 +138,6 @@ def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path)
     sup = Supervisor(vm)
     sup.packs = load_packs(["uboot"], uboot)
     sup.obs = Observer(sup.packs, wait_for_shell=True)
-    sup.shell.prompts = sup.packs.shell
     console = ReplayConsole(data, speed=1.0, after_end="silence")
 
     async def go() -> tuple[float, list[tuple[float, bytes]]]:

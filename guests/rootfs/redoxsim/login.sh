@@ -4,8 +4,12 @@
 # Accounts (as on a Redox image): root / password, user / (empty).
 # Runs as a session leader with the console tty as its controlling terminal (see /redoxsim/init).
 FEEDER_PIDFILE=/run/redoxsim.feeder
-# a feeder of the previous session may still be finishing its last read: let it go first
-while [ -f "$FEEDER_PIDFILE" ] && kill -0 "$(cat "$FEEDER_PIDFILE")" 2>/dev/null; do sleep 0.2; done
+# the feeder of the previous session may still be blocked reading the tty: end it before anyone types here
+if [ -f "$FEEDER_PIDFILE" ]; then
+    old=$(cat "$FEEDER_PIDFILE")
+    grep -q login.sh "/proc/$old/cmdline" 2>/dev/null && kill "$old" 2>/dev/null
+    rm -f "$FEEDER_PIDFILE" /run/redoxsim.shell.*
+fi
 stty sane 2>/dev/null
 printf '\n########## Redox OS ##########\n'
 printf '# Login with the following:  #\n'
@@ -33,19 +37,19 @@ export PATH=/usr/bin:/bin:/usr/sbin:/sbin
 # It reads its commands from a fifo fed, line by line, from the tty (which echoes what is typed, in canonical mode),
 # so busybox line editing stays off: no `\e[6n` cursor queries and no busybox banner (stdout starts on /dev/null;
 # /redoxsim/shrc, read at startup through $ENV, points stdout back at the tty).  The feeder runs in the background
-# (SIGINT ignored) and ends within a second of the shell.
+# (SIGINT ignored); it reads each line to its end with no timeout (busybox `read -t` counts from its start and drops
+# what it read when it runs out, which cut a long line arriving late in the second in two), and ends on the first
+# line after the shell is gone (no reader on the fifo) or when the next login ends it (above).
 export ENV=/redoxsim/shrc
 TTY=$(tty)
 FIFO=/run/redoxsim.shell.$$
 rm -f "$FIFO"; mkfifo "$FIFO"
-feeder() { # feeder SHELL_PID
+feeder() {
     exec 3> "$FIFO"
-    while kill -0 "$1" 2>/dev/null; do
-        if read -r -t 1 line; then printf '%s\n' "$line" >&3; fi
-    done
+    while read -r line; do printf '%s\n' "$line" >&3 || break; done
     rm -f "$FIFO" "$FEEDER_PIDFILE"
 }
-feeder $$ < "$TTY" &
+feeder < "$TTY" &
 echo $! > "$FEEDER_PIDFILE"
 if [ "$name" = root ]; then
     export HOME=/root USER=root PS1='root:\w# '

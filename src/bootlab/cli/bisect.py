@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from bootlab.cli.common import add_check_args
 from bootlab.cli.trial import _count, _seed_base, emit_json
 
 
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile with a build table")
     p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    add_check_args(p)
     p.add_argument("--good", metavar="REV", help="a revision that boots fine (the older end, unless --fixed)")
     p.add_argument("--bad", metavar="REV", help="a revision that fails (the newer end, unless --fixed)")
     p.add_argument("--fixed", action="store_true", help="find the commit that made it pass (bad is the older end)")
@@ -66,7 +68,7 @@ def run_bisect(args: argparse.Namespace) -> int:
         if given or args.sets or args.fixed:
             raise UsageError(
                 f"bisect --resume {args.resume} carries on with the bisect's own settings; drop "
-                f"{', '.join('--' + g if g != 'profile' else 'PROFILE' for g in given) or '--set/--fixed'}"
+                f"{', '.join('--' + g if g != 'profile' else 'PROFILE' for g in given) or '--set/--check/--fixed'}"
             )
         ref = parse_ref(args.resume)
         if ref.kind != "bisect":

@@ -1,8 +1,9 @@
 """`bootlab boot PROFILE`: one observed boot, a short timeline and the verdict.
 
-Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout, login-failed), 3 bootlab
-or QEMU could not run the boot (qemu-error, infra-error), 2 bad input. The timeline goes to stderr as it happens (so
-``--json`` output on stdout stays clean) and the verdict to stdout.
+Exit codes are the scripting contract: 0 pass, 1 the guest failed (crash, hang, timeout, login-failed, check-failed),
+3 bootlab or QEMU could not run the boot (qemu-error, infra-error), 2 bad input. The timeline (stages, then each
+check as it ends) goes to stderr as it happens (so ``--json`` output on stdout stays clean) and the verdict to
+stdout.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bootlab.cli.common import add_profile_args, positive_seconds
+from bootlab.cli.common import add_check_args, add_profile_args, positive_seconds
 
 if TYPE_CHECKING:
     from bootlab.cli.common import Resolved
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("boot", help="boot a profile once, observed: timeline and verdict (pass/crash/hang/...)")
     add_profile_args(p)
+    add_check_args(p)
     p.add_argument("--timeout", type=positive_seconds, metavar="S", help="overall limit (default: the profile's)")
     p.add_argument("--quiet-timeout", type=positive_seconds, metavar="S", help="silence that counts as a hang")
     p.add_argument("--log", type=str, metavar="FILE", help="write the raw console log here")
@@ -100,6 +102,8 @@ def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log
             print(stage_line(f"FATAL  {text}", t), file=err, flush=True)
         elif kind == "send":
             print(stage_line(f"(answered {text})", t), file=err, flush=True)
+        elif kind == "check":
+            print(stage_line(f"check {text}", t), file=err, flush=True)
 
     print(f"bootlab: booting {profile.name} ({inv.accel_reason}; seed {profile.seed})", file=err, flush=True)
     opts = BootOptions(log_path=Path(log) if log else None, project_dir=res.project.root, on_event=on_event)
@@ -125,6 +129,7 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
         "login-failed": "bold red",
         "hang": "bold yellow",
         "timeout": "bold yellow",
+        "check-failed": "bold red",
     }.get(verdict.outcome, "bold magenta")
     dur = f"{verdict.duration_s:.2f}s" if verdict.duration_s is not None else "?"
     out.print(f"[{style}]{verdict.outcome}[/] at stage [bold]{verdict.stage or '-'}[/] after {dur}")
@@ -142,8 +147,10 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
 
     for line in stopped_lines(verdict.stopped.model_dump() if verdict.stopped else None):
         out.print(line, markup=False)
-    from bootlab.report.text import register_lines
+    from bootlab.report.text import check_lines, register_lines
 
     for line in register_lines([r.model_dump() for r in verdict.registers]):
+        out.print(f"  {line}", markup=False)
+    for line in check_lines([c.model_dump() for c in verdict.checks]):
         out.print(f"  {line}", markup=False)
     out.print(f"  log: {verdict.log}", markup=False)

@@ -33,6 +33,68 @@ def add_profile_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> N
         parser.add_argument("--seed", type=_seed, metavar="N", help="the boot's 32-bit seed (replays a boot)")
 
 
+def add_check_args(parser: argparse.ArgumentParser) -> None:
+    """``--check NAME=COMMAND`` and ``--check-script FILE``: checks added to the profile's own, as ``--set
+    checks.NAME={...}`` overrides (so a trial stores them with its other overrides, its replay command carries
+    them, and ``--set checks.NAME.timeout=S`` tunes one)."""
+    parser.add_argument(
+        "--check",
+        dest="sets",
+        action="append",
+        type=check_option,
+        metavar="NAME=COMMAND",
+        help="after the boot is ready, run COMMAND (shell text) in the guest; the boot fails (check-failed) if it "
+        "exits non-zero or outlives its timeout (60 s; --set checks.NAME.timeout=S); repeatable",
+    )
+    parser.add_argument(
+        "--check-script",
+        dest="sets",
+        action="append",
+        type=check_script_option,
+        metavar="FILE",
+        help="send a host shell script to the guest over the console and run it with sh, as a check named after "
+        "the file; repeatable",
+    )
+
+
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (JSON's escapes are TOML's, except DEL, which TOML wants escaped)."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007F")
+
+
+def _check_name(name: str, given: str) -> str:
+    from bootlab.profile.model import CHECK_NAME
+
+    if not CHECK_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"{given!r}: check name {name!r} must be 1-64 letters, digits, '_' or '-'")
+    return name
+
+
+def check_option(text: str) -> str:
+    """An argparse type: ``NAME=COMMAND`` -> the ``--set`` that adds that check."""
+    name, sep, command = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=COMMAND, e.g. --check 'kernel=uname -a'")
+    _check_name(name, text)
+    if not command.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: check {name} has no command after '='; e.g. --check '{name}=true'")
+    return f"checks.{name}={{command = {toml_string(command)}}}"
+
+
+def check_script_option(text: str) -> str:
+    """An argparse type: a script file -> the ``--set`` that adds a check named after it (``net-up.sh``:
+    ``net-up``), with the file's absolute path (the script is read, and checked readable, before the boot)."""
+    import re
+
+    path = Path(text).expanduser()
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-")[:64] or "script"
+    _check_name(name, text)
+    return f"checks.{name}={{script = {toml_string(str(path.resolve()))}}}"
+
+
 def stage_line(text: str, t: float | None) -> str:
     """One line of a live boot timeline (`bootlab boot`, `vm launch`): seconds since QEMU started, then what."""
     return f"  {t:7.2f}s  {text}" if t is not None else f"     ?     {text}"

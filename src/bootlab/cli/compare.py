@@ -59,6 +59,7 @@ def run_compare(args: argparse.Namespace) -> int:
         if args.profiles or args.a_sets or args.b_sets:
             raise UsageError("compare --trials ID_A ID_B boots nothing: drop the profiles and --a/--b")
         given = [k for k, v in revs.items() if v] + (["--until-confident"] if args.until_confident else [])
+        given += ["--set/--check"] if args.sets else []
         if given:
             raise UsageError(f"compare --trials boots nothing: drop {', '.join(given)}")
         return _compare_stored(args)

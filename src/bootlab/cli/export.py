@@ -1,7 +1,10 @@
 """`bootlab export ID --format json|csv|junit`: a stored trial's boots for other tools.
 
 JUnit XML makes each boot a test case (failure = the guest failed, error = qemu-error/infra-error, with the crash
-title as message and the fatal line and seed in the body), so CI systems show boots the way they show tests.
+title as message and the fatal line and seed in the body), so CI systems show boots the way they show tests. Each
+check a boot ran is a test case of its own right after it, under the boot's class name
+(``bootlab.PROFILE.b12``): failure when it failed, timed out or the guest crashed during it, skipped when it did
+not run; its output is the case's ``system-out``.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def to_json(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
 
 
 CSV_FIELDS = ["boot", "trial", "idx", "profile", "seed", "outcome", "stage", "title", "duration_s", "incidents"]
-CSV_FIELDS.append("accel")
+CSV_FIELDS += ["accel", "checks"]
 
 
 def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
@@ -87,6 +90,7 @@ def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
                 "duration_s": v.get("duration_s"),
                 "incidents": "; ".join(i["title"] for i in v.get("incidents", [])),
                 "accel": v.get("accel"),
+                "checks": "; ".join(f"{c['name']}={c['status']}" for c in v.get("checks", [])),
             }
         )
     return buf.getvalue()
@@ -98,18 +102,21 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     from bootlab.lab.summary import replay_command
 
     name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
+    checks = [c for b in boots for c in b["verdict"].get("checks", [])]
     failures = sum(1 for b in boots if b["outcome"] not in ("pass", "qemu-error", "infra-error"))
+    failures += sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
     errors = sum(1 for b in boots if b["outcome"] in ("qemu-error", "infra-error"))
+    skipped = sum(1 for c in checks if c["status"] == "skipped")
     total_time = sum(float(b["verdict"].get("duration_s") or 0) for b in boots)
     suites = ET.Element("testsuites")
     suite = ET.SubElement(
         suites,
         "testsuite",
         name=name,
-        tests=str(len(boots)),
+        tests=str(len(boots) + len(checks)),
         failures=str(failures),
         errors=str(errors),
-        skipped="0",
+        skipped=str(skipped),
         time=f"{total_time:.3f}",
     )
     if trial is not None:
@@ -143,5 +150,30 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             ET.SubElement(case, "system-out").text = "\n".join(
                 f"incident [{i['kind']}] {i['title']}" for i in v["incidents"]
             )
+        for c in v.get("checks", []):
+            _check_case(suite, b, c)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _check_case(suite: Any, boot: dict[str, Any], check: dict[str, Any]) -> None:
+    """One check of ``boot`` as a test case under the boot's class name."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    case = ET.SubElement(
+        suite,
+        "testcase",
+        classname=f"bootlab.{boot['profile']}.{boot['boot']}",
+        name=f"check {check['name']}",
+        time=f"{float(check.get('duration_s') or 0):.3f}",
+    )
+    status = check["status"]
+    if status == "skipped":
+        ET.SubElement(case, "skipped", message=check.get("reason") or "not run")
+    elif status != "pass":
+        message = f"check {check['name']}: {check.get('reason') or status}"
+        ET.SubElement(case, "failure", message=message, type=status).text = f"command: {check['command']}"
+    if check.get("output"):
+        # XML 1.0 cannot carry most control characters: a check's output may hold any byte
+        ET.SubElement(case, "system-out").text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f]", "?", check["output"])

@@ -102,9 +102,11 @@ def _print_boot(d: dict[str, Any]) -> None:
     for line in stopped_lines(v.get("stopped")):
         print(line)
     from bootlab.lab.summary import replay_command
-    from bootlab.report.text import register_lines
+    from bootlab.report.text import check_lines, register_lines
 
     for line in register_lines(v.get("registers", [])):
+        print(f"  {line}")
+    for line in check_lines(v.get("checks", [])):
         print(f"  {line}")
 
     print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")

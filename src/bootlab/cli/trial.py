@@ -19,7 +19,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from bootlab.cli.common import add_profile_args
+from bootlab.cli.common import add_check_args, add_profile_args
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
         help="boots per trial (the cap with --until-confident)",
     )
     p.add_argument("-j", "--jobs", type=_count, metavar="J", help="boots at a time (default: cores // vCPUs)")
+    add_check_args(p)
     p.add_argument("--strict", action="store_true", help="count boots with incidents as failures")
     p.add_argument("--note", metavar="TEXT", help="a note stored with the result")
     p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")

@@ -78,8 +78,9 @@ class Hasher:
 
 
 def boot_files(profile: Profile, hasher: Hasher) -> list[FileRef]:
-    """The files a worker needs for ``profile`` (a file missing here is left to the worker's own check)."""
-    files = dict(profile.files())
+    """The files a worker needs for ``profile`` (a file missing here is left to the worker's own check): what it
+    boots, its symbols, and the scripts its checks send to the guest."""
+    files = {**profile.files(), **profile.check_files()}
     if profile.symbols:
         files["symbols"] = profile.symbols
     refs = []

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from bootlab.console.base import Chunk, Console
 
 Sink = Callable[[bytes], None]
+#: how much of what was written to the console is remembered to recognise its echo (the longest line typed is ~1 KB)
+ECHO_WINDOW = 4096
 
 
 class Tap:
@@ -51,6 +53,7 @@ class ConsoleHub:
         self._sinks: list[Sink] = []
         self._task: asyncio.Task[None] | None = None
         self._eof: Chunk | None = None
+        self._typed = bytearray()  # the last ECHO_WINDOW bytes written, from any tap
 
     def now(self) -> float:
         return self.source.now()
@@ -82,7 +85,15 @@ class ConsoleHub:
             self._sinks.remove(sink)
 
     async def write(self, data: bytes) -> None:
+        self._typed += data
+        del self._typed[:-ECHO_WINDOW]
         await self.source.write(data)
+
+    def echoed(self, line: bytes) -> bool:
+        """``line`` (from the console) is a piece of what was recently written to it: the tty's echo of a typed
+        line, which a line editor such as busybox ash wraps at 80 columns into several console lines."""
+        text = line.strip(b"\r\n\t ")
+        return bool(text) and text in self._typed
 
     async def _pump(self) -> None:
         while True:

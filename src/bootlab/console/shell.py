@@ -21,6 +21,12 @@ reliably captured"). Instead of trying to undo echo and strip prompts, every exe
 * the shell itself is left alone (no ``stty -echo``, no new PS1), so a person attached to the console still
   sees what they type.
 
+A command too long for the guest's line editor (busybox ash holds ~1 KB per line), and every check script, is
+*staged* first: its text travels base64-encoded in lines of :data:`STAGE_CHUNK` characters, each appended to a
+file under the guest's ``$TMPDIR`` (``/tmp``) by ``printf`` and acknowledged by a marker before the next one is
+typed (no type-ahead for the line editor to lose, and a failure is seen at the line that failed), and the framed
+line then runs ``sh FILE`` instead of ``sh -c 'CMD'`` and removes the file.
+
 The wrapper is POSIX sh (busybox ash, dash, bash). Redox's ion would need its own wrapper (not written yet).
 """
 
@@ -80,35 +86,88 @@ class Framed:
         return f"\n{PREFIX}R{self.id}:".encode()
 
 
-def command_text(argv: list[str]) -> str:
-    """The user's argv as one shell command (each argument quoted: `-- sh -c 'exit 7'` stays three words)."""
-    return shlex.join(argv)
+def command_text(command: list[str] | str) -> str:
+    """A command as the shell text ``sh -c`` runs: an argv list has each argument quoted (`-- sh -c 'exit 7'`
+    stays three words), a string is shell text already."""
+    return command if isinstance(command, str) else shlex.join(command)
 
 
-def wrap(argv: list[str], marker: str | None = None, *, gzip: bool = False) -> Framed:
-    """The line to type for ``argv``; raises ValueError when it is too long for the guest's line editor.
+class CommandTooLong(ValueError):
+    """The framed line would not fit the guest's line editor: :class:`GuestShell` stages such a command."""
+
+
+#: the most a staged command or script may be: it crosses the console in round trips of STAGE_CHUNK characters
+MAX_STAGED = 1 << 20
+#: base64 characters per staging line (a multiple of 4, so each line decodes on its own; ~900 bytes typed)
+STAGE_CHUNK = 768
+#: where staged files go in the guest: the temp directory its shell knows, /tmp by default
+_TMP = '"${TMPDIR:-/tmp}"'
+
+
+def _frame(run: str, mid: str, gzip: bool, after: str = "") -> str:
+    """The framed line around ``run`` (a command the shell runs with stdin from /dev/null, stderr merged)."""
+    # A fresh `sh` rather than a subshell of the login shell: it starts with stdout a pipe, so its stdio
+    # is block-buffered. A subshell of a tty-attached busybox ash keeps the tty's line buffering, and its
+    # in-process applets (seq, cat, echo...) then make one write per line: 1 MB took 17 s instead of 2 s.
+    squeeze = "gzip -1 -c | " if gzip else ""
+    return (
+        f"printf '%s%s\\n' {PREFIX} B{mid}; "
+        f"{{ {run} </dev/null 2>&1; printf '\\n%s%s:%d' {PREFIX} R{mid} $?; }} | {squeeze}base64; "
+        f"printf '%s%s\\n' {PREFIX} E{mid}{after}"
+    )
+
+
+def wrap(command: list[str] | str, marker: str | None = None, *, gzip: bool = False) -> Framed:
+    """The line to type for ``command``; raises :class:`CommandTooLong` when it is too long for the guest's line
+    editor (:class:`GuestShell` then stages it: see :func:`stage_lines`).
 
     With ``gzip`` (the guest has it: see :data:`GZIP_PROBE`) the stream is compressed before encoding: a serial
     console moves ~100-150 KB/s under TCG, and text output (logs, listings) shrinks several times.
     """
     mid = marker or new_id()
-    cmd = command_text(argv)
-    # A fresh `sh -c` rather than a subshell of the login shell: it starts with stdout a pipe, so its stdio
-    # is block-buffered. A subshell of a tty-attached busybox ash keeps the tty's line buffering, and its
-    # in-process applets (seq, cat, echo...) then make one write per line: 1 MB took 17 s instead of 2 s.
-    run = f"sh -c {shlex.quote(cmd)}"
-    squeeze = "gzip -1 -c | " if gzip else ""
-    line = (
-        f"printf '%s%s\\n' {PREFIX} B{mid}; "
-        f"{{ {run} </dev/null 2>&1; printf '\\n%s%s:%d' {PREFIX} R{mid} $?; }} | {squeeze}base64; "
-        f"printf '%s%s\\n' {PREFIX} E{mid}"
-    )
+    cmd = command_text(command)
+    line = _frame(f"sh -c {shlex.quote(cmd)}", mid, gzip)
     if len(line.encode()) > MAX_LINE:
-        raise ValueError(
+        raise CommandTooLong(
             f"the command is {len(cmd.encode())} bytes, too long for a serial shell line "
-            f"(max about {MAX_LINE - len(line.encode()) + len(cmd.encode())}); put it in a script on a --mount share"
+            f"(max about {MAX_LINE - len(line.encode()) + len(cmd.encode())})"
         )
     return Framed(mid, line + "\n", gzip)
+
+
+def staged_path(mid: str) -> str:
+    """The guest file a staged command of exec ``mid`` is written to (shell text: ``$TMPDIR`` expands there)."""
+    return f"{_TMP}/bootlab.{mid}"
+
+
+def wrap_staged(mid: str, *, gzip: bool = False) -> Framed:
+    """The framed line that decodes the staged text of exec ``mid`` (see :func:`stage_lines`), runs it with
+    ``sh FILE`` and removes both files."""
+    path = staged_path(mid)
+    run = f"{{ base64 -d {path}.b64 >{path} && sh {path}; }}"
+    return Framed(mid, _frame(run, mid, gzip, after=f"; rm -f {path} {path}.b64") + "\n", gzip)
+
+
+def stage_lines(mid: str, text: bytes) -> list[tuple[str, bytes, bytes]]:
+    """The lines that write ``text`` (base64) into the guest for exec ``mid``, each with the marker it prints
+    when the append worked and the one it prints when it did not (no writable temp directory)."""
+    if len(text) > MAX_STAGED:
+        raise ValueError(
+            f"the command is {len(text)} bytes, more than bootlab sends over a console ({MAX_STAGED} bytes); put it "
+            f"in a script on a --mount share"
+        )
+    data = base64.b64encode(text).decode()
+    path = f"{staged_path(mid)}.b64"
+    out = []
+    for k, start in enumerate(range(0, max(len(data), 1), STAGE_CHUNK)):
+        redirect = ">" if k == 0 else ">>"
+        ok, bad = f"A{mid}-{k}", f"N{mid}"
+        line = (
+            f"if printf %s '{data[start : start + STAGE_CHUNK]}' {redirect}{path}; "
+            f"then printf '%s%s\\n' {PREFIX} {ok}; else printf '%s%s\\n' {PREFIX} {bad}; fi\n"
+        )
+        out.append((line, f"{PREFIX}{ok}".encode(), f"{PREFIX}{bad}".encode()))
+    return out
 
 
 # run once after login: a gzip member (magic 1f 8b) on stdout means exec output can be compressed
@@ -335,33 +394,38 @@ class GuestShell:
         return False
 
     async def _wait_marker(self, console: Console, marker: bytes, timeout: float) -> bool:
+        return await self._wait_markers(console, (marker,), timeout) == 0
+
+    async def _wait_markers(self, console: Console, markers: tuple[bytes, ...], timeout: float) -> int | None:
+        """The index of the first of ``markers`` to arrive as a line within ``timeout``; None if none did."""
         seen = bytearray()
         deadline = time.monotonic() + timeout
-        while not has_marker(seen, marker):
+        while True:
+            for i, marker in enumerate(markers):
+                if has_marker(seen, marker):
+                    self.last_seen = bytes(seen[-300:])
+                    return i
             left = deadline - time.monotonic()
             if left <= 0 or self.should_stop():
                 self.last_seen = bytes(seen[-300:])
-                return False
+                return None
             chunk = await console.read(min(left, _POLL))
             if chunk is not None:
                 if chunk.eof:
-                    return False
+                    return None
                 seen += chunk.data
-                if not has_marker(seen, marker) and answered_without_marker(seen, marker, self.prompts):
+                if not any(has_marker(seen, m) for m in markers) and any(
+                    answered_without_marker(seen, m, self.prompts) for m in markers
+                ):
                     self.last_seen = bytes(seen[-300:])
-                    self.answered = True
-                    return False
-        return True
+                    self.answered = True  # the prompt came back without our marker: not a POSIX sh
+                    return None
 
-    async def run(
-        self, console: Console, argv: list[str], timeout: float | None = None, abandoned: asyncio.Event | None = None
-    ) -> ExecOutcome:
-        """Run ``argv`` (each argument quoted) in a fresh ``sh -c``; its output and exit status, exactly.
-
-        ``abandoned`` set (the client went away) interrupts it like a timeout, so a forgotten ``sleep 1000``
-        cannot hold the shell. Raises :class:`ShellError` when the shell does not answer or the output was
-        damaged, :class:`ExecAborted` when ``should_stop``."""
+    async def _ready(self, console: Console) -> None:
+        """Synced with the shell, and whether it has gzip learnt (once)."""
         if not self.synced and not await self.sync(console):
+            if self.should_stop():
+                raise ExecAborted
             if self.answered:
                 raise ShellError(
                     f"the guest answered bootlab's exec framing with{self._answered(':')} bootlab's exec needs a "
@@ -374,10 +438,66 @@ class GuestShell:
                 self.gzip = gzip_works(probe.output, probe.exit_code)
             except zlib.error:
                 self.gzip = False
-        return await self._run(console, wrap(argv, gzip=self.gzip), timeout, abandoned)
+
+    async def run(
+        self,
+        console: Console,
+        command: list[str] | str,
+        timeout: float | None = None,
+        abandoned: asyncio.Event | None = None,
+        *,
+        stage: bool = False,
+    ) -> ExecOutcome:
+        """Run ``command`` (an argv list, each argument quoted, or shell text) in a fresh ``sh``; its output and exit
+        status, exactly. A command too long for one line, or any with ``stage``, is staged into a guest file first
+        and run with ``sh FILE`` (:func:`stage_lines`): then nothing of its text is typed in clear.
+
+        ``abandoned`` set (the client went away) interrupts it like a timeout, so a forgotten ``sleep 1000``
+        cannot hold the shell. Raises :class:`ShellError` when the shell does not answer or the output was
+        damaged, :class:`ExecAborted` when ``should_stop``."""
+        await self._ready(console)
+        if not stage:
+            try:
+                framed = wrap(command, gzip=bool(self.gzip))
+            except CommandTooLong:
+                stage = True
+            else:
+                return await self._run(console, framed, timeout, abandoned)
+        return await self.run_script(console, command_text(command).encode(), timeout, abandoned)
+
+    async def run_script(
+        self, console: Console, text: bytes, timeout: float | None = None, abandoned: asyncio.Event | None = None
+    ) -> ExecOutcome:
+        """Send ``text`` (a shell script) to the guest over the console and run it with ``sh``, framed as
+        :meth:`run` frames a command. The staged files are removed afterwards (also after a timeout)."""
+        mid = new_id()
+        lines = stage_lines(mid, text)  # a script too big is refused before anything is typed
+        await self._ready(console)
+        for line, ok, bad in lines:
+            if self.should_stop():
+                raise ExecAborted
+            await console.write(line.encode())
+            got = await self._wait_markers(console, (ok, bad), self.sync_timeout)
+            if got == 1:
+                raise ShellError(
+                    f"the guest could not write a file in its $TMPDIR (default /tmp) to stage the command"
+                    f"{self._answered()}"
+                )
+            if got is None:
+                if self.should_stop():
+                    raise ExecAborted
+                self.synced = False
+                raise ShellError(f"the guest's shell did not take a staged command line{self._answered()}")
+        path = staged_path(mid)
+        return await self._run(console, wrap_staged(mid, gzip=bool(self.gzip)), timeout, abandoned, f"rm -f {path}*\n")
 
     async def _run(
-        self, console: Console, framed: Framed, timeout: float | None, abandoned: asyncio.Event | None
+        self,
+        console: Console,
+        framed: Framed,
+        timeout: float | None,
+        abandoned: asyncio.Event | None,
+        cleanup: str | None = None,
     ) -> ExecOutcome:
         start = time.monotonic()
         collector = Collector(framed)
@@ -390,7 +510,8 @@ class GuestShell:
             gone = abandoned is not None and abandoned.is_set()
             if gone or (left is not None and left <= 0):
                 partial = collector.partial()
-                await self.sync(console, attempts=4, interrupt=True)
+                if await self.sync(console, attempts=4, interrupt=True) and cleanup:
+                    await console.write(cleanup.encode())  # the interrupted line never reached its own `rm`
                 return ExecOutcome(partial, 124, round(time.monotonic() - start, 3), timed_out=True)
             chunk = await console.read(_POLL if left is None else min(left, _POLL))
             if chunk is None:

@@ -9,6 +9,10 @@ message. On crash and hang the VM is paused over QMP and its registers recorded 
 stops: a clean QMP ``quit`` when the profile writes a persistent disk, otherwise its process group is simply
 killed (snapshot disks lose nothing, and a boot that ends sooner makes trials faster).
 
+A profile with ``checks`` waits for the shell (the packs log in), then runs them (:mod:`bootlab.lab.checks`)
+while the loop keeps watching for a crash: the console is shared through a
+:class:`~bootlab.console.hub.ConsoleHub`, as in a named VM. A failed check makes the outcome ``check-failed``.
+
 QEMU exiting with an error on its own is ``qemu-error`` (its stderr says why); bootlab failing to run it at
 all (no binary, no socket) is ``infra-error``. Neither is counted as the guest failing.
 """
@@ -22,13 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
+from bootlab.console.hub import ConsoleHub
 from bootlab.console.loop import BootLoop, Ending, EventHook
 from bootlab.console.observer import Observer, wants_shell
 from bootlab.console.rawlog import RawLog
+from bootlab.console.session import own_lines
 from bootlab.errors import BootlabError
 from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
+    from bootlab.console.base import Console
     from bootlab.host import Host
     from bootlab.profile.model import Profile
     from bootlab.qemu.machine import QemuMachine
@@ -39,12 +46,12 @@ class BootOptions:
     """Knobs a caller may turn; the defaults are what ``bootlab boot`` does."""
 
     log_path: Path | None = None
-    wait_for_shell: bool | None = None  # None: wants_shell (a password logs in; vars.ready says otherwise)
+    wait_for_shell: bool | None = None  # None: wants_shell (a password logs in; checks need the shell)
     interact: bool = True  # answer menus, countdowns and login prompts
     grace: float = GRACE  # quiet time that ends a crash dump
     max_grace: float = MAX_GRACE  # never wait longer than this after a fatal line
     project_dir: Path | None = None  # where project packs/ live
-    on_event: EventHook | None = None  # ("stage"|"send"|"fatal"|"ready", text, t) as they happen
+    on_event: EventHook | None = None  # ("stage"|"send"|"fatal"|"ready"|"check", text, t) as they happen
     capture_registers: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -86,6 +93,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
     from bootlab.qemu.machine import LaunchFailure, QemuMachine
 
     wait_shell = opts.wait_for_shell if opts.wait_for_shell is not None else wants_shell(packs, profile.vars)
+    wait_shell = wait_shell or bool(profile.checks)  # checks run in the shell: ready is the shell prompt
     obs = Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
     async with QemuMachine() as machine:
         inv = build_invocation(profile, host, machine.runtime)
@@ -100,15 +108,62 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
         except BootlabError as exc:
             return finish_verdict(base, obs, "infra-error", _since(machine), title=str(exc))
         clock = BootClock(profile.timeout, profile.quiet_timeout, console.now(), opts.grace, opts.max_grace)
-        with RawLog(log_path) as log:
-            loop = BootLoop(console, obs, clock, log=log, interact=opts.interact, on_event=opts.on_event)
-            ending = await loop.until_verdict()
+        hub = ConsoleHub(console) if profile.checks else None  # checks share the console with the loop
+        try:
+            with RawLog(log_path) as log:
+                source: Console = console
+                if hub is not None:
+                    hub.start()
+                    source = hub.tap()
+                loop = BootLoop(
+                    source,
+                    obs,
+                    clock,
+                    log=log,
+                    interact=opts.interact,
+                    on_event=opts.on_event,
+                    skip_line=own_lines(hub) if hub is not None else None,
+                )
+                ending = await loop.until_verdict()
+                if ending == "pass" and hub is not None:
+                    verdict = await checked_verdict(machine, loop, hub, base, profile, opts)
+                else:
+                    verdict = await conclude(
+                        machine, loop, ending, base, symbols=profile.symbols, registers=opts.capture_registers
+                    )
+                await machine.stop(graceful=profile.writes_disks)
+                await loop.stop_drain()
+                return verdict
+        finally:
+            if hub is not None:
+                await hub.close()
+
+
+async def checked_verdict(
+    machine: QemuMachine, loop: BootLoop, hub: ConsoleHub, base: Verdict, profile: Profile, opts: BootOptions
+) -> Verdict:
+    """The verdict of a ready boot once its checks have run: ``pass``, ``check-failed`` (titled by the first
+    failed check), or, when the guest crashed or QEMU exited meanwhile, that crash or exit (with registers)."""
+    from bootlab.console.session import ShellSession
+    from bootlab.lab.checks import run_checks
+
+    session = ShellSession(hub, loop)
+    try:
+        run = await run_checks(session, profile, opts.on_event)
+        if session.watch.done() or session.crash_pending:
+            ending = await session.ending()
+            during = f"during check {run.interrupted_by}" if run.interrupted_by else "after its checks"
             verdict = await conclude(
-                machine, loop, ending, base, symbols=profile.symbols, registers=opts.capture_registers
+                machine, loop, ending, base, symbols=profile.symbols, registers=opts.capture_registers, when=during
             )
-            await machine.stop(graceful=profile.writes_disks)
-            await loop.stop_drain()
-            return verdict
+        else:
+            await session.stop()
+            verdict = await conclude(machine, loop, "pass", base, symbols=profile.symbols, registers=False)
+            if run.failed:
+                verdict = verdict.model_copy(update={"outcome": "check-failed", "title": run.title})
+    finally:
+        await session.stop()
+    return verdict.model_copy(update={"checks": run.results})
 
 
 def _since(machine: QemuMachine) -> float:
@@ -116,17 +171,25 @@ def _since(machine: QemuMachine) -> float:
 
 
 async def conclude(
-    machine: QemuMachine, loop: BootLoop, ending: Ending, base: Verdict, *, symbols: str | None, registers: bool
+    machine: QemuMachine,
+    loop: BootLoop,
+    ending: Ending,
+    base: Verdict,
+    *,
+    symbols: str | None,
+    registers: bool,
+    when: str = "before ready",
 ) -> Verdict:
     """The verdict of a boot (or of a named VM's crash) once the loop has ended: ``bootlab boot``, trials and the
-    VM supervisor all end here. A closed console is QEMU's exit (its status and stderr say why); on a crash or
-    hang the VM is paused and its registers recorded while the console keeps being drained. QEMU is left
-    running: stopping it is the caller's decision (a VM that crashed after ready stays up to be looked at)."""
+    VM supervisor all end here. A closed console is QEMU's exit (its status and stderr say why; ``when`` says
+    when the guest stopped, for its title); on a crash or hang the VM is paused and its registers recorded
+    while the console keeps being drained. QEMU is left running: stopping it is the caller's decision (a VM
+    that crashed after ready stays up to be looked at)."""
     loop.finish()
     now = loop.console.now()
     if ending == "closed":
         await machine.wait(2.0)  # let QEMU's exit status and stderr land
-        return qemu_exit_verdict(base, loop.obs, machine.returncode, now, stderr=machine.stderr_text())
+        return qemu_exit_verdict(base, loop.obs, machine.returncode, now, stderr=machine.stderr_text(), when=when)
     loop.start_drain()
     verdict = finish_verdict(base, loop.obs, ending, now, clock=loop.clock)
     if ending in ("crash", "hang") and registers and machine.running:
@@ -167,17 +230,19 @@ def finish_verdict(
     return verdict
 
 
-def qemu_exit_verdict(base: Verdict, obs: Observer, code: int | None, duration_s: float, *, stderr: str) -> Verdict:
+def qemu_exit_verdict(
+    base: Verdict, obs: Observer, code: int | None, duration_s: float, *, stderr: str, when: str = "before ready"
+) -> Verdict:
     """QEMU exited before the guest reached a verdict: its exit ``code`` and ``stderr`` (text) decide why.
 
     Exit 0 with nothing recognised on stderr is the guest powering off (or resetting under -no-reboot) before
-    ready, its own doing: ``crash``. Anything else is ``qemu-error``, titled by the qemu pack's stderr signature
-    when one matches (that line becomes the fatal line), else by the exit status."""
+    ready (or ``when``: during a check), its own doing: ``crash``. Anything else is ``qemu-error``, titled by the
+    qemu pack's stderr signature when one matches (that line becomes the fatal line), else by the exit status."""
     from bootlab.qemu.machine import exit_reason
 
     line, title = exit_reason(stderr)
     if code == 0 and not line:
-        return finish_verdict(base, obs, "crash", duration_s, title="guest stopped before ready (QEMU exited with 0)")
+        return finish_verdict(base, obs, "crash", duration_s, title=f"guest stopped {when} (QEMU exited with 0)")
     return finish_verdict(
         base, obs, "qemu-error", duration_s, title=title or f"QEMU exited with status {code}", fatal_line=line
     )

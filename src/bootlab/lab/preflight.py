@@ -85,12 +85,35 @@ def check_lock(project: Project, name: str, sets: list[str] | tuple[str, ...], h
 
 def require_packs(profile: Profile, project_dir: Path | None) -> PackSet:
     """The packs that read an observed boot of ``profile``: it must name some, and they must exist (loaded and
-    compiled once per process, then cached)."""
+    compiled once per process, then cached). A profile with checks needs a pack that knows its shell prompt:
+    checks run at that prompt, once the packs have logged in."""
     from bootlab.packs.loader import load_packs
 
     if not profile.pack:
         raise UsageError(f'profile {profile.name} names no pack; add pack = ["linux"] (or redox, edk2, ...) to it')
-    return load_packs(profile.pack, project_dir)
+    packs = load_packs(profile.pack, project_dir)
+    if profile.checks and not packs.shell:
+        raise UsageError(
+            f"profile {profile.name} has checks ({', '.join(c.name for c in profile.checks)}), but its packs "
+            f"({', '.join(profile.pack)}) know no shell prompt to run them at; add a pack with a [ready] shell "
+            f"prompt (linux, redox, or your own), or drop the checks"
+        )
+    return packs
+
+
+def require_check_scripts(profile: Profile) -> None:
+    """Every check script must be a readable file now, not an error in every boot of a trial."""
+    for check in profile.checks:
+        if check.script is None:
+            continue
+        try:
+            with open(check.script, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise UsageError(
+                f"profile {profile.name}: check {check.name}: cannot read its script {check.script} "
+                f"({exc.strerror or exc}); fix the path or its permissions"
+            ) from None
 
 
 def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:
@@ -128,6 +151,7 @@ def preflight(
     profile = resolve_profile(name, project=project, sets=sets, seed=seed, boot_index=boot_index)
     if observed:
         require_packs(profile, project.root)
+        require_check_scripts(profile)
     check_fallback(profile, project, sets)
     inv = build_invocation(profile, host, runtime)
     inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it

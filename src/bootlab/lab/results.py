@@ -36,6 +36,18 @@ class StageStats(_Result):
     n: int
 
 
+class CheckStats(_Result):
+    """One check over a trial's counted boots: how often it ran (it does not run in a boot that never became
+    ready, or after the guest crashed), passed, failed (``timed_out`` of them by timeout), and its median time."""
+
+    name: str
+    ran: int
+    passed: int
+    failed: int
+    timed_out: int
+    p50_s: float | None = None
+
+
 class Summary(_Result):
     """A trial's numbers (see :func:`bootlab.lab.summary.summarize` for what counts and why)."""
 
@@ -47,6 +59,7 @@ class Summary(_Result):
     titles: list[TitleGroup]
     incidents: list[TitleGroup]
     stages: dict[str, StageStats]
+    checks: list[CheckStats] = Field(default_factory=list)
     excluded: int
     excluded_titles: list[TitleGroup]
     strict: bool

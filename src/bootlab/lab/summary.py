@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bootlab.lab.results import StageStats, Summary, TitleGroup
+from bootlab.lab.results import CheckStats, StageStats, Summary, TitleGroup
 from bootlab.lab.stats import Sprt, percentile, width_fixed_n, wilson
 from bootlab.verdict import INFRA, Verdict
 
@@ -62,6 +62,30 @@ def stage_times(verdicts: Iterable[Verdict]) -> dict[str, list[float]]:
             if s.t is not None:
                 times.setdefault(s.name, []).append(s.t)
     return times
+
+
+def check_stats(verdicts: Iterable[Verdict]) -> list[CheckStats]:
+    """Each check's counts over ``verdicts``, in the order the checks first appear; skipped runs do not count."""
+    runs: dict[str, list[Any]] = {}
+    for verdict in verdicts:
+        for c in verdict.checks:
+            runs.setdefault(c.name, [])
+            if c.status != "skipped":
+                runs[c.name].append(c)
+    out = []
+    for name, done in runs.items():
+        times = [c.duration_s for c in done if c.duration_s is not None and c.status in ("pass", "fail")]
+        out.append(
+            CheckStats(
+                name=name,
+                ran=len(done),
+                passed=sum(1 for c in done if c.passed),
+                failed=sum(1 for c in done if c.status in ("fail", "timeout")),
+                timed_out=sum(1 for c in done if c.status == "timeout"),
+                p50_s=round(percentile(times, 50), 3) if times else None,
+            )
+        )
+    return out
 
 
 def counts_as_pass(verdict: Verdict, strict: bool) -> bool:
@@ -107,6 +131,7 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
         )
         for name, ts in stage_times(r.verdict for r in records).items()
     }
+    checks = check_stats(r.verdict for r in counted)
     warning = None
     if excluded and excluded >= len(counted):
         warning = (
@@ -122,6 +147,7 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
         titles=titles,
         incidents=incidents,
         stages=stages,
+        checks=checks,
         excluded=excluded,
         excluded_titles=infra,
         strict=strict,

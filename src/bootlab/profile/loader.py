@@ -104,6 +104,10 @@ def _normalise(table: dict[str, Any]) -> dict[str, Any]:
     out = dict(table)
     if isinstance(out.get("machine"), str):
         out["machine"] = {"type": out["machine"]}
+    checks = out.get("checks")
+    if isinstance(checks, list) and all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in checks):
+        # [[profiles.x.checks]] with names: keyed by name, so checks merge through `extends` and `--check` adds one
+        out["checks"] = {c["name"]: {k: v for k, v in c.items() if k != "name"} for c in checks}
     return out
 
 
@@ -219,6 +223,12 @@ def _absolutise(table: dict[str, Any], root: Path, path_map: dict[str, str] | No
         ]
     elif isinstance(shares, dict):
         out["shares"] = {fix(k): v for k, v in shares.items()}
+    checks = out.get("checks")
+    if isinstance(checks, dict):
+        out["checks"] = {
+            k: {**c, "script": fix(c["script"])} if isinstance(c, dict) and isinstance(c.get("script"), str) else c
+            for k, c in checks.items()
+        }
     build = out.get("build")
     if isinstance(build, dict):
         out["build"] = {**build, "dir": str((root / str(build.get("dir", "."))).resolve())}
@@ -231,13 +241,23 @@ def _absolutise(table: dict[str, Any], root: Path, path_map: dict[str, str] | No
     return out
 
 
-def _validation_message(exc: ValidationError, where: str) -> str:
+def _validation_message(exc: ValidationError, where: str, table: dict[str, Any] | None = None) -> str:
     from bootlab.profile.model import Profile
 
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    parts = list(err["loc"])
+    checks = (table or {}).get("checks")
+    if len(parts) > 1 and parts[0] == "checks" and isinstance(parts[1], int) and isinstance(checks, dict):
+        names = list(checks)  # the model reads the table as a list: name the check, not its index
+        parts[1] = names[parts[1]] if parts[1] < len(names) else parts[1]
+    loc = ".".join(str(p) for p in parts)
     key = f"{where}.{loc}" if loc else where
     if err["type"] == "extra_forbidden":
+        if len(err["loc"]) == 3 and err["loc"][0] == "checks":
+            from bootlab.profile.model import Check
+
+            known = ", ".join(k for k in Check.model_fields if k != "name")
+            return f"{key}: unknown key; check keys are: {known}"
         known = ", ".join(sorted(Profile.model_fields))
         return f"{key}: unknown key; profile keys are: {known}"
     if err["type"] == "missing":
@@ -301,7 +321,7 @@ def resolve_profile(
     try:
         return Profile.model_validate(table)
     except ValidationError as exc:
-        raise UsageError(_validation_message(exc, _blame(exc, where, sets))) from None
+        raise UsageError(_validation_message(exc, _blame(exc, where, sets), table)) from None
 
 
 def profile_hash(profile: Profile) -> str:

@@ -8,6 +8,7 @@ filled, so every check below sees the final values.
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -178,6 +179,75 @@ class Build(_Strict):
         return v
 
 
+CHECK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
+
+
+class Check(_Strict):
+    """A command run in the guest's shell after the boot is ready; part of the boot's verdict.
+
+    ``command`` is an argv list (each argument quoted, as `vm exec` runs it) or a shell string (run with ``sh
+    -c``); ``script`` a host file sent to the guest over the console and run with ``sh``. One of the two. The
+    check fails when it exits non-zero, when it outlives ``timeout`` (it is interrupted with Ctrl-C and the
+    shell resynchronised), or when its output lacks ``expect``. See README "Checks after boot"."""
+
+    name: str
+    command: str | list[str] | None = None
+    script: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    expect: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not CHECK_NAME.fullmatch(v):
+            raise ValueError(f"check name {v!r} must be 1-64 letters, digits, '_' or '-' (no dots: it is a key)")
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is not None and ((isinstance(v, str) and not v.strip()) or (isinstance(v, list) and not v)):
+            raise ValueError('the check\'s command is empty; give a shell string ("ip link") or an argv list')
+        return v
+
+    @field_validator("expect")
+    @classmethod
+    def _expect(cls, v: str | None) -> str | None:
+        if v is not None and not v:
+            raise ValueError("`expect` is empty; give the text the output must contain, or leave it out")
+        return v
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Check:
+        if (self.command is None) == (self.script is None):
+            how = 'command = "..." (or an argv list) or script = "FILE"'
+            if self.command is None:
+                raise ValueError(f"check {self.name} has no command; give it {how}")
+            raise ValueError(f"check {self.name} has both a command and a script; give one of them")
+        return self
+
+    def text(self) -> str:
+        """What the check runs, as one line for people (the verdict, `show`, reports)."""
+        if self.script is not None:
+            return f"sh {self.script}"
+        return self.command if isinstance(self.command, str) else shlex.join(self.command or [])
+
+
+def _checks(value: object) -> object:
+    """`checks` is a table keyed by name (`net = "ping -c1 10.0.2.2"`, `mount = {command = ..., timeout = 10}`), in
+    order; a value that is a string or a list is the command. A list of tables with `name` is read too."""
+    if isinstance(value, dict):
+        out = []
+        for name, spec in value.items():
+            if isinstance(spec, str | list):
+                spec = {"command": spec}
+            if not isinstance(spec, dict):
+                raise ValueError(f"check {name}: give a command string, an argv list or a table with `command`")
+            out.append({**spec, "name": name})
+        return out
+    return value
+
+
 def _shares(value: object) -> object:
     """`shares = {"/host/dir" = "tag"}` is the short form of `[{path = "/host/dir", tag = "tag"}]`."""
     if isinstance(value, dict):
@@ -224,6 +294,7 @@ class Profile(_Strict):
     fallback: str | None = None
     extra_args: list[str] = Field(default_factory=list)
     build: Build | None = None
+    checks: Annotated[list[Check], BeforeValidator(_checks)] = Field(default_factory=list)
     seed: int = Field(default=0, ge=0, le=0xFFFFFFFF)
     boot: int = Field(default=0, ge=0)
 
@@ -240,6 +311,10 @@ class Profile(_Strict):
             raise ValueError("`initrd`/`append` need a `kernel` (direct boot)")
         if isinstance(self.cpu, dict) and not self.cpu:
             raise ValueError('`cpu` table is empty; give one cpu per accelerator, e.g. {tcg = "max"}')
+        names = [c.name for c in self.checks]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"check {dup} is listed twice; give each check its own name")
         return self
 
     def cpu_for(self, accel: str) -> str | None:
@@ -273,9 +348,19 @@ class Profile(_Strict):
                     files[f"firmware.{key}"] = value
         return files
 
+    def check_files(self) -> dict[str, str]:
+        """The host files that checks send to the guest (``check.NAME``): read by bootlab, not booted, so they are
+        not :meth:`files` (a build of another revision does not replace them: like the profile, they are yours)."""
+        return {f"check.{c.name}": c.script for c in self.checks if c.script is not None}
+
     def with_files(self, paths: dict[str, str]) -> Profile:
-        """The same profile with some files (roles as in :meth:`files`, plus ``symbols``) at other paths."""
+        """The same profile with some files (roles as in :meth:`files` and :meth:`check_files`, plus ``symbols``)
+        at other paths."""
         update: dict[str, Any] = {k: v for k, v in paths.items() if k in ("kernel", "initrd", "symbols")}
+        if any(k.startswith("check.") for k in paths):
+            update["checks"] = [
+                c.model_copy(update={"script": paths.get(f"check.{c.name}", c.script)}) for c in self.checks
+            ]
         if any(k.startswith("drive") for k in paths):
             update["drives"] = [
                 d.model_copy(update={"file": paths.get(f"drive{i}", d.file)}) for i, d in enumerate(self.drives)

@@ -79,6 +79,7 @@ def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[s
         "fatal_t": verdict.fatal_t,
         "incidents": [i.model_dump() for i in verdict.incidents],
         "registers": [r.model_dump() for r in verdict.registers],
+        "checks": [c.model_dump() for c in verdict.checks],
         "stages": stages,
         "ready_t": ready_t,
         "counted": counted,

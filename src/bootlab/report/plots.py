@@ -39,6 +39,7 @@ OUTCOME_COLOURS = {
     "hang": "#E69F00",
     "timeout": "#CC79A7",
     "login-failed": "#882255",
+    "check-failed": "#0072B2",
     "incomplete": "#56B4E9",
     "qemu-error": "#999999",
     "infra-error": "#BBBBBB",

@@ -75,6 +75,12 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
         lines.append(f"{indent}incidents (non-fatal):")
         for t in r["incidents"]:
             lines.append(f"{indent}  {t['count']:>3} x {t['title']} (first seed {t['first_seed']})")
+    if r.get("checks"):
+        lines.append(f"{indent}checks (over the boots they ran in):")
+        for c in r["checks"]:
+            timed = f", {c['timed_out']} timed out" if c.get("timed_out") else ""
+            p50 = f", median {c['p50_s']:.2f}s" if c.get("p50_s") is not None else ""
+            lines.append(f"{indent}  {c['name']}: {c['passed']}/{c['ran']} passed{timed}{p50}")
     if r.get("stages"):
         cells = "  ".join(f"{name} {s['p50']:.2f}/{s['p90']:.2f}/{s['max']:.2f}" for name, s in r["stages"].items())
         lines.append(f"{indent}stage times p50/p90/max (s): {cells}")
@@ -222,4 +228,23 @@ def register_lines(registers: list[dict[str, Any]]) -> list[str]:
         if r.get("exception"):
             el = f" (cpu at EL{r['el']})" if r.get("el") is not None else ""
             lines.append(f"cpu{r['cpu']}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{el}")
+    return lines
+
+
+def check_lines(checks: list[dict[str, Any]], *, output_lines: int = 5) -> list[str]:
+    """A verdict's checks (as dicts), one line each, in the order they ran: ``check net: pass (0.41s)``; a check
+    that did not pass says why, what it ran and the last ``output_lines`` lines of its output."""
+    lines = []
+    for c in checks:
+        took = f" ({c['duration_s']:g}s)" if c.get("duration_s") is not None else ""
+        if c["status"] == "pass":
+            lines.append(f"check {c['name']}: pass{took}")
+            continue
+        why = f", {c['reason']}" if c.get("reason") else ""
+        lines.append(f"check {c['name']}: {c['status'].upper()}{why}{took}: {c['command']}")
+        tail = (c.get("output") or "").rstrip("\n").splitlines()[-output_lines:]
+        cut = f" (of {c['output_bytes']} bytes)" if c.get("output_bytes", 0) > len(c.get("output") or "") else ""
+        lines += [f"  | {line}" for line in tail]
+        if tail and cut:
+            lines.append(f"  | ...{cut}")
     return lines

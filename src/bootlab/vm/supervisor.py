@@ -8,10 +8,11 @@ supervisor dies, even by SIGKILL, the kernel kills QEMU; nothing is ever found o
 clocks, the crash dump's end) and, after ready, keeps watching for fatal signatures, so a guest that crashes later
 shows as ``crashed`` with its title. What is the supervisor's own sits around that loop:
 
-* the console is shared through a :class:`~bootlab.console.hub.ConsoleHub`: the loop, each exec (a
-  :class:`~bootlab.console.shell.GuestShell` on a fresh tap) and the attached terminals each see every byte;
+* the console is shared through a :class:`~bootlab.console.hub.ConsoleHub`: the loop, each exec and the attached
+  terminals each see every byte; after ready, execs run through a :class:`~bootlab.console.session.ShellSession`
+  (the same one a boot's checks use), one at a time, while the loop keeps watching;
 * the control socket ``ctl.sock`` (0600, in a 0700 directory) answers the CLI with the typed messages of
-  :mod:`bootlab.vm.protocol`; execs are serialised by a lock;
+  :mod:`bootlab.vm.protocol`;
 * the state (:mod:`bootlab.vm.state`) is written to ``state.json`` on every change, so ``bootlab vm list``
   works even if the supervisor hangs.
 """
@@ -30,7 +31,8 @@ from typing import Any
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.observer import Observer
-from bootlab.console.shell import PREFIX, ExecAborted, GuestShell, ShellError, wrap
+from bootlab.console.session import ShellSession, own_lines
+from bootlab.console.shell import MAX_STAGED, ExecAborted, ShellError, command_text
 from bootlab.packs.loader import PackSet, compile_packs
 from bootlab.profile.model import Profile
 from bootlab.verdict import Verdict
@@ -40,7 +42,7 @@ from bootlab.vm.state import VmState, advance
 
 TAIL = 2048  # bytes of recent console replayed to a new attacher (the prompt it would otherwise miss)
 MAX_ATTACHER_BUFFER = 4 << 20  # an attacher this far behind is dropped rather than grow memory
-_PREFIX = PREFIX.encode()
+CONTROL_LIMIT = 8 * MAX_STAGED  # the longest request line: an exec's argv as JSON (a staged command, escaped)
 
 
 class Supervisor:
@@ -65,8 +67,7 @@ class Supervisor:
         self.hub: Any = None  # the ConsoleHub, once the console is up
         self.attachers: set[asyncio.StreamWriter] = set()
         self.tail = bytearray()
-        self.exec_lock = asyncio.Lock()
-        self.shell = GuestShell(should_stop=lambda: self.state not in (VmState.BOOTING, VmState.READY))
+        self.session: ShellSession | None = None  # once ready: the shell that execs run in
         self.changed = asyncio.Event()
         self.stopping = False
         self.stop_replied = asyncio.Event()
@@ -97,7 +98,7 @@ class Supervisor:
             qemu_pid=self.machine.pid if self.machine is not None else None,
             forwards=[f"{f.host}:{f.guest}" for f in self.profile.forwards],
             log=str(self.vm.log),
-            exec_gzip=self.shell.gzip,
+            exec_gzip=self.session.shell.gzip if self.session is not None else None,
         )
 
     def publish(self, state: VmState | None = None) -> None:
@@ -149,7 +150,9 @@ class Supervisor:
         runtime = make_run_dir(self.vm.name)
         self.run_dir = runtime.path
         os.chmod(self.run_dir, 0o700)
-        self.server = await asyncio.start_unix_server(self._client, path=str(self.run_dir / "ctl.sock"))
+        self.server = await asyncio.start_unix_server(
+            self._client, path=str(self.run_dir / "ctl.sock"), limit=CONTROL_LIMIT
+        )
         os.chmod(self.run_dir / "ctl.sock", 0o600)
         self._write_record()
         self.publish()
@@ -160,7 +163,6 @@ class Supervisor:
                     self.packs = require_packs(self.profile, Path(project_dir) if project_dir else None)
                     # a VM is ready when its shell is (logged in): that is what exec needs
                     self.obs = Observer(self.packs, variables=self.profile.vars, wait_for_shell=bool(self.packs.shell))
-                    self.shell.prompts = self.packs.shell
                     inv = build_invocation(self.profile, probe(), machine.runtime)
                     inv.require_runnable()
                     self.accel, self.argv = inv.accel, list(inv.argv)
@@ -201,9 +203,7 @@ class Supervisor:
         hub.start()
         clock = BootClock(p.timeout, p.quiet_timeout, console.now(), self.grace, self.max_grace)
         with RawLog(self.vm.log, append=True) as log:
-            loop = BootLoop(
-                hub.tap(), self.obs, clock, log=log, on_event=self._on_event, skip_line=lambda ln: _PREFIX in ln
-            )
+            loop = BootLoop(hub.tap(), self.obs, clock, log=log, on_event=self._on_event, skip_line=own_lines(hub))
             ending = await loop.until_verdict()
             if ending != "pass":
                 verdict = await conclude(machine, loop, ending, self._base(), symbols=p.symbols, registers=True)
@@ -212,9 +212,11 @@ class Supervisor:
                 await machine.stop(graceful=True)
                 await loop.stop_drain()
                 return
-            watch = asyncio.create_task(loop.until_crash())
+            self.session = ShellSession(
+                hub, loop, should_stop=lambda: self.state not in (VmState.BOOTING, VmState.READY)
+            )
             await self._become_ready(finish_verdict(self._base(), self.obs, "pass", console.now()))
-            ending = await watch
+            ending = await self.session.ending()
             if ending == "crash":
                 loop.finish()
                 fatal = self.obs.fatal
@@ -272,22 +274,22 @@ class Supervisor:
     async def do_exec(self, req: protocol.ExecRequest, abandoned: asyncio.Event | None = None) -> protocol._Message:
         """Run one framed command. ``abandoned`` is set when the client went away (Ctrl-C on `vm exec`): the
         command is interrupted as on a timeout, so a forgotten `sleep 1000` cannot hold the exec lock."""
+        size = len(command_text(req.argv).encode())
+        if size > MAX_STAGED:  # refuse early, before queueing (a long command is staged: see console/shell.py)
+            return protocol.ErrorReply(
+                error=f"the command is {size} bytes, more than bootlab sends over a console ({MAX_STAGED} bytes); "
+                f"put it in a script on a --mount share",
+                usage=True,
+            )
+        session = self.session
+        if self.state != VmState.READY or session is None:
+            return self._not_ready()
         try:
-            wrap(req.argv, gzip=True)  # the longer form: refuse early, before queueing
-        except ValueError as exc:
-            return protocol.ErrorReply(error=str(exc), usage=True)
-        async with self.exec_lock:
-            if self.state != VmState.READY:
-                return self._not_ready()
-            tap = self.hub.tap()
-            try:
-                out = await self.shell.run(tap, req.argv, req.timeout, abandoned)
-            except ExecAborted:
-                return self._not_ready()
-            except ShellError as exc:
-                return protocol.ErrorReply(error=f"vm {self.vm.name}: {exc}")
-            finally:
-                await tap.close()
+            out = await session.run(req.argv, req.timeout, abandoned)
+        except ExecAborted:
+            return self._not_ready()
+        except ShellError as exc:
+            return protocol.ErrorReply(error=f"vm {self.vm.name}: {exc}")
         self.publish()  # exec_gzip may have been learnt
         return protocol.ExecReply(
             stdout_b64=base64.b64encode(out.output).decode(),
