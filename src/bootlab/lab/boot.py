@@ -31,7 +31,7 @@ from bootlab.verdict import Verdict
 if TYPE_CHECKING:
     from bootlab.host import Host
     from bootlab.profile.model import Profile
-    from bootlab.qemu.machine import QemuMachine
+    from bootlab.qemu.machine import KeepStopped, QemuMachine
 
 
 @dataclass
@@ -102,6 +102,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
         clock = BootClock(profile.timeout, profile.quiet_timeout, console.now(), opts.grace, opts.max_grace)
         with RawLog(log_path) as log:
             loop = BootLoop(console, obs, clock, log=log, interact=opts.interact, on_event=opts.on_event)
+            machine.pause_on_guest_stop(keep_crashed(loop))
             ending = await loop.until_verdict()
             verdict = await conclude(
                 machine, loop, ending, base, symbols=profile.symbols, registers=opts.capture_registers
@@ -109,6 +110,21 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
             await machine.stop(graceful=profile.writes_disks)
             await loop.stop_drain()
             return verdict
+
+
+def keep_crashed(loop: BootLoop) -> KeepStopped:
+    """The rule for a guest that asks QEMU to reset or power off during an observed boot (see
+    :meth:`~bootlab.qemu.machine.QemuMachine.pause_on_guest_stop`): after a fatal line, or once the boot is
+    decided, it stays paused, so the registers bootlab reads (and a debugger sees) are the crashed kernel's, not
+    a fresh boot's (``panic=-1`` resets within milliseconds). Any other reset or power-off happens as it would
+    have without bootlab: a guest (or firmware) that reboots on purpose reboots."""
+
+    async def keep(_reason: str) -> bool:
+        if not loop.decided:
+            await loop.settled()
+        return loop.decided or loop.obs.fatal_seen
+
+    return keep
 
 
 def _since(machine: QemuMachine) -> float:
