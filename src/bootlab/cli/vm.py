@@ -179,7 +179,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         (
             r["name"],
             r["profile"] or "-",
-            r["state"] + (f" ({r['title']})" if r.get("title") and r["state"] in ("crashed", "stopped") else ""),
+            r["state"]
+            + (f" ({r['title']})" if r.get("title") and r["state"] in ("crashed", "held", "stopped") else ""),
             _uptime(r["uptime_s"]),
             r["accel"] or "-",
             ",".join(r["forwards"]) or "-",

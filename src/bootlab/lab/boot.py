@@ -30,6 +30,7 @@ from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
     from bootlab.host import Host
+    from bootlab.packs.loader import PackSet
     from bootlab.profile.model import Profile
     from bootlab.qemu.machine import KeepStopped, QemuMachine
 
@@ -59,6 +60,13 @@ def default_log_path(profile: Profile) -> Path:
     return directory / f"{profile.name}-{stamp}-{profile.seed}-{time.monotonic_ns() % 1000000}.log"
 
 
+def boot_observer(profile: Profile, packs: PackSet, wait_for_shell: bool | None = None) -> Observer:
+    """The observer of one boot: ready at the login prompt, or at the shell when ``wait_for_shell`` (None: when
+    the profile says ``vars.ready = "shell"``). A one-shot boot in a VM supervisor uses the same."""
+    wait_shell = wait_for_shell if wait_for_shell is not None else profile.vars.get("ready") == "shell"
+    return Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
+
+
 def boot(profile: Profile, *, host: Host | None = None, options: BootOptions | None = None) -> Verdict:
     """Boot ``profile`` once and return its verdict. Safe to call from worker threads (own event loop)."""
     return asyncio.run(boot_async(profile, host=host, options=options))
@@ -85,8 +93,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
     from bootlab.qemu.invocation import build_invocation
     from bootlab.qemu.machine import LaunchFailure, QemuMachine
 
-    wait_shell = opts.wait_for_shell if opts.wait_for_shell is not None else profile.vars.get("ready") == "shell"
-    obs = Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
+    obs = boot_observer(profile, packs, opts.wait_for_shell)
     async with QemuMachine() as machine:
         inv = build_invocation(profile, host, machine.runtime)
         inv.require_runnable()  # a missing kernel/disk is the user's to fix: one line, exit 2

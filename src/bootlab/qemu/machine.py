@@ -352,10 +352,20 @@ class QemuMachine:
             if system:
                 from bootlab.qemu.sysregs import fill_system_registers
 
-                await fill_system_registers(self.execute, regs, directory=self.runtime.path)
+                await fill_system_registers(self.execute, regs, directory=self.runtime.path, stub=self.gdb_socket)
         except InfraError:
             pass
         return [symbolise(r, symbols) for r in regs]
+
+    async def start_gdb(self, socket: Path) -> Path:
+        """Start QEMU's gdb stub on the unix socket ``socket`` (its directory 0700 and ours) and keep it, for a
+        debugger to attach (a held crash, ``vm launch --gdb``); crash registers are then read through it. Raises
+        :class:`~bootlab.qemu.gdbstub.GdbStubError` with QEMU's own words when it refuses (e.g. an accelerator
+        without guest-debug support)."""
+        from bootlab.qemu.gdbstub import start_gdbserver
+
+        self.gdb_socket = await start_gdbserver(self.execute, socket)
+        return self.gdb_socket
 
     # ------------------------------------------------------------------ stopping
 

@@ -148,7 +148,7 @@ def info(vm: VmDir) -> dict[str, Any]:
     st = state.get("state", "stopped") if alive else "stopped"
     if died is not None or (not alive and state.get("note") == "supervisor died"):
         st = "died"  # cleaned up already (QEMU went with it); shown until the VM is started or deleted
-    crash = state.get("crash") if st == "crashed" else None
+    crash = state.get("crash") if st in ("crashed", "held") else None
     last = state.get("verdict") or {}
     return {
         "name": vm.name,
@@ -164,6 +164,8 @@ def info(vm: VmDir) -> dict[str, Any]:
         "last_outcome": last.get("outcome"),
         "note": state.get("note", ""),
         "log": str(vm.log),
+        "gdb_socket": state.get("gdb_socket") if alive else None,
+        "kind": meta.get("kind", "vm"),
     }
 
 
@@ -303,12 +305,13 @@ def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_bac
         (vm.path / "state.json").unlink()
 
 
-def spawn(vm: VmDir) -> None:
-    """Start the supervisor detached (its own session; adopted by init once the intermediate child exits)."""
+def spawn(vm: VmDir, *, boot: bool = False) -> None:
+    """Start the supervisor detached (its own session; adopted by init once the intermediate child exits).
+    ``boot``: a one-shot boot that waits for its owner (see :mod:`bootlab.vm.hold`)."""
     vm.path.mkdir(parents=True, exist_ok=True)
     with vm.supervisor_out.open("ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "bootlab.vm.supervisor", "--detach", str(vm.path)],
+            [sys.executable, "-m", "bootlab.vm.supervisor", "--detach", *(["--boot"] if boot else []), str(vm.path)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
