@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from bootlab.profile.model import Profile
     from bootlab.qemu.invocation import Invocation
     from bootlab.verdict import Verdict
-    from bootlab.vm.hold import Held
+    from bootlab.vm.hold import GdbTarget
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,7 +111,7 @@ def run_boot(args: argparse.Namespace) -> int:
 
 def _observed_boot(
     args: argparse.Namespace, res: Resolved, inv: Invocation, log: str | None
-) -> tuple[Verdict, Held | None]:
+) -> tuple[Verdict, GdbTarget | None]:
     """One observed boot with the live timeline on stderr, stored unless --no-store; with --hold-on-crash it
     runs in a one-shot VM supervisor (:mod:`bootlab.vm.hold`), which keeps a crash or hang as a held VM."""
     import sys

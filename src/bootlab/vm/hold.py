@@ -48,8 +48,9 @@ GDB_ARCH = {"aarch64": "aarch64", "x86_64": "i386:x86-64", "riscv64": "riscv:rv6
 
 
 @dataclass
-class Held:
-    """Where a held boot is: its VM, the gdb stub (or why there is none), and what gdb needs."""
+class GdbTarget:
+    """A VM with QEMU's gdb stub (a held boot, or a VM launched with ``--gdb``): its name, the stub's socket (or
+    why there is none), and what gdb needs."""
 
     vm: str
     gdb_socket: str | None
@@ -64,10 +65,12 @@ class Held:
             raise UsageError(f"vm {self.vm} has no gdb stub: {self.gdb_error or 'none was started'}")
         return gdb_argv(gdb, Path(self.gdb_socket), symbols=self.symbols, batch=batch)
 
+    def attach_argv(self, gdb: str = GDB) -> list[str]:
+        """``gdb-multiarch -ex 'target remote SOCKET' SYMBOLS``: what a user types (their .gdbinit applies)."""
+        return [gdb, "-ex", f"target remote {self.gdb_socket}"] + ([self.symbols] if self.symbols else [])
+
     def attach_command(self, gdb: str = GDB) -> str:
-        """``gdb-multiarch -ex 'target remote SOCKET' SYMBOLS``: what a user types (no -nx, no batch)."""
-        parts = [gdb, "-ex", f"target remote {self.gdb_socket}"] + ([self.symbols] if self.symbols else [])
-        return shlex.join(parts)
+        return shlex.join(self.attach_argv(gdb))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +81,7 @@ class Held:
         }
 
     @classmethod
-    def from_status(cls, status: dict[str, Any]) -> Held:
+    def from_status(cls, status: dict[str, Any]) -> GdbTarget:
         return cls(
             vm=str(status["name"]),
             gdb_socket=status.get("gdb_socket"),
@@ -88,7 +91,7 @@ class Held:
         )
 
 
-def held_lines(held: Held, verdict: Verdict) -> list[str]:
+def held_lines(held: GdbTarget, verdict: Verdict) -> list[str]:
     """What a user needs next to a held crash: how to attach, how to leave gdb, how to end it."""
     name = held.vm
     lines = [f"held: vm {name} keeps this {verdict.outcome}, paused as it died (`bootlab vm list` shows it)"]
@@ -110,7 +113,7 @@ def held_lines(held: Held, verdict: Verdict) -> list[str]:
 @dataclass
 class SupervisedBoot:
     verdict: Verdict
-    held: Held | None = None
+    held: GdbTarget | None = None
 
 
 # ---------------------------------------------------------------------------------------------- the VM of a boot
@@ -233,7 +236,7 @@ async def _converse(
         else:
             status = protocol.Status.model_validate(msg)
             verdict = Verdict.model_validate(status.verdict or {"outcome": "infra-error"})
-            held = Held.from_status(status.model_dump()) if status.state == "held" else None
+            held = GdbTarget.from_status(status.model_dump()) if status.state == "held" else None
             return SupervisedBoot(verdict, held)
     raise InfraError(f"vm {vm.name}: the supervisor of this boot ended without a verdict; see {vm.supervisor_out}")
 
@@ -262,7 +265,7 @@ class HoldFirst:
 
     def __init__(self) -> None:
         self.claimed = False
-        self.held: Held | None = None
+        self.held: GdbTarget | None = None
         self.verdict: Verdict | None = None
 
     def __call__(self, verdict: Verdict) -> bool:

@@ -63,6 +63,18 @@ class BootRequest(_Message):
     hold: bool = False
 
 
+class GuestRequest(_Message):
+    """Whether the guest's vCPUs run; with ``resume``, resume a guest paused by a debugger first (the stub pauses
+    a running guest when gdb attaches). Not for a held VM: that stays as it died until stopped."""
+
+    op: Literal["guest"] = "guest"
+    resume: bool = False
+
+
+class GuestReply(_Message):
+    running: bool
+
+
 class HoldAnswer(_Message):
     """The owner's answer to a :class:`HoldQuestion`."""
 
@@ -70,7 +82,8 @@ class HoldAnswer(_Message):
 
 
 Request = Annotated[
-    StatusRequest | WaitRequest | ExecRequest | AttachRequest | StopRequest | BootRequest, Field(discriminator="op")
+    StatusRequest | WaitRequest | ExecRequest | AttachRequest | StopRequest | BootRequest | GuestRequest,
+    Field(discriminator="op"),
 ]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
 

@@ -391,6 +391,20 @@ class Supervisor:
             if self.task is not None:
                 self.task.cancel()
 
+    async def _guest(self, resume: bool) -> protocol._Message:
+        from bootlab.errors import InfraError
+
+        if self.machine is None or not self.machine.running:
+            return protocol.ErrorReply(error=f"vm {self.vm.name} is {self.state}", state=self.state)
+        try:
+            running = await self.machine.guest_running()
+            if resume and not running and self.state in (VmState.BOOTING, VmState.READY):
+                await self.machine.execute("cont")
+                running = True
+        except InfraError as exc:
+            return protocol.ErrorReply(error=f"vm {self.vm.name}: {exc}")
+        return protocol.GuestReply(running=running)
+
     async def _tell_owner(self, message: protocol._Message) -> None:
         if self.owner is not None and not self.owner.is_closing():
             with contextlib.suppress(ConnectionError):
@@ -547,6 +561,8 @@ class Supervisor:
                 self.stop_replied.set()
             elif isinstance(req, protocol.BootRequest):
                 await self._serve_owner(req, reader, writer)
+            elif isinstance(req, protocol.GuestRequest):
+                await self._reply(writer, await self._guest(req.resume))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
