@@ -274,6 +274,8 @@ def bisect_exit(args: argparse.Namespace, result: dict[str, Any]) -> int:
 def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     from bootlab.lab.lab import ArmSpec
 
+    if args.hold_first_crash and args.cluster not in (None, "local"):
+        raise UsageError("--hold-first-crash keeps a VM on this machine: it cannot go with --cluster; drop one")
     stopper = stopper_from(args)
     project = revision = None
     if args.rev or args.build:
