@@ -235,3 +235,152 @@ def test_vm_gdb_on_a_vm_without_a_stub_says_how_to_get_one(capsys: pytest.Captur
     vm.write("supervisor.json", {"pid": os.getpid(), "start": registry.process_start_time(os.getpid())})
     assert main(["vm", "gdb", "plain"]) == 2
     assert "launch it with `bootlab vm launch plain PROFILE --gdb`" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ the owner's conversation
+
+
+class BootMachine:
+    """What a one-shot supervisor asks of its QemuMachine once the console is up, without QEMU."""
+
+    pid = None
+    returncode = None
+
+    def __init__(self, run_dir: Path) -> None:
+        self.running = True
+        self.stopped = False
+        self.gdb_socket: Path | None = None
+        self.run_dir = run_dir
+
+    def pause_on_guest_stop(self, keep: object) -> None:
+        pass
+
+    async def registers(self, symbols: str | None = None) -> list[object]:
+        return []
+
+    async def start_gdb(self, socket: Path) -> Path:
+        self.gdb_socket = socket
+        return socket
+
+    async def stop(self, *, graceful: bool) -> None:
+        self.stopped, self.running = True, False
+
+    async def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def stderr_text(self) -> str:
+        return ""
+
+    def kill(self) -> None:
+        self.running = False
+
+
+def one_shot(tmp_path: Path) -> tuple[Supervisor, BootMachine, object]:
+    """A one-shot supervisor on the recorded redox-sim kernel panic (replayed 5x faster), its boot log in tmp."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+
+    recorded = Path(__file__).resolve().parents[1] / "replay" / "redox-sim-kernel-panic.log"
+    vm = claim_vm("redox-sim")
+    prepare(vm, profile(), tmp_path / "boot.log", tmp_path)
+    sup = Supervisor(vm, boot=True)
+    sup.run_dir = registry.make_private_dir(tmp_path / "run")
+    sup.packs = load_packs(["redox"])
+    sup.obs = Observer(sup.packs, variables={"user": "root", "password": "password"})
+    console = ReplayConsole(read_chunks(recorded), speed=5.0, after_end="silence")
+    return sup, BootMachine(sup.run_dir), console
+
+
+async def owner_pair() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:
+    import socket as socket_module
+
+    a, b = socket_module.socketpair()
+    sr, sw = await asyncio.open_connection(sock=a)
+    cr, cw = await asyncio.open_connection(sock=b)
+    return sr, sw, cr, cw
+
+
+def test_the_owner_gets_the_timeline_is_asked_and_the_crash_is_held(tmp_path: Path) -> None:
+    import json
+
+    from bootlab.vm import protocol
+
+    sup, machine, console = one_shot(tmp_path)
+
+    async def go() -> tuple[list[str], dict[str, object], asyncio.Task[None]]:
+        sr, sw, cr, cw = await owner_pair()
+        serve = asyncio.create_task(sup._serve_owner(protocol.BootRequest(hold=True), sr, sw))
+        life = asyncio.create_task(sup._life(machine, console))
+        kinds: list[str] = []
+        while True:
+            msg = json.loads(await asyncio.wait_for(cr.readline(), 30))
+            if msg.get("event") == "loop":
+                kinds.append(msg["kind"])
+            elif msg.get("event") == "hold?":
+                assert msg["verdict"]["outcome"] == "crash"
+                cw.write(protocol.HoldAnswer(hold=True).encode())
+            else:
+                break
+        cw.close()  # the owner goes: a held VM no longer depends on it
+        await asyncio.wait_for(serve, 5)
+        await asyncio.sleep(0.2)
+        assert not life.done()  # still held, its console pumped into its own log
+        life.cancel()
+        return kinds, msg, life
+
+    kinds, final, _ = asyncio.run(go())
+    assert "stage" in kinds and "fatal" in kinds and "send" in kinds  # the menu answered, as `bootlab boot` does
+    assert final["state"] == "held" and final["gdb_socket"] == str(tmp_path / "run" / "gdb.sock")
+    assert final["verdict"]["title"] == "redox: kernel panic at src/context/memory.rs:LINE"  # type: ignore[index]
+    assert sup.state == VmState.HELD and not machine.stopped and not sup.discard
+    assert not sup.vm.log.is_symlink() and b"KERNEL PANIC" in sup.vm.log.read_bytes()  # a log of its own now
+    assert (tmp_path / "boot.log").read_bytes() in sup.vm.log.read_bytes()
+
+
+def test_an_owner_that_says_no_gets_the_verdict_and_the_vm_goes(tmp_path: Path) -> None:
+    import json
+
+    from bootlab.vm import protocol
+
+    sup, machine, console = one_shot(tmp_path)
+
+    async def go() -> dict[str, object]:
+        sr, sw, cr, cw = await owner_pair()
+        serve = asyncio.create_task(sup._serve_owner(protocol.BootRequest(hold=True), sr, sw))
+        life = asyncio.create_task(sup._life(machine, console))
+        while True:
+            msg = json.loads(await asyncio.wait_for(cr.readline(), 30))
+            if msg.get("event") == "hold?":
+                cw.write(protocol.HoldAnswer(hold=False).encode())
+            elif msg.get("event") is None:
+                break
+        await asyncio.wait_for(life, 5)
+        cw.close()
+        await asyncio.wait_for(serve, 5)
+        return msg
+
+    final = asyncio.run(go())
+    assert final["state"] == "stopped" and final["verdict"]["outcome"] == "crash"  # type: ignore[index]
+    assert machine.stopped and sup.discard and not sup.held  # _shutdown then removes the VM
+
+
+def test_an_owner_gone_before_the_verdict_ends_the_boot(tmp_path: Path) -> None:
+    import json
+
+    from bootlab.vm import protocol
+
+    sup, machine, console = one_shot(tmp_path)
+
+    async def go() -> None:
+        sr, sw, cr, cw = await owner_pair()
+        serve = asyncio.create_task(sup._serve_owner(protocol.BootRequest(hold=True), sr, sw))
+        life = asyncio.create_task(sup._life(machine, console))
+        sup.task = life
+        assert json.loads(await asyncio.wait_for(cr.readline(), 30))["event"] == "loop"
+        cw.close()  # SIGKILLed bootlab: its socket closes
+        await asyncio.wait_for(serve, 5)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(life, 5)
+
+    asyncio.run(go())
+    assert sup.stopping and sup.discard and not sup.held and sup.state == VmState.BOOTING
