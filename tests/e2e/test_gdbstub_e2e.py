@@ -5,8 +5,9 @@ on the same paused machine must print the values bootlab read without gdb. Also 
 guest stays paused (bootlab never detaches, and ``gdbserver none`` removes the stub and its socket), and a gdb
 that quits *does* resume a paused guest unless it ``disconnect``s first (what a held crash must tell its user).
 
-The guests reboot on panic (``panic=-1``); these tests make QEMU pause instead of resetting (QMP ``set-action
-reboot=shutdown,shutdown=pause``), so the registers are still the panicked kernel's.
+The guests reboot on panic (``panic=-1``); the tests that drive QEMU themselves make it pause instead of resetting
+(QMP ``set-action reboot=shutdown,shutdown=pause``), as bootlab's observed boots do, so the registers are still
+the panicked kernel's.
 """
 
 from __future__ import annotations
@@ -177,17 +178,55 @@ def test_a_paused_guest_stays_paused_and_gdb_must_disconnect_not_detach() -> Non
     asyncio.run(go())
 
 
-def test_the_verdict_carries_the_decoded_fault_registers(tmp_path: Path) -> None:
-    """Through bootlab's own boot: the crash verdict's registers come with ESR/ELR/FAR/SPSR/EL and the decoded
-    line (QEMU told to pause on the guest's reset request, see the module docstring)."""
+def test_the_verdict_carries_the_panics_fault_registers(tmp_path: Path) -> None:
+    """Through bootlab's own boot, with the guest as built (``panic=-1``: the kernel asks for a reset within
+    milliseconds of its panic): bootlab makes QEMU pause at that request, so the verdict's registers are the
+    panicked kernel's, decoded: the last exception taken to EL1 is the SVC of the `echo c > /proc/sysrq-trigger`
+    write, from user space (ELR below the kernel's half), and the vCPU is in the kernel. A rebooted guest would
+    show a fresh boot's (ESR 0, nothing decoded)."""
     from bootlab.profile.loader import load_project, resolve_profile
 
-    sets = ["vars.mode=panic", "extra_args=['-action', 'reboot=shutdown,shutdown=pause']"]
-    prof = resolve_profile("linux-arm64", project=load_project(GUESTS), sets=sets)
+    prof = resolve_profile("linux-arm64", project=load_project(GUESTS), sets=["vars.mode=panic"])
     v = boot(prof, options=BootOptions(log_path=tmp_path / "panic.log"))
     assert v.outcome == "crash" and v.registers
+    assert (tmp_path / "panic.log").read_bytes().count(b"Booting Linux") == 1  # paused, not rebooted
     r = v.registers[0]
     assert r.stub_error is None
     assert r.esr is not None and int(r.esr, 16) >> 26 == 0x15
-    assert r.elr and r.far and r.spsr is not None and r.el == 1
+    assert r.elr and int(r.elr, 16) < 1 << 48 and r.far and r.spsr is not None and r.el == 1
     assert r.exception == "SVC #0x0"
+    assert r.pc is not None and int(r.pc, 16) >= 0xFFFF000000000000  # in the kernel, where it panicked
+
+
+def test_a_guest_that_resets_without_a_crash_still_reboots() -> None:
+    """The other half of the rule: a reset request with no fatal line is carried out as QEMU would have (reset,
+    run on), so a guest rebooting on purpose reboots; the next one, after a fatal line, is kept paused."""
+    from bootlab.host import probe
+    from bootlab.profile.loader import load_project, resolve_profile
+    from bootlab.qemu.invocation import build_invocation
+    from bootlab.qemu.machine import QemuMachine
+
+    async def go() -> None:
+        prof = resolve_profile("linux-arm64", project=load_project(GUESTS), sets=["vars.mode=panic"])
+        async with QemuMachine() as m:
+            m.launch(build_invocation(prof, probe(), m.runtime).argv)
+            console = await m.console()
+            asked: list[str] = []
+
+            async def keep(reason: str) -> bool:  # the first panic is let go (a reboot), the second kept
+                asked.append(reason)
+                return len(asked) > 1
+
+            m.pause_on_guest_stop(keep)
+            seen = b""
+            async with asyncio.timeout(180):
+                while len(asked) < 2:
+                    chunk = await console.read(0.2)
+                    assert chunk is None or not chunk.eof, seen[-2000:].decode(errors="replace")
+                    seen += chunk.data if chunk is not None else b""
+            assert m.pauses_on_guest_stop and asked == ["guest-reset", "guest-reset"]
+            assert seen.count(b"Booting Linux") == 2 and seen.count(b"Kernel panic - not syncing") == 2
+            await asyncio.sleep(0.3)
+            assert not await m.guest_running() and m.running  # kept: paused at the second reset request
+
+    asyncio.run(go())

@@ -87,6 +87,9 @@ class FakeMachine:
     def kill(self) -> None:
         self.running = False
 
+    def pause_on_guest_stop(self, keep: object) -> None:
+        pass
+
 
 def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path: Path) -> None:
     """The recorded redox-sim kernel panic, replayed 5x faster than recorded, with the quiet-based crash clocks

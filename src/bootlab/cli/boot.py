@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bootlab.profile.model import Profile
     from bootlab.qemu.invocation import Invocation
     from bootlab.verdict import Verdict
+    from bootlab.vm.hold import GdbTarget
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="on crash or hang, boot once more under the profile's `fallback` (both verdicts kept)",
     )
+    p.add_argument(
+        "--hold-on-crash",
+        action="store_true",
+        help="on crash or hang, keep the VM paused as a named VM with a gdb stub, and print how to attach",
+    )
+    p.add_argument("--name", metavar="NAME", help="with --hold-on-crash: the held VM's name (default: PROFILE-N)")
     p.set_defaults(func=run_boot)
 
 
@@ -43,7 +50,17 @@ def run_boot(args: argparse.Namespace) -> int:
     import sys
 
     from bootlab.cli.common import prepare
+    from bootlab.errors import UsageError
     from bootlab.lab.fallback import Attempt, boot_with_fallback
+
+    if args.name is not None and not args.hold_on_crash:
+        raise UsageError("--name names a held VM: it goes with --hold-on-crash")
+    if args.hold_on_crash and args.fallback:
+        raise UsageError("--hold-on-crash keeps the crash, --fallback boots past it: give one of them")
+    if args.name is not None:
+        from bootlab.vm.registry import validate_name
+
+        validate_name(args.name)
 
     if args.timeout is not None:
         args.sets = [*args.sets, f"timeout={args.timeout}"]
@@ -51,14 +68,22 @@ def run_boot(args: argparse.Namespace) -> int:
         args.sets = [*args.sets, f"quiet_timeout={args.quiet_timeout}"]
     res, inv = prepare(args, force=args.force, quiet=False)
     prepared: dict[str, tuple[Resolved, Invocation]] = {res.profile.name: (res, inv)}
+    holds: dict[int, dict[str, object]] = {}
 
     def boot_one(profile: Profile) -> Verdict:
         first = len(prepared) == 1
         r, i = prepared[profile.name]
         log = args.log if first or not args.log else f"{args.log}.fallback"
-        verdict = _observed_boot(args, r, i, log)
+        verdict, held = _observed_boot(args, r, i, log)
         if not args.json:
             _show(args, verdict)
+            if held is not None:
+                from bootlab.vm.hold import held_lines
+
+                for line in held_lines(held, verdict):
+                    print(line, flush=True)
+        elif held is not None:
+            holds[id(verdict)] = held.to_json()
         return verdict
 
     def resolve_fallback(name: str) -> Profile:
@@ -80,12 +105,17 @@ def run_boot(args: argparse.Namespace) -> int:
         data = last.model_dump(mode="json")
         if len(attempts) > 1:
             data["fallback_from"] = {"profile": attempts[0].profile.name, **attempts[0].verdict.model_dump(mode="json")}
+        if args.hold_on_crash:
+            data["held"] = holds.get(id(last))
         print(json.dumps(data, indent=2))
     return last.exit_code()
 
 
-def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log: str | None) -> Verdict:
-    """One observed boot with the live timeline on stderr, stored unless --no-store."""
+def _observed_boot(
+    args: argparse.Namespace, res: Resolved, inv: Invocation, log: str | None
+) -> tuple[Verdict, GdbTarget | None]:
+    """One observed boot with the live timeline on stderr, stored unless --no-store; with --hold-on-crash it
+    runs in a one-shot VM supervisor (:mod:`bootlab.vm.hold`), which keeps a crash or hang as a held VM."""
     import sys
     from pathlib import Path
 
@@ -106,14 +136,30 @@ def _observed_boot(args: argparse.Namespace, res: Resolved, inv: Invocation, log
             print(stage_line(f"check {text}", t), file=err, flush=True)
 
     print(f"bootlab: booting {profile.name} ({inv.accel_reason}; seed {profile.seed})", file=err, flush=True)
-    opts = BootOptions(log_path=Path(log) if log else None, project_dir=res.project.root, on_event=on_event)
-    verdict = boot(profile, host=res.host, options=opts)
+    held = None
+    if args.hold_on_crash:
+        from bootlab.lab.boot import default_log_path
+        from bootlab.vm.hold import boot_held, hold_crashes
+
+        log_path = Path(log) if log else default_log_path(profile)
+        done = boot_held(
+            profile,
+            log_path=log_path,
+            project_dir=res.project.root,
+            hold=hold_crashes,
+            name=args.name,
+            on_event=on_event,
+        )
+        verdict, held = done.verdict, done.held
+    else:
+        opts = BootOptions(log_path=Path(log) if log else None, project_dir=res.project.root, on_event=on_event)
+        verdict = boot(profile, host=res.host, options=opts)
     if not args.no_store:
         from bootlab.store import record_boot
 
         ref = record_boot(verdict, profile, res.host, project=res.project)
         print(f"bootlab: stored as {ref} (bootlab show {ref})", file=err, flush=True)
-    return verdict
+    return verdict, held
 
 
 def _show(args: argparse.Namespace, verdict: Verdict) -> None:

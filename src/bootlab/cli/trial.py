@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from bootlab.lab.summary import Stopper
     from bootlab.profile.loader import Project
     from bootlab.source.revision import Revision
+    from bootlab.vm.hold import HoldFirst
 
 
 def _count(text: str) -> int:
@@ -106,6 +107,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--bisect-exit", action="store_true", help="exit as `git bisect run` reads it: 0 good, 1 bad, 125 skip"
     )
     p.add_argument("--title", metavar="REGEX", help="with --bisect-exit: only failures whose title matches are bad")
+    p.add_argument(
+        "--hold-first-crash",
+        action="store_true",
+        help="keep the first crashing (or hanging) boot paused as a named VM with a gdb stub; the trial goes on",
+    )
     p.set_defaults(func=run_trial)
 
 
@@ -207,6 +213,36 @@ def run_trial(args: argparse.Namespace) -> int:
     return bisect_exit(args, result)
 
 
+def _hold_first(args: argparse.Namespace, lab: Lab) -> HoldFirst | None:
+    """``--hold-first-crash``: the trial's boots run in one-shot VM supervisors (the runner still schedules them),
+    and the first crash or hang is held. Local boots only: a held VM lives on this machine."""
+    if not getattr(args, "hold_first_crash", False):
+        return None
+    from bootlab.lab.lab import Lab
+
+    if type(lab) is not Lab:
+        raise UsageError(
+            "--hold-first-crash keeps a VM on this machine: it cannot go with --cluster (use --cluster local)"
+        )
+    from bootlab.vm.hold import HoldFirst
+
+    holder = HoldFirst()
+    lab.boot_fn = holder.boot_fn(lab.project.root)
+    return holder
+
+
+def _print_held(holder: HoldFirst) -> None:
+    from bootlab.vm.hold import held_lines
+
+    if holder.held is None or holder.verdict is None:
+        print("  held: no boot crashed or hung, so no VM was kept", flush=True)
+        return
+    v = holder.verdict
+    print(f"  first {v.outcome} (seed {v.seed}): {v.title}", flush=True)
+    for line in held_lines(holder.held, v):
+        print(f"  {line}", flush=True)
+
+
 def _bisect_said(code: int, why: str) -> int:
     print(f"bootlab: --bisect-exit {code} ({why})", file=sys.stderr)
     return code
@@ -239,6 +275,8 @@ def bisect_exit(args: argparse.Namespace, result: dict[str, Any]) -> int:
 def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     from bootlab.lab.lab import ArmSpec
 
+    if args.hold_first_crash and args.cluster not in (None, "local"):
+        raise UsageError("--hold-first-crash keeps a VM on this machine: it cannot go with --cluster; drop one")
     stopper = stopper_from(args)
     project = revision = None
     if args.rev or args.build:
@@ -253,6 +291,7 @@ def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         else:
             build_here(args, project, args.profile, list(args.sets))
     lab = make_lab(args, project, revision)
+    holder = _hold_first(args, lab)
     try:
         spec = ArmSpec(args.profile, list(args.sets))
         result = lab.trial(
@@ -272,6 +311,8 @@ def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         print(f"lint {line}", file=sys.stderr)
     from bootlab.lab.results import to_json
 
+    if holder is not None:
+        result.held = holder.to_json()
     data = to_json(result)
     if args.json:
         emit_json(result)
@@ -279,6 +320,8 @@ def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         from bootlab.report.text import print_trial
 
         print_trial(data)
+        if holder is not None:
+            _print_held(holder)
     if result.interrupted:
         return 130, data
     seq = result.sequential or {}

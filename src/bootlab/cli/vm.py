@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="TCP port forward on 127.0.0.1 (user-mode networking), e.g. 2222:22; repeatable",
     )
     la.add_argument("--persistent", action="store_true", help="write to the profile's disk images (no overlay)")
+    la.add_argument("--gdb", action="store_true", help="run QEMU's gdb stub on a private socket (see `vm gdb`)")
     la.add_argument("--no-wait", action="store_true", help="return at once; `bootlab vm list` shows progress")
     la.add_argument("--json", action="store_true", help="print the final state as JSON")
     la.set_defaults(func=cmd_launch)
@@ -78,6 +79,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sa.add_argument("--no-wait", action="store_true")
     sa.add_argument("--json", action="store_true")
     sa.set_defaults(func=cmd_start)
+
+    gd = vsub.add_parser("gdb", help="gdb on a VM's stub (a held crash, or launched with --gdb): run it or print how")
+    gd.add_argument("name", metavar="NAME")
+    gd.add_argument(
+        "--backtrace", action="store_true", help="run gdb in batch mode: `bt` and `info registers`, then disconnect"
+    )
+    gd.add_argument("--gdb", dest="gdb_program", metavar="PROGRAM", help="the gdb to run (default: gdb-multiarch)")
+    gd.add_argument("--print", dest="print_only", action="store_true", help="only print the command to attach")
+    gd.set_defaults(func=cmd_gdb)
 
     de = vsub.add_parser("delete", help="stop the VM and remove it with its overlay and log")
     de.add_argument("name", metavar="NAME")
@@ -143,6 +153,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         mounts=args.mounts,
         forwards=args.forwards,
         persistent=args.persistent,
+        gdb=args.gdb,
     )
     _err(f"bootlab: launching vm {args.name} from {args.profile}")
     state = manager.launch(
@@ -183,7 +194,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         (
             r["name"],
             r["profile"] or "-",
-            r["state"] + (f" ({r['title']})" if r.get("title") and r["state"] in ("crashed", "stopped") else ""),
+            r["state"]
+            + (f" ({r['title']})" if r.get("title") and r["state"] in ("crashed", "held", "stopped") else ""),
             _uptime(r["uptime_s"]),
             r["accel"] or "-",
             ",".join(r["forwards"]) or "-",
@@ -291,3 +303,47 @@ def cmd_delete(args: argparse.Namespace) -> int:
     manager.delete(args.name)
     _err(f"bootlab: vm {args.name} deleted")
     return 0
+
+
+def cmd_gdb(args: argparse.Namespace) -> int:
+    """Interactive gdb when it is installed and this is a terminal, else the command; ``--backtrace`` runs gdb in
+    batch mode (which ends with ``disconnect``, so the guest stays as it is)."""
+    import os
+    import shutil
+    import subprocess
+
+    from bootlab.errors import InfraError
+    from bootlab.vm import manager
+    from bootlab.vm.hold import GDB
+
+    target = manager.gdb_target(args.name)
+    program = args.gdb_program or GDB
+    gdb = shutil.which(program)
+    if args.backtrace:
+        if gdb is None:
+            raise InfraError(
+                f"{program} is not installed (Debian/Ubuntu: apt install gdb-multiarch; macOS: brew install gdb); "
+                f"attach by hand with: {target.attach_command(program)}"
+            )
+        argv = target.gdb_argv(gdb, batch=("bt", "info registers"))
+        was_running = manager.guest_running(args.name)  # gdb pauses a running guest as it attaches
+        try:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        except subprocess.TimeoutExpired:
+            raise InfraError(f"{program} did not finish within 120 s on vm {args.name}'s stub") from None
+        finally:
+            if was_running:
+                manager.guest_running(args.name, resume=True)
+        sys.stdout.write(done.stdout)
+        if done.returncode != 0:
+            _err(done.stderr.strip())
+        return 0 if done.returncode == 0 else 3
+    command = target.attach_command(program)
+    if gdb is None or args.print_only or not sys.stdin.isatty():
+        print(command)
+        _err("bootlab: leave gdb with `disconnect`: `detach` and `quit` let the guest run on")
+        return 0
+    _err(f"bootlab: {command}")
+    _err("bootlab: leave gdb with `disconnect`: `detach` and `quit` let the guest run on")
+    sys.stderr.flush()
+    os.execv(gdb, target.attach_argv(gdb))

@@ -36,6 +36,8 @@ EventHook = Callable[[str, str, float], None]
 Ending = Literal["pass", "crash", "hang", "timeout", "login-failed", "closed"]
 # how often a drain or pump with nothing to time wakes up (only matters for replayed consoles)
 _IDLE = 0.5
+# quiet that means a paused guest's last output has been read (see BootLoop.settled)
+SETTLE = 0.1
 
 
 class BootLoop:
@@ -60,6 +62,8 @@ class BootLoop:
         self._sends: list[tuple[float, bytes]] = []  # (due time, bytes), in due order
         self._line_buf = bytearray()
         self._drain: asyncio.Task[None] | None = None
+        self._last_chunk = 0.0  # console time of the last chunk read
+        self.decided = False  # finish() was called: the boot (or the VM's crash) is decided
 
     # ------------------------------------------------------------------ the phases
 
@@ -124,8 +128,17 @@ class BootLoop:
                 return
             self._record(chunk)
 
+    async def settled(self, quiet: float = SETTLE, limit: float = 1.0) -> None:
+        """Until nothing has arrived for ``quiet`` seconds (``limit`` at most). A guest that QEMU has just paused
+        prints nothing more: what it printed before is then read and fed (its console and QMP are two sockets,
+        so QMP's news may arrive before the console's last line)."""
+        deadline = self.console.now() + limit
+        while (now := self.console.now()) < deadline and now - self._last_chunk < quiet:
+            await asyncio.sleep(min(quiet, deadline - now))
+
     def finish(self) -> None:
         """The boot is decided: pending answers are dropped, the observer resolves what it still holds."""
+        self.decided = True
         self._sends.clear()
         self.obs.finish(self.console.now())
 
@@ -165,6 +178,7 @@ class BootLoop:
             await self.console.write(data)
 
     def _record(self, chunk: Chunk) -> None:
+        self._last_chunk = chunk.t
         if self.log is not None:
             self.log.write(chunk.data, chunk.t)
 

@@ -37,8 +37,9 @@ from bootlab.verdict import Verdict
 if TYPE_CHECKING:
     from bootlab.console.base import Console
     from bootlab.host import Host
+    from bootlab.packs.loader import PackSet
     from bootlab.profile.model import Profile
-    from bootlab.qemu.machine import QemuMachine
+    from bootlab.qemu.machine import KeepStopped, QemuMachine
 
 
 @dataclass
@@ -64,6 +65,15 @@ def default_log_path(profile: Profile) -> Path:
     directory = user_state_path("bootlab") / "logs"
     directory.mkdir(parents=True, exist_ok=True)
     return directory / f"{profile.name}-{stamp}-{profile.seed}-{time.monotonic_ns() % 1000000}.log"
+
+
+def boot_observer(profile: Profile, packs: PackSet, wait_for_shell: bool | None = None) -> Observer:
+    """The observer of one boot: ready at the login prompt, or at the shell when ``wait_for_shell`` (None: when
+    the boot logs in, see :func:`~bootlab.console.observer.wants_shell`, or runs checks, which need the shell).
+    A one-shot boot in a VM supervisor uses the same."""
+    wait_shell = wait_for_shell if wait_for_shell is not None else wants_shell(packs, profile.vars)
+    wait_shell = wait_shell or bool(profile.checks)
+    return Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
 
 
 def boot(profile: Profile, *, host: Host | None = None, options: BootOptions | None = None) -> Verdict:
@@ -92,9 +102,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
     from bootlab.qemu.invocation import build_invocation
     from bootlab.qemu.machine import LaunchFailure, QemuMachine
 
-    wait_shell = opts.wait_for_shell if opts.wait_for_shell is not None else wants_shell(packs, profile.vars)
-    wait_shell = wait_shell or bool(profile.checks)  # checks run in the shell: ready is the shell prompt
-    obs = Observer(packs, variables=profile.vars, wait_for_shell=wait_shell)
+    obs = boot_observer(profile, packs, opts.wait_for_shell)
     async with QemuMachine() as machine:
         inv = build_invocation(profile, host, machine.runtime)
         inv.require_runnable()  # a missing kernel/disk is the user's to fix: one line, exit 2
@@ -124,6 +132,7 @@ async def boot_async(profile: Profile, *, host: Host | None = None, options: Boo
                     on_event=opts.on_event,
                     skip_line=own_lines(hub) if hub is not None else None,
                 )
+                machine.pause_on_guest_stop(keep_crashed(loop))
                 ending = await loop.until_verdict()
                 if ending == "pass" and hub is not None:
                     verdict = await checked_verdict(machine, loop, hub, base, profile, opts)
@@ -164,6 +173,21 @@ async def checked_verdict(
     finally:
         await session.stop()
     return verdict.model_copy(update={"checks": run.results})
+
+
+def keep_crashed(loop: BootLoop) -> KeepStopped:
+    """The rule for a guest that asks QEMU to reset or power off during an observed boot (see
+    :meth:`~bootlab.qemu.machine.QemuMachine.pause_on_guest_stop`): after a fatal line, or once the boot is
+    decided, it stays paused, so the registers bootlab reads (and a debugger sees) are the crashed kernel's, not
+    a fresh boot's (``panic=-1`` resets within milliseconds). Any other reset or power-off happens as it would
+    have without bootlab: a guest (or firmware) that reboots on purpose reboots."""
+
+    async def keep(_reason: str) -> bool:
+        if not loop.decided:
+            await loop.settled()
+        return loop.decided or loop.obs.fatal_seen
+
+    return keep
 
 
 def _since(machine: QemuMachine) -> float:

@@ -80,6 +80,8 @@ class TrialResult(_Result):
     # only for trials read back from the store
     note: str | None = None
     started: float | None = None
+    # only with --hold-first-crash: the VM that holds the trial's first crash (see bootlab.vm.hold.HoldFirst)
+    held: dict[str, Any] | None = None
     # lint findings of the first boot, shown on stderr (not part of the JSON)
     lint: list[str] = Field(default_factory=list, exclude=True)
 
@@ -90,8 +92,8 @@ class TrialResult(_Result):
         for key, value in data.items():
             if key == "summary":
                 out.update(value)
-            elif key in ("note", "started") and key not in self.model_fields_set:
-                continue  # a fresh trial has no stored note/start
+            elif key in ("note", "started", "held") and key not in self.model_fields_set:
+                continue  # a fresh trial has no stored note/start; only --hold-first-crash holds a VM
             else:
                 out[key] = value
         return out

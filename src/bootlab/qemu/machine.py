@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,18 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 15.0
 QMP_TIMEOUT = 3.0
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+# options by which a command line chooses what a guest reset or power-off does; bootlab then leaves it alone
+_ACTION_OPTIONS = frozenset({"no-reboot", "no-shutdown", "action"})
+
+#: ``await keep(reason)``: whether a guest that asked to stop (``guest-reset``, ``guest-shutdown``,
+#: ``guest-panic``) stays paused as it is; otherwise QEMU does what it would have done on its own.
+KeepStopped = Callable[[str], Awaitable[bool]]
+
+
+def chooses_actions(argv: list[str]) -> bool:
+    """The command line says itself what a guest reset or power-off does (``-no-reboot``, ``-no-shutdown``,
+    ``-action``): bootlab then never changes it."""
+    return any(a.startswith("-") and a.lstrip("-") in _ACTION_OPTIONS for a in argv[1:])
 
 
 class LaunchFailure(InfraError):
@@ -70,6 +83,12 @@ def exit_reason(stderr: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _event_data(event: object) -> dict[str, Any]:
+    """A QMP event's ``data`` member ({} when it has none)."""
+    data = event.get("data") if isinstance(event, Mapping) else None
+    return data if isinstance(data, dict) else {}
+
+
 class QemuMachine:
     """One QEMU. ``async with QemuMachine() as m: m.launch(argv); console = await m.console()``.
 
@@ -96,6 +115,9 @@ class QemuMachine:
         self._console: UnixConsole | None = None
         self._qmp: QMPClient | None = None
         self._qmp_lock = asyncio.Lock()
+        self._watch: asyncio.Task[None] | None = None
+        self.pauses_on_guest_stop = False  # a guest's reset or power-off request pauses QEMU (see below)
+        self.gdb_socket: Path | None = None  # bootlab's own gdb stub, while it runs (see start_gdb)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -237,6 +259,70 @@ class QemuMachine:
     async def pause(self) -> None:
         await self.execute("stop")
 
+    async def guest_running(self) -> bool:
+        """Whether the guest's vCPUs run (not paused, not stopped at a reset or power-off request)."""
+        status = await self.execute("query-status")
+        return isinstance(status, dict) and status.get("status") == "running"
+
+    async def cont(self) -> None:
+        """Resume a paused guest; one stopped at its own reset request is reset first, as it asked."""
+        status = await self.execute("query-status")
+        if isinstance(status, dict) and status.get("status") == "shutdown":
+            await self._reset_as_asked()
+        else:
+            await self.execute("cont")
+
+    # ------------------------------------------------------------------ guest resets
+
+    def pause_on_guest_stop(self, keep: KeepStopped) -> None:
+        """From now on (in the background), a guest's reset or power-off request pauses QEMU instead (QMP
+        ``set-action reboot=shutdown,shutdown=pause``, QEMU >= 6.0), and ``keep`` decides each one: kept, the
+        guest stays paused exactly as it was (a kernel that panicked with ``panic=-1`` keeps its crashed
+        registers for the verdict and the debugger); not kept, QEMU does what it would have done on its own
+        (reset and run on, or exit with 0), so a guest that reboots on purpose still reboots.
+
+        Nothing changes when the command line chooses these actions itself (``-no-reboot``, ``-no-shutdown``,
+        ``-action``) or QEMU is older than 6.0; :attr:`pauses_on_guest_stop` says whether it took. Call it once
+        the console is connected (QEMU serves QMP only then): the guest has run for milliseconds at most."""
+        if self._watch is None and not chooses_actions(self.argv):
+            self._watch = asyncio.create_task(self._watch_guest_stops(keep))
+
+    async def _watch_guest_stops(self, keep: KeepStopped) -> None:
+        try:
+            client = await self.qmp()
+            with client.listener(("SHUTDOWN",)) as stops:
+                await self.execute("set-action", {"reboot": "shutdown", "shutdown": "pause"})
+                self.pauses_on_guest_stop = True
+                async for event in stops:
+                    data = _event_data(event)
+                    if not data.get("guest"):
+                        continue  # a host-side quit or reset: not the guest's request
+                    reason = str(data.get("reason", ""))
+                    if await keep(reason):
+                        continue
+                    if reason == "guest-reset":
+                        await self._reset_as_asked()
+                    else:  # guest-shutdown, guest-panic: QEMU would have exited with 0
+                        await self.quit(timeout=QMP_TIMEOUT)
+                        return
+        except InfraError:
+            pass  # QEMU older than 6.0 (no set-action), or gone: nothing to decide
+
+    async def _reset_as_asked(self) -> None:
+        """What QEMU does on a guest reset by default: reset the machine and run on. The reboot action is
+        ``reset`` for the moment (under ``shutdown`` QEMU would turn this reset into one more pause)."""
+        client = await self.qmp()
+        await self.execute("set-action", {"reboot": "reset"})
+        try:
+            with client.listener(("RESET",)) as resets:
+                await self.execute("system_reset")
+                await asyncio.wait_for(resets.get(), QMP_TIMEOUT)  # cont before the reset would be refused
+            await self.execute("cont")
+        except TimeoutError:
+            raise InfraError("QEMU did not reset the guest") from None
+        finally:
+            await self.execute("set-action", {"reboot": "shutdown"})
+
     async def powerdown(self) -> None:
         """The ACPI/PSCI power button: the guest may shut down cleanly."""
         await self.execute("system_powerdown")
@@ -266,10 +352,20 @@ class QemuMachine:
             if system:
                 from bootlab.qemu.sysregs import fill_system_registers
 
-                await fill_system_registers(self.execute, regs, directory=self.runtime.path)
+                await fill_system_registers(self.execute, regs, directory=self.runtime.path, stub=self.gdb_socket)
         except InfraError:
             pass
         return [symbolise(r, symbols) for r in regs]
+
+    async def start_gdb(self, socket: Path) -> Path:
+        """Start QEMU's gdb stub on the unix socket ``socket`` (its directory 0700 and ours) and keep it, for a
+        debugger to attach (a held crash, ``vm launch --gdb``); crash registers are then read through it. Raises
+        :class:`~bootlab.qemu.gdbstub.GdbStubError` with QEMU's own words when it refuses (e.g. an accelerator
+        without guest-debug support)."""
+        from bootlab.qemu.gdbstub import start_gdbserver
+
+        self.gdb_socket = await start_gdbserver(self.execute, socket)
+        return self.gdb_socket
 
     # ------------------------------------------------------------------ stopping
 
@@ -287,6 +383,11 @@ class QemuMachine:
 
     async def close(self) -> None:
         """Leave nothing behind: QMP closed, QEMU killed, console closed, runtime directory removed."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch
+            self._watch = None
         try:
             if self._qmp is not None:
                 with contextlib.suppress(Exception):

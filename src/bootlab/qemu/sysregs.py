@@ -80,8 +80,8 @@ class SystemRegisters:
         return regs
 
 
-def _explain(exc: GdbStubError) -> str:
-    text = str(exc)
+def explain(text: str) -> str:
+    """QEMU's refusal to start its gdb stub, with what it means when the accelerator is the reason."""
     if _NO_GUEST_DEBUG in text:
         text += " (QEMU's gdb stub needs an accelerator with guest-debug support: TCG, KVM, or HVF on Apple silicon "
         text += "from QEMU 8.1 on)"
@@ -89,7 +89,7 @@ def _explain(exc: GdbStubError) -> str:
 
 
 async def read_system_registers(
-    execute: Execute, *, directory: Path | None = None, timeout: float = 3.0
+    execute: Execute, *, directory: Path | None = None, timeout: float = 3.0, stub: Path | None = None
 ) -> list[SystemRegisters]:
     """Start QEMU's gdb stub, read every vCPU's fault registers, stop the stub. The VM should be paused already
     (a running VM is paused by the stub when we connect, and stays paused).
@@ -98,7 +98,10 @@ async def read_system_registers(
     directory); by default a fresh private directory under /tmp, removed afterwards. Raises
     :class:`GdbStubError` (one line) when the stub cannot be used, including when the profile runs its own stub
     (``-s``/``-gdb``), which bootlab never replaces. Everything is bounded by ``timeout`` seconds in total.
+    ``stub``: a stub bootlab started itself and keeps (a held crash, ``vm launch --gdb``) is read where it is.
     """
+    if stub is not None:
+        return await _read_through(stub, timeout)
     made = directory is None
     where = directory or Path(tempfile.mkdtemp(prefix="bootlab-gdb-", dir="/tmp" if Path("/tmp").is_dir() else None))
     try:
@@ -106,16 +109,25 @@ async def read_system_registers(
             if await has_gdbserver(execute):
                 raise GdbStubError("the profile runs its own gdb stub (-s or -gdb in extra_args); bootlab leaves it")
             async with gdbserver(execute, where / "gdb.sock") as sock:
-                stub = await GdbStub.connect(sock, timeout=timeout)
-                async with stub:
-                    return await _read_all(stub)
+                client = await GdbStub.connect(sock, timeout=timeout)
+                async with client:
+                    return await _read_all(client)
     except TimeoutError:
         raise GdbStubError(f"reading registers through QEMU's gdb stub took over {timeout:g}s") from None
     except GdbStubError as exc:
-        raise GdbStubError(_explain(exc)) from None
+        raise GdbStubError(explain(str(exc))) from None
     finally:
         if made:
             shutil.rmtree(where, ignore_errors=True)
+
+
+async def _read_through(socket: Path, timeout: float) -> list[SystemRegisters]:
+    try:
+        async with asyncio.timeout(timeout):
+            async with await GdbStub.connect(socket, timeout=timeout) as stub:
+                return await _read_all(stub)
+    except TimeoutError:
+        raise GdbStubError(f"reading registers through the gdb stub at {socket} took over {timeout:g}s") from None
 
 
 async def _read_all(stub: GdbStub) -> list[SystemRegisters]:
@@ -132,12 +144,18 @@ async def _read_all(stub: GdbStub) -> list[SystemRegisters]:
 
 
 async def fill_system_registers(
-    execute: Execute, regs: list[VcpuRegisters], *, directory: Path | None = None, timeout: float = 3.0
+    execute: Execute,
+    regs: list[VcpuRegisters],
+    *,
+    directory: Path | None = None,
+    timeout: float = 3.0,
+    stub: Path | None = None,
 ) -> None:
     """Add the stub's registers to ``regs`` (one per vCPU, from ``info registers``) in place; when the stub
     cannot be read, each gets ``stub_error`` instead and the rest of the verdict is unchanged."""
     try:
-        sysregs = {s.cpu: s for s in await read_system_registers(execute, directory=directory, timeout=timeout)}
+        read = await read_system_registers(execute, directory=directory, timeout=timeout, stub=stub)
+        sysregs = {s.cpu: s for s in read}
     except GdbStubError as exc:
         for r in regs:
             r.stub_error = str(exc)

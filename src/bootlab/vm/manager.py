@@ -80,6 +80,7 @@ class LaunchRequest:
     mounts: list[str] = field(default_factory=list)
     forwards: list[str] = field(default_factory=list)
     persistent: bool = False
+    gdb: bool = False  # QEMU's gdb stub on a private socket for the VM's whole life (`vm gdb NAME`)
 
 
 # ---------------------------------------------------------------------------------------------- control socket
@@ -148,7 +149,7 @@ def info(vm: VmDir) -> dict[str, Any]:
     st = state.get("state", "stopped") if alive else "stopped"
     if died is not None or (not alive and state.get("note") == "supervisor died"):
         st = "died"  # cleaned up already (QEMU went with it); shown until the VM is started or deleted
-    crash = state.get("crash") if st == "crashed" else None
+    crash = state.get("crash") if st in ("crashed", "held") else None
     last = state.get("verdict") or {}
     return {
         "name": vm.name,
@@ -164,6 +165,8 @@ def info(vm: VmDir) -> dict[str, Any]:
         "last_outcome": last.get("outcome"),
         "note": state.get("note", ""),
         "log": str(vm.log),
+        "gdb_socket": state.get("gdb_socket") if alive else None,
+        "kind": meta.get("kind", "vm"),
     }
 
 
@@ -294,6 +297,7 @@ def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_bac
         "mounts": req.mounts,
         "forwards": [list(parse_forward(f)) for f in req.forwards],
         "persistent": req.persistent,
+        "gdb": req.gdb,
         "created": time.time(),
         "fell_back_from": fell_back_from,
     }
@@ -303,12 +307,13 @@ def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_bac
         (vm.path / "state.json").unlink()
 
 
-def spawn(vm: VmDir) -> None:
-    """Start the supervisor detached (its own session; adopted by init once the intermediate child exits)."""
+def spawn(vm: VmDir, *, boot: bool = False) -> None:
+    """Start the supervisor detached (its own session; adopted by init once the intermediate child exits).
+    ``boot``: a one-shot boot that waits for its owner (see :mod:`bootlab.vm.hold`)."""
     vm.path.mkdir(parents=True, exist_ok=True)
     with vm.supervisor_out.open("ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "bootlab.vm.supervisor", "--detach", str(vm.path)],
+            [sys.executable, "-m", "bootlab.vm.supervisor", "--detach", *(["--boot"] if boot else []), str(vm.path)],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -395,6 +400,38 @@ def delete(name: str) -> None:
     if vm.supervisor_alive():
         stop(name, grace=0)
     shutil.rmtree(vm.path)
+
+
+def guest_running(name: str, *, resume: bool = False) -> bool:
+    """Whether the VM's guest runs (a debugger may have paused it); ``resume`` lets a booting or ready VM's
+    guest run on again (never a held one)."""
+    reply = request(get(name), protocol.GuestRequest(resume=resume))
+    if "error" in reply:
+        raise InfraError(str(reply["error"]))
+    return bool(reply["running"])
+
+
+def gdb_target(name: str) -> Any:
+    """Where a VM's gdb stub is (a held crash, or a VM launched with ``--gdb``), as a
+    :class:`~bootlab.vm.hold.GdbTarget`; a one-line usage error when it has none."""
+    from bootlab.vm.hold import GdbTarget
+
+    reap()
+    vm = get(name)
+    if not vm.supervisor_alive():
+        raise UsageError(
+            f"vm {name} is not running, so there is nothing to debug; start it with `bootlab vm start {name}`"
+        )
+    state = vm.read("state.json") or {}
+    target = GdbTarget.from_status({**state, "name": name})
+    if target.gdb_socket is None:
+        if target.gdb_error:
+            raise InfraError(f"vm {name} has no gdb stub: {target.gdb_error}")
+        raise UsageError(
+            f"vm {name} has no gdb stub: launch it with `bootlab vm launch {name} PROFILE --gdb` "
+            "(or hold a crash with `bootlab boot PROFILE --hold-on-crash`)"
+        )
+    return target
 
 
 # ---------------------------------------------------------------------------------------------- exec / logs

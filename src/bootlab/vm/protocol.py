@@ -2,7 +2,10 @@
 
 One JSON object per line over the supervisor's control socket (``ctl.sock``, 0600 in a 0700 directory): the
 client sends one request, the supervisor answers with reply lines (``wait`` with ``events`` first streams stage
-events; ``attach`` turns the connection into the raw console after its reply). :class:`Status` is also what the
+events; ``attach`` turns the connection into the raw console after its reply). ``boot`` is the one conversation
+of a supervisor started for a single boot (``--boot``): its owner streams the boot's events, is asked whether to
+hold a crash (:class:`HoldQuestion`, answered with :class:`HoldAnswer`) and gets the final :class:`Status`; the
+owner's connection closing before that ends the boot. :class:`Status` is also what the
 supervisor writes to ``state.json`` on every change, so `vm list` can answer without asking.
 """
 
@@ -52,7 +55,36 @@ class StopRequest(_Message):
     grace: float = 10.0
 
 
-Request = Annotated[StatusRequest | WaitRequest | ExecRequest | AttachRequest | StopRequest, Field(discriminator="op")]
+class BootRequest(_Message):
+    """The owner of a one-shot boot: run it (nothing starts before this), stream its events, and, with ``hold``,
+    ask before a crash or hang is kept."""
+
+    op: Literal["boot"] = "boot"
+    hold: bool = False
+
+
+class GuestRequest(_Message):
+    """Whether the guest's vCPUs run; with ``resume``, resume a guest paused by a debugger first (the stub pauses
+    a running guest when gdb attaches). Not for a held VM: that stays as it died until stopped."""
+
+    op: Literal["guest"] = "guest"
+    resume: bool = False
+
+
+class GuestReply(_Message):
+    running: bool
+
+
+class HoldAnswer(_Message):
+    """The owner's answer to a :class:`HoldQuestion`."""
+
+    hold: bool
+
+
+Request = Annotated[
+    StatusRequest | WaitRequest | ExecRequest | AttachRequest | StopRequest | BootRequest | GuestRequest,
+    Field(discriminator="op"),
+]
 _REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
 
 
@@ -71,6 +103,22 @@ class StageEvent(_Message):
     event: Literal["stage"] = "stage"
     name: str
     t: float | None
+
+
+class LoopEvent(_Message):
+    """What the boot loop reports as it happens (``stage``, ``send``, ``fatal``, ``ready``), for a boot's owner."""
+
+    event: Literal["loop"] = "loop"
+    kind: str
+    text: str
+    t: float
+
+
+class HoldQuestion(_Message):
+    """A one-shot boot ended in a crash or hang (its verdict, registers read): keep it? (see HoldAnswer)"""
+
+    event: Literal["hold?"] = "hold?"
+    verdict: dict[str, Any]
 
 
 class Status(_Message):
@@ -93,6 +141,10 @@ class Status(_Message):
     forwards: list[str] = Field(default_factory=list)
     log: str | None = None
     exec_gzip: bool | None = None
+    gdb_socket: str | None = None  # QEMU's gdb stub, when it runs (`vm launch --gdb`, a held crash)
+    gdb_error: str | None = None  # why there is no stub where one was wanted (e.g. HVF before QEMU 8.1)
+    symbols: str | None = None  # the profile's kernel ELF, for gdb
+    arch: str | None = None
 
 
 class ExecReply(_Message):

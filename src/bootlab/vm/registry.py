@@ -226,7 +226,9 @@ class VmDir:
         if run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
         state = self.read("state.json") or {}
-        if isinstance(state, dict) and state.get("state") in ("booting", "ready", "crashed", "stopping"):
+        from bootlab.vm.state import LIVE
+
+        if isinstance(state, dict) and state.get("state") in LIVE:
             state.update(state="stopped", note="supervisor died")
             self.write("state.json", state)
         with contextlib.suppress(FileNotFoundError):
