@@ -9,8 +9,9 @@ the two ends, next commit by expected information). This module runs it for real
   and its outputs are kept in the cache, so coming back to it costs nothing. A commit that does not build is
   skipped (as ``git bisect skip``): it stays a candidate (it may be the culprit; the answer then says the change
   lies between it and its neighbour) but is never booted.
-- **Boots.** Each batch is ``-j`` boots of one commit, run by the lab's runner (:func:`run_arms`, so a batch fans
-  out like a trial's boots, also through another boot function such as a cluster's). Every tested commit is a
+- **Boots.** Each batch is ``-j`` boots of one commit, run through :meth:`Lab.run` like a trial's boots, so a
+  batch fans out the same way: over this host's cores, or over a cluster's workers when the lab is a
+  :class:`~bootlab.cluster.lab.ClusterLab` (``bootlab bisect --cluster``). Every tested commit is a
   stored trial linked to the bisect; its boots carry the commit as their revision. Seeds come from the bisect's
   seed base salted by the commit, and continue from the boots already stored: a resumed bisect never repeats a
   boot.
@@ -40,9 +41,8 @@ from bootlab.verdict import INFRA, Verdict
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bootlab.host import Host
-    from bootlab.lab.runner import BootFn, Progress
-    from bootlab.profile.loader import Project
+    from bootlab.lab.lab import Lab
+    from bootlab.lab.runner import Progress
     from bootlab.source.build import Built
     from bootlab.source.checkout import Checkout
     from bootlab.source.git import CommitInfo
@@ -176,23 +176,16 @@ class BisectProgress(Protocol):
 
 
 class Bisection:
-    """One bisect run against a project, a host and a store. :meth:`run` returns the ``--json`` object."""
+    """One bisect run by a :class:`~bootlab.lab.lab.Lab` (its project, host, store and boot function: a
+    :class:`~bootlab.cluster.lab.ClusterLab` fans each batch out over its workers). :meth:`run` returns the
+    ``--json`` object. ``Lab.bisect`` and ``Lab.resume_bisect`` are the way in."""
 
-    def __init__(
-        self,
-        project: Project,
-        host: Host,
-        store: Store,
-        *,
-        boot_fn: BootFn | None = None,
-        force: bool = False,
-        progress: BisectProgress | None = None,
-    ) -> None:
-        self.project = project
-        self.host = host
-        self.store = store
-        self.boot_fn = boot_fn
-        self.force = force
+    def __init__(self, lab: Lab, *, progress: BisectProgress | None = None) -> None:
+        if lab.store is None:
+            raise ValueError("a bisect is stored as it goes: its lab needs a store")
+        self.lab = lab
+        self.project = lab.project
+        self.store: Store = lab.store
         self.progress = progress
         self.builds: dict[str, Built] = {}
         self.commits: list[str] = []
@@ -341,11 +334,11 @@ class Bisection:
         return result
 
     def _default_batch(self, spec: BisectSpec) -> int:
-        from bootlab.lab.runner import default_jobs
+        """``-j`` not given: as many boots as the lab runs at once (this host's cores, or a cluster's slots)."""
         from bootlab.profile.loader import resolve_profile
 
         profile = resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=0)
-        return default_jobs(profile.smp)
+        return self.lab.default_jobs(profile)
 
     def _restore(
         self,
@@ -417,16 +410,17 @@ class Bisection:
         commit: CommitInfo | None,
     ) -> bool:
         """Boot ``size`` boots of commit ``t``; returns True when interrupted."""
-        from bootlab.lab.lab import ArmSpec, Lab
+        from bootlab.lab.lab import ArmSpec
         from bootlab.lab.summary import derive_seed
 
         assert spec.seed_base is not None
         built = self.builds[t.commit]
-        project = built.project(self.project)
-        lab = Lab(project, self.host, self.store, boot_fn=self.boot_fn, force=self.force, revision=built.revision)
+        lab = self.lab
         salt = t.commit[:12]
         label = f"{t.commit[:12]}" + (f" {commit.subject[:40]}" if commit else "")
-        arm_spec = ArmSpec(spec.profile, spec.sets, label=label)
+        arm_spec = ArmSpec(
+            spec.profile, spec.sets, label=label, project=built.project(self.project), revision=built.revision
+        )
         checked = lab.check(arm_spec, derive_seed(spec.seed_base, t.boots, salt))
         checked.refuse(f"profile {spec.profile} at {t.commit[:12]}")
         if t.trial_id is None:
