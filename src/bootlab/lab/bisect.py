@@ -274,8 +274,7 @@ class Bisection:
         self.commits = commits
         info = commit_info(repo, commits)
         tested = {i: Tested(i, c) for i, c in enumerate(commits)}
-        priors = Priors().swapped() if spec.fixed else Priors()
-        cp = ChangePoint(len(commits), priors)
+        cp = ChangePoint(len(commits), priors_for(spec.fixed))
         self._restore(bisect_id, spec, tested, cp, title, saved)
         batch = spec.jobs
         state = "running"
@@ -489,6 +488,25 @@ class Bisection:
             summary, _ = stored_trial(self.store, t.trial_id)
             summary.status = status
             self.store.finish_trial(t.trial_id, status, to_json(summary))
+
+
+def priors_for(fixed: bool) -> Priors:
+    """The search's priors: the old side rarely shows the symptom; ``--fixed`` swaps the sides."""
+    return Priors().swapped() if fixed else Priors()
+
+
+def line_posterior(result: dict[str, Any]) -> list[float]:
+    """P(commit k is the first new one) for every commit of the line, recomputed from a stored result's counts.
+
+    The result keeps the posterior of the commits it tested; a report plots every commit of the line. The counts
+    (symptom and clean boots per tested commit, and the skipped ones) are all the search knew, and this is the
+    same :class:`ChangePoint` with the same priors, so the numbers are the ones the search printed."""
+    cp = ChangePoint(int(result["line_length"]), priors_for(result["direction"] == "fix"))
+    for row in result["commits"]:
+        cp.record(int(row["index"]), int(row["symptom"]), int(row["clean"]))
+        if row.get("skipped"):
+            cp.skip(int(row["index"]))
+    return [float(p) for p in cp.posterior()]
 
 
 def summarize(
