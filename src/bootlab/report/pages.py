@@ -1,4 +1,5 @@
-"""What a report shows, read from the store: one :class:`Page` per trial, matrix, comparison, boot or history.
+"""What a report shows, read from the store: one :class:`Page` per trial, matrix, comparison, bisect, boot or
+history.
 
 Pages are built from store rows and the JSON summaries the store keeps (the ``--json`` objects of ``trial``,
 ``matrix`` and ``compare``), never from a running :class:`~bootlab.lab.lab.Lab`: a report of a trial run
@@ -6,9 +7,9 @@ months ago, or by another bootlab version, is the same as one written the minute
 matplotlib or Jinja2; :mod:`bootlab.report.plots` draws a page's figures and :mod:`bootlab.report.render` writes
 it as HTML or Markdown.
 
-Adding a kind (bisect, say) is a loader here (registered in :data:`LOADERS`), a figure function in
-:mod:`bootlab.report.plots` (in ``FIGURES``) and a template per format (``templates/bisect.html.j2`` and
-``bisect.md.j2``).
+Adding a kind is a loader here (registered in :data:`LOADERS`), a figure function in
+:mod:`bootlab.report.plots` (in ``FIGURES``) and a template per format (``templates/KIND.html.j2`` and
+``KIND.md.j2``), as the bisect's are.
 """
 
 from __future__ import annotations

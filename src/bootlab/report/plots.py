@@ -10,7 +10,7 @@ state, no GUI backend.
 Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), the same
 outcome always in the same colour. Every figure has a caption that says what to read from it.
 
-Add a kind: write ``def bisect_figures(page) -> list[Figure]`` and register it in :data:`FIGURES`.
+Add a kind: write ``def KIND_figures(page) -> list[Figure]`` and register it in :data:`FIGURES`.
 """
 
 from __future__ import annotations
