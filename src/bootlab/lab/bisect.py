@@ -235,8 +235,9 @@ class Bisection:
             "line": commits,
             "config": str(self.project.path) if self.project.path else None,
         }
+        batch = self._batch_size(spec)
         bisect_id = self.store.begin_bisect(spec.profile, params, spec.note)
-        return self._run(bisect_id, spec, repo, commits, {})
+        return self._run(bisect_id, spec, repo, commits, {}, batch)
 
     def resume(self, bisect_id: int) -> dict[str, Any]:
         from bootlab.store.db import Ref
@@ -258,13 +259,14 @@ class Bisection:
             if not repo.is_dir() or git.git(["cat-file", "-e", f"{end}^{{commit}}"], repo, check=False).returncode:
                 raise UsageError(f"bisect s{bisect_id}: commit {end[:12]} is no longer in {repo}; it cannot resume")
         saved = json.loads(row["summary"]) if row["summary"] else {}
+        batch = self._batch_size(spec)
         self.store.claim_bisect(bisect_id)
-        return self._run(bisect_id, spec, repo, commits, saved)
+        return self._run(bisect_id, spec, repo, commits, saved, batch)
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
     def _run(
-        self, bisect_id: int, spec: BisectSpec, repo: Path, commits: list[str], saved: dict[str, Any]
+        self, bisect_id: int, spec: BisectSpec, repo: Path, commits: list[str], saved: dict[str, Any], batch: int
     ) -> dict[str, Any]:
         from bootlab.source.checkout import Checkout
         from bootlab.source.git import commit_info
@@ -276,7 +278,6 @@ class Bisection:
         tested = {i: Tested(i, c) for i, c in enumerate(commits)}
         cp = ChangePoint(len(commits), priors_for(spec.fixed))
         self._restore(bisect_id, spec, tested, cp, title, saved)
-        batch = spec.jobs
         state = "running"
         decision = "undecided"
         checkout: Checkout | None = None
@@ -291,8 +292,6 @@ class Bisection:
                     if used >= spec.max_boots:
                         decision = "budget"
                         break
-                    if batch is None:
-                        batch = self._default_batch(spec)
                     size = min(batch, spec.max_boots - used)
                     i = cp.next_commit(size)
                     if i is None:
@@ -332,12 +331,16 @@ class Bisection:
         self._finish_trials(tested, spec, state)
         return result
 
-    def _default_batch(self, spec: BisectSpec) -> int:
-        """``-j`` not given: as many boots as the lab runs at once (this host's cores, or a cluster's slots)."""
+    def _batch_size(self, spec: BisectSpec) -> int:
+        """Boots per batch: ``-j``, else as many as the lab runs at once (this host's cores, or a cluster's slots).
+
+        Asked of the lab before anything is built or stored, also with ``-j``: a cluster's lab asks its scheduler
+        here, so an unreachable one, or one without a worker for this profile, is one line and nothing to undo."""
         from bootlab.profile.loader import resolve_profile
 
         profile = resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=0)
-        return self.lab.default_jobs(profile)
+        default = self.lab.default_jobs(profile)
+        return spec.jobs or default
 
     def _restore(
         self,
