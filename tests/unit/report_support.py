@@ -125,7 +125,7 @@ def make_report_lab(root: Path, host: Host) -> Lab:
     return Lab(load_project(config), host, Store(root / "store"), boot_fn=replay_boot_fn())
 
 
-def make_bisect_lab(root: Path, host: Host, builds: list[str]) -> tuple[Lab, list[str]]:
+def make_bisect_lab(root: Path, host: Host, builds: list[str], script: str | None = None) -> tuple[Lab, list[str]]:
     """A git repository with one commit per build name (its build bakes the name into the image), the bisect
     project (bisect_support: profile ``sim`` builds it), a store under ``root/store``, boots replaying recorded
     logs at the rate of the image's build. Builds go to ``$BOOTLAB_CACHE``: point it under ``root`` first."""
@@ -133,6 +133,6 @@ def make_bisect_lab(root: Path, host: Host, builds: list[str]) -> tuple[Lab, lis
 
     from gitrepo import commits
 
-    config, repo = make_bisect_project(root, builds)
+    config, repo = make_bisect_project(root, builds, **({"script": script} if script else {}))
     lab = Lab(load_project(config), host, Store(root / "store"), boot_fn=replay_boot_fn(image_rate))
     return lab, commits(repo)

@@ -28,7 +28,7 @@ from bootlab.profile.loader import load_project
 from bootlab.report import pages, plots, render
 from bootlab.store.db import Ref, Store
 from conftest import make_fake_host
-from gitrepo import git
+from gitrepo import SIM_BUILD, git
 
 #: commits 1-6 never crash under -cpu max, 7-12 crash 80% of the time: the regression is commit 7 (index 6)
 BUILDS = ["isb-barriers"] * 6 + ["icache-fix"] * 6
@@ -170,9 +170,36 @@ def test_an_undecided_bisect_says_so_and_names_the_likeliest(bisected: Bisected)
     text = text_of(bisected.html("s2"))
     assert f"No commit reached 0.95: the budget of 8 boots ran out, after {r['boots']} boots." in text
     assert f"most likely {r['best']['commit'][:12]}" in text
-    assert "runners-up" in text and all(x["commit"][:12] in text for x in r["runners_up"])
+    others = [x for x in r["runners_up"] if x["commit"] != r["best"]["commit"]]
+    assert others and "runners-up" in text and all(x["commit"][:12] in text for x in others)
+    assert r["best"]["commit"][:12] not in text.split("runners-up", 1)[1].split("symptom rate", 1)[0]
     md = render.markdown(bisected.page("s2"))
     assert f"**No commit reached 0.95** (budget) after {r['boots']} boots" in md
+
+
+def test_an_unbuildable_commit_the_answer_hinges_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The change is at the commit that does not build or the one after it: the page marks the unbuildable commit
+    on the posterior plot, lists it as skipped with its build error, and says only its build could tell."""
+    monkeypatch.setenv("BOOTLAB_CACHE", str(tmp_path / "cache"))
+    script = 'set -e\ngrep -q broken kernel.conf && { echo "error: broken"; exit 1; }\n' + SIM_BUILD
+    builds = ["isb-barriers"] * 4 + ["broken"] + ["icache-fix"] * 4
+    lab, line = make_bisect_lab(tmp_path, make_fake_host(), builds, script=script)
+    r = lab.bisect(BisectSpec("sim", [], good="HEAD~8", bad="HEAD", jobs=2, seed_base=4, max_boots=40))
+    assert lab.store is not None and r["culprit"] is None and r["best"]["commit"] in (line[4], line[5])
+    page = pages.load(lab.store, Ref("bisect", int(r["bisect"][1:])))
+    (hinge,) = page.data["hinges"]
+    assert hinge["commit"] == line[4] and hinge["skipped"].startswith("build-error:")
+    assert [x["index"] for x in page.data["line"] if x["skipped"]] == [4]
+    html = render.html(page, plots.figures(page), store=lab.store.root)
+    text = text_of(html)
+    assert f"The answer may be {line[4][:12]} commit 5: broken" in text and "only a build of it could tell" in text
+    assert "skipped: build-error: build of sim at " + line[4][:12] in text_of(section(html, "commits"))
+    assert "1 skipped (not buildable)" in text
+    md = render.markdown(page)
+    assert (
+        f"> The answer may be `{line[4][:12]}`" in md and f"`{line[4][:12]}` **←** | commit 5: broken | skipped:" in md
+    )
+    lab.store.close()
 
 
 def test_failed_boots_show_excerpt_and_a_replay_at_their_commit(bisected: Bisected) -> None:
@@ -218,6 +245,8 @@ def test_bisect_markdown(bisected: Bisected) -> None:
     for row in r["commits"]:
         assert re.search(rf"^\| {row['index']} \| `{row['commit'][:12]}`", md, re.M), row
     assert f"`{c['commit'][:12]}` **←**" in md
+    table = md[md.index("| # | commit |") :].split("\n\n")[0].splitlines()  # one table: no blank line inside
+    assert len(table) == 2 + len(r["commits"]) and all(line.startswith("|") for line in table)
     assert "[bootlab-report-s1.html](bootlab-report-s1.html)" in md
 
 

@@ -472,6 +472,10 @@ def load_bisect(store: Store, ref: Ref) -> Page:
         "bisect": summary,
         "params": params,
         "commits": commits,
+        # unbuildable commits the answer may be (the change is then at one of them or the commit after it)
+        "hinges": [c for c in commits if c.get("skipped") and c["posterior"] >= 0.05],
+        # the stored runners-up of an undecided bisect include its likeliest commit, which the page names apart
+        "runners_up": [r for r in summary["runners_up"] if r["index"] != best],
         "line": [
             {
                 "index": i,

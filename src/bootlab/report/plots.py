@@ -1184,8 +1184,12 @@ def bisect_boots(page: Page, name: str = "commits") -> Figure | None:
         "Boots and failures per commit",
         f"Each row is a commit the search booted, oldest at the top; its bar is its boots, coloured by what they "
         f"showed ({what} count as the symptom, coloured by title). On the right: boots with the symptom / boots "
-        f"counted, and the commit's posterior. The first {'good' if b['direction'] == 'fix' else 'bad'} commit "
-        f"is in red.",
+        f"counted, and the commit's posterior. "
+        + (
+            f"The first {'good' if b['direction'] == 'fix' else 'bad'} commit is in red."
+            if b.get("culprit")
+            else "In red, the likeliest commit: no commit is sure yet."
+        ),
         _draw(name, draw),
         legend=legend,
     )
