@@ -27,21 +27,27 @@ remaining range, move the bound, skip to the nearest untested commit on a skip, 
 
 from __future__ import annotations
 
+import os
 import sys
-from pathlib import Path
 
-# this file is named like the standard library's `bisect` (which `random` imports): keep its folder off the path
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent / "src"))
+# This file is named like the standard library's `bisect` (the issue names it), which `random` and `statistics`
+# import. `python bench/bisect.py` puts bench/ first on sys.path before this line runs, and nothing has imported
+# the stdlib module by then, so the next `import random` would import this file as `bisect`. Drop that one entry
+# (not there with `python -P`, or `python -m bench.bisect` from the repository root).
+if (
+    not sys.flags.safe_path
+    and sys.path
+    and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__))
+):
+    del sys.path[0]
 
-import argparse  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import argparse
+import random
+import statistics
+import time
+from dataclasses import dataclass
 
-from bootlab.lab.changepoint import ChangePoint, Priors  # noqa: E402
+from bootlab.lab.changepoint import ChangePoint, Priors
 
 
 @dataclass(frozen=True)

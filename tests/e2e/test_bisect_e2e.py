@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from bootlab.host import Host
-from bootlab.lab.bisect import Bisection
+from bootlab.lab.lab import Lab
 from bootlab.lab.simulate import redox_sim_outcome, sim_boot_fn
 from bootlab.lab.summary import derive_seed
 from bootlab.profile.loader import load_project
@@ -135,8 +135,8 @@ def test_bisect_names_the_regression_and_resumes_after_ctrl_c(
     shutil.copytree(tmp_path / "store", tmp_path / "predicted-store")
     monkeypatch.setenv("BOOTLAB_CACHE", str(tmp_path / "predicted-cache"))
     with Store(tmp_path / "predicted-store") as store:
-        bisection = Bisection(load_project(config), fake_host, store, boot_fn=sim_boot_fn(image_outcome))
-        predicted = bisection.resume(int(first["bisect"][1:]))
+        lab = Lab(load_project(config), fake_host, store, boot_fn=sim_boot_fn(image_outcome))
+        predicted = lab.resume_bisect(int(first["bisect"][1:]))
     assert predicted["culprit"]["commit"] == line[6]
 
     proc = bootlab(tmp_path, config, "bisect", "--resume", first["bisect"], "--json")

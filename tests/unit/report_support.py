@@ -13,6 +13,7 @@ a trial with the same seed base stores the same boots.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from test_trial_support import make_project
@@ -48,7 +49,16 @@ def rate_of(profile: Profile) -> float:
     return RATES.get(profile.vars.get("build", "isb-barriers"), 1.0)
 
 
-def replay_boot_fn() -> BootFn:
+def image_rate(profile: Profile) -> float:
+    """A bisect's boots: the pass rate of the build baked into the image (the commit decides it), under -cpu max."""
+    from gitrepo import build_name_in
+
+    assert profile.initrd is not None
+    return RATES[build_name_in(Path(profile.initrd))] if profile.cpu_for("tcg") == "max" else 1.0
+
+
+def replay_boot_fn(rate: Callable[[Profile], float] = rate_of) -> BootFn:
+    """Boots replaying recorded logs; ``rate(profile)`` is the share that pass (default: from ``vars.build``)."""
     packs = load_packs(["redox"])
     texts = {name: (SAMPLES / name).read_text() for name in PASS_LOGS + CRASH_LOGS}
     classified: dict[str, Verdict] = {}  # the observer's verdict depends on the text only: classify each once
@@ -57,7 +67,7 @@ def replay_boot_fn() -> BootFn:
         if profile.vars.get("broken"):  # bootlab cannot run the boot at all: an infra-error, excluded from the rate
             raise RuntimeError(f"cannot start QEMU: {profile.vars['broken']}")
         rng = random.Random(profile.seed)
-        ok = rng.random() < rate_of(profile)
+        ok = rng.random() < rate(profile)
         hang = not ok and rng.random() < 0.15
         if ok or hang:
             name = PASS_LOGS[0] if rng.random() < 0.7 else PASS_LOGS[1]
@@ -113,3 +123,16 @@ def make_report_lab(root: Path, host: Host) -> Lab:
     """A project with the `sim` profile, a store under ``root/store`` and boots replaying recorded logs."""
     config = make_project(root)
     return Lab(load_project(config), host, Store(root / "store"), boot_fn=replay_boot_fn())
+
+
+def make_bisect_lab(root: Path, host: Host, builds: list[str], script: str | None = None) -> tuple[Lab, list[str]]:
+    """A git repository with one commit per build name (its build bakes the name into the image), the bisect
+    project (bisect_support: profile ``sim`` builds it), a store under ``root/store``, boots replaying recorded
+    logs at the rate of the image's build. Builds go to ``$BOOTLAB_CACHE``: point it under ``root`` first."""
+    from bisect_support import make_bisect_project
+
+    from gitrepo import commits
+
+    config, repo = make_bisect_project(root, builds, **({"script": script} if script else {}))
+    lab = Lab(load_project(config), host, Store(root / "store"), boot_fn=replay_boot_fn(image_rate))
+    return lab, commits(repo)

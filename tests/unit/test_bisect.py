@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,6 +223,39 @@ def test_bad_bisect_input_is_one_line(
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert snapshot(repo) == before
+
+
+def test_bisect_on_a_cluster_it_cannot_use_stops_before_anything_is_built_or_stored(
+    env: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    """--cluster: a bad address is bad input (2); an unreachable scheduler is infra (3), found before the first
+    build (the lab asks its scheduler for the batch size first), so there is no bisect to resume and nothing built.
+    A subprocess: the cluster client's Dask state stays out of the test process (tests/e2e: a real cluster)."""
+    pytest.importorskip("distributed")
+    config, repo, _ = env
+    before = snapshot(repo)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bootlab",
+        "bisect",
+        "sim",
+        "--good",
+        "HEAD~11",
+        "--bad",
+        "main",
+        "--config",
+        str(config),
+    ]
+    r = subprocess.run([*cmd, "--cluster", "ftp://x:1"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bootlab speaks tcp:// and tls://" in r.stderr
+    r = subprocess.run([*cmd, "--cluster", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith("bootlab: cannot reach the scheduler at tcp://127.0.0.1:9 (--cluster)")
+    assert r.stderr.count("\n") == 1
+    assert snapshot(repo) == before and not (tmp_path / "cache" / "builds").exists()
+    with Store(tmp_path / "store") as store:
+        assert store.bisects() == []
 
 
 def test_good_on_a_side_branch_is_refused(

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from report_support import make_report_lab
+from report_support import make_bisect_lab, make_report_lab
 
+from bootlab.lab.bisect import BisectSpec
 from bootlab.lab.lab import ArmSpec, Lab
 from bootlab.lab.results import to_json
 from bootlab.lab.stats import wilson
@@ -91,6 +92,29 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tupl
     path.write_text(render.html(history, plots.figures(history), store=store.root), encoding="utf-8")
     out["history"] = (path, [f"t{len(store.trials())}", numbers(t)])
     store.close()
+    # a bisect (real git repository, builds and search; boots replaying logs at each commit's rate), and the
+    # history of its profile, whose boots recorded their revisions
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BOOTLAB_CACHE", str(root / "bisect" / "cache"))
+        blab, _ = make_bisect_lab(root / "bisect", make_fake_host(), ["isb-barriers"] * 6 + ["icache-fix"] * 6)
+        s = blab.bisect(BisectSpec("sim", [], good="HEAD~11", bad="main", jobs=2, seed_base=7))
+    assert blab.store is not None and s["culprit"] is not None
+    row = next(r for r in s["commits"] if r["symptom"])
+    counted = row["symptom"] + row["clean"]
+    lo, hi = wilson(row["symptom"], counted)
+    culprit = s["culprit"]["commit"][:12]
+    symptom = f"{row['symptom']}/{counted} {row['symptom'] / counted:.0%} [{lo:.0%}-{hi:.0%}]"
+    for kind, page in (
+        ("bisect", pages.load(blab.store, Ref("bisect", 1))),
+        ("revisions", pages.load_history(blab.store, "sim")),
+    ):
+        path = root / "bisect" / f"{page.default_name}.html"  # beside the other history page, not over it
+        path.write_text(render.html(page, plots.figures(page), store=blab.store.root), encoding="utf-8")
+        wanted_text = (
+            [culprit, f"{s['posterior']:.3f}", symptom] if kind == "bisect" else [culprit, "Pass rate per revision"]
+        )
+        out[kind] = (path, wanted_text)
+    blab.store.close()
     yield out
 
 
@@ -131,7 +155,7 @@ def checks_trial(lab: Lab) -> dict[str, Any]:
     return to_json(checked.trial(ArmSpec("sim", ["vars.checks=1"]), n=6, seed_base=9, jobs=1))
 
 
-@pytest.mark.parametrize("kind", ["trial", "matrix", "comparison", "boot", "history", "checks"])
+@pytest.mark.parametrize("kind", ["trial", "matrix", "comparison", "boot", "history", "checks", "bisect", "revisions"])
 def test_report_renders_offline_in_chromium(
     kind: str, reports: dict[str, tuple[Path, list[str]]], tmp_path: Path
 ) -> None:
@@ -170,7 +194,9 @@ def test_report_renders_offline_in_chromium(
             context.close()
     assert sizes, "no plot on the page"
     assert all(w > 200 and h > 60 for w, h in sizes), sizes
-    expected_plots = {"trial": 5, "matrix": 1, "comparison": 5, "boot": 1, "history": 1, "checks": 5}[kind]
+    expected_plots = {
+        "trial": 5, "matrix": 1, "comparison": 5, "boot": 1, "history": 1, "checks": 5, "bisect": 3, "revisions": 2
+    }[kind]  # fmt: skip
     assert len(sizes) == expected_plots
     for needle in expected:
         assert needle in text, needle

@@ -3,7 +3,12 @@
 Each commit the search picks is built in bootlab's own checkout (the user's tree is never touched) and booted in
 batches of ``-j``; the answer is the first bad (or good) commit with its posterior probability. Exit 0 when a
 commit reached ``--confidence``, 1 when none did (budget spent, or only unbuildable commits left to tell apart),
-130 when interrupted (``--resume ID`` carries on without repeating a boot), 2 for bad input.
+130 when interrupted (``--resume ID`` carries on without repeating a boot), 2 for bad input, 3 when bootlab could
+not run the boots (a build-error is a skipped commit, not this; a cluster whose scheduler went away is).
+
+With ``--cluster`` (or ``$BOOTLAB_CLUSTER``, or ``cluster =`` in bootlab.toml) the lab is a cluster's, built by
+:func:`bootlab.cli.trial.make_lab` as for trials: each batch's boots run on its workers, and a batch is as many
+boots as their slots take at once unless ``-j`` says otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bootlab.cli.common import add_check_args
-from bootlab.cli.trial import _count, _seed_base, emit_json
+from bootlab.cli.trial import _count, _seed_base, add_cluster_arg, emit_json
 
 
 def _probability(text: str) -> float:
@@ -41,7 +46,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--title", metavar="REGEX", help="only failures whose title matches count; others are ignored")
     p.add_argument("--confidence", type=_probability, default=0.95, metavar="P", help="stop at this posterior")
     p.add_argument("--max-boots", type=_count, default=200, metavar="N", help="boot budget (default 200)")
-    p.add_argument("-j", "--jobs", type=_count, metavar="J", help="boots per batch, at once (default: cores // vCPUs)")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=_count,
+        metavar="J",
+        help="boots per batch, at once (default: cores // vCPUs; on a cluster, its workers' slots)",
+    )
     p.add_argument("--strict", action="store_true", help="a boot that passed with incidents shows the symptom")
     p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
     p.add_argument("--note", metavar="TEXT", help="a note stored with the bisect")
@@ -49,15 +60,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--resume", metavar="ID", help="carry on an interrupted bisect (s4) without repeating boots")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    add_cluster_arg(p)
     p.set_defaults(func=run_bisect)
 
 
 def run_bisect(args: argparse.Namespace) -> int:
     import json
 
+    from bootlab.cli.trial import make_lab
     from bootlab.errors import UsageError
-    from bootlab.host import probe
-    from bootlab.lab.bisect import Bisection, BisectSpec
+    from bootlab.lab.bisect import BisectSpec
     from bootlab.profile.loader import load_project
     from bootlab.report.bisect import make_bisect_progress
     from bootlab.store.db import open_store, parse_ref
@@ -78,10 +90,14 @@ def run_bisect(args: argparse.Namespace) -> int:
         project = load_project(args.config)
         with open_store(project) as store:
             row = store.require(ref)
-            config = json.loads(row["params"] or "{}").get("config")
-            if args.config is None and config and Path(config).is_file():
-                project = load_project(Path(config))
-            result = Bisection(project, probe(), store, force=args.force, progress=progress).resume(ref.id)
+        config = json.loads(row["params"] or "{}").get("config")
+        if args.config is None and config and Path(config).is_file():
+            project = load_project(Path(config))
+        lab = make_lab(args, project)
+        try:
+            result = lab.resume_bisect(ref.id, progress=progress)
+        finally:
+            _close(lab)
         return _show(args, result)
     missing = [name for name, v in (("PROFILE", args.profile), ("--good", args.good), ("--bad", args.bad)) if not v]
     if missing:
@@ -102,10 +118,17 @@ def run_bisect(args: argparse.Namespace) -> int:
         seed_base=args.seed_base,
         note=args.note,
     )
-    project = load_project(args.config)
-    with open_store(project) as store:
-        result = Bisection(project, probe(), store, force=args.force, progress=progress).start(spec)
+    lab = make_lab(args)
+    try:
+        result = lab.bisect(spec, progress=progress)
+    finally:
+        _close(lab)
     return _show(args, result)
+
+
+def _close(lab: Any) -> None:
+    if lab.store is not None:
+        lab.store.close()
 
 
 def _show(args: argparse.Namespace, result: dict[str, Any]) -> int:

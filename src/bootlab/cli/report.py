@@ -1,7 +1,7 @@
 """`bootlab report ID [ID...] | --history PROFILE [-o PATH] [--format html|md] [--open]`: pages people look at.
 
-One self-contained HTML file per stored trial, matrix, comparison or boot (or a profile's history): plots as inline
-SVG, the verdict of every boot, failed boots with their log excerpt, registers and replay command, and the
+One self-contained HTML file per stored trial, matrix, comparison, bisect or boot (or a profile's history): plots
+as inline SVG, the verdict of every boot, failed boots with their log excerpt, registers and replay command, and the
 environment. ``--format md`` writes Markdown for a CI job summary. matplotlib and Jinja2 (the ``report`` extra)
 are imported here only, so no other command pays for them.
 """
@@ -25,8 +25,12 @@ FORMATS = {"html": "html", "md": "md", "markdown": "md"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("report", help="an HTML (or Markdown) page with plots for stored trials, matrices, comparisons")
-    p.add_argument("ids", nargs="*", metavar="ID", help="t12 (trial), m3 (matrix), c2 (comparison), b345 (boot)")
+    p = sub.add_parser(
+        "report", help="an HTML (or Markdown) page with plots for stored trials, matrices, comparisons, bisects"
+    )
+    p.add_argument(
+        "ids", nargs="*", metavar="ID", help="t12 (trial), m3 (matrix), c2 (comparison), s4 (bisect), b345 (boot)"
+    )
     p.add_argument("--history", metavar="PROFILE", help="a profile's trials over time instead of IDs")
     p.add_argument(
         "-o",
@@ -60,7 +64,8 @@ def _check_args(args: argparse.Namespace) -> str:
         raise UsageError(f"--format {args.format}: unknown format; use html or md")
     if args.history is None and not args.ids:
         raise UsageError(
-            "report needs what to report: an ID (t12, m3, c2, b345; `bootlab history` lists them) or --history PROFILE"
+            "report needs what to report: an ID (t12, m3, c2, s4, b345; `bootlab history` lists them) or "
+            "--history PROFILE"
         )
     if args.history is not None and not args.history.strip():
         raise UsageError("--history needs a profile name, e.g. --history redox-sim")

@@ -79,6 +79,11 @@ def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) ->
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
+    add_cluster_arg(p)
+
+
+def add_cluster_arg(p: argparse.ArgumentParser) -> None:
+    """``--cluster``: every command that boots through a Lab (trial, matrix, compare, bisect); see make_lab."""
     p.add_argument(
         "--cluster",
         metavar="ADDRESS",

@@ -8,10 +8,11 @@ local store, seeds, the runner, summaries. This class changes three things only:
   (a laptop driving KVM boxes lints for KVM);
 - **run**: the runner's boot function is :meth:`ClusterRun.boot`, and ``jobs`` defaults to the boots the
   matching workers can run at once (their slots);
-- a run stopped because the scheduler went away raises one line (exit 3) once the trial is stored as
-  interrupted, naming where its finished boots are.
+- a run stopped because the scheduler went away raises one line (exit 3) once the trial (or bisect) is stored
+  as interrupted, naming where its finished boots are.
 
-A bisect batch (or anything else) that runs its arms through :meth:`Lab.run` fans out the same way.
+A bisect's batches run through :meth:`Lab.run` like a trial's boots, so they fan out the same way; without
+``-j`` a batch is as many boots as the matching workers' slots take at once (:meth:`default_jobs`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from bootlab.lab.runner import Arm, Progress, RunResult, run_arms
 if TYPE_CHECKING:
     from bootlab.cluster.config import ClusterConfig
     from bootlab.host import Host
+    from bootlab.lab.bisect import BisectSpec
     from bootlab.lab.results import ComparisonResult, MatrixResult, TrialResult
     from bootlab.profile.loader import Project
+    from bootlab.profile.model import Profile
     from bootlab.source.revision import Revision
     from bootlab.store.db import Store
 
@@ -80,6 +83,10 @@ class ClusterLab(Lab):
     def run(self, arms: list[Arm], *, jobs: int | None, progress: Progress | None) -> RunResult:
         return asyncio.run(self._run(arms, jobs, progress))
 
+    def default_jobs(self, profile: Profile) -> int:
+        """The boots of ``profile`` the workers that may run it take at once (their slots)."""
+        return capacity([place(profile, self.workers(), self.cluster.address)])
+
     async def _run(self, arms: list[Arm], jobs: int | None, progress: Progress | None) -> RunResult:
         async with ClusterRun(self.cluster, self.project.root, stream=self.stream) as run:
             run.main_task = asyncio.current_task()
@@ -97,11 +104,12 @@ class ClusterLab(Lab):
             result.interrupted = True
         return result
 
-    def _checked(self, ref: str | None) -> None:
+    def _checked(self, ref: str | None, then: str | None = None) -> None:
         """The scheduler went away: the result is stored (as interrupted); say so in one line, exit 3."""
         if self.lost is None:
             return
-        kept = f"finished boots are kept in {ref} (`bootlab show {ref}`)" if ref else "finished boots were not stored"
+        then = then or f"`bootlab show {ref}`"
+        kept = f"finished boots are kept in {ref} ({then})" if ref else "finished boots were not stored"
         raise InfraError(f"{self.lost}; {kept}")
 
     def trial(self, spec: ArmSpec, **kwargs: Any) -> TrialResult:
@@ -117,4 +125,14 @@ class ClusterLab(Lab):
     def compare(self, a: ArmSpec, b: ArmSpec, **kwargs: Any) -> ComparisonResult:
         result = super().compare(a, b, **kwargs)
         self._checked(result.comparison)
+        return result
+
+    def bisect(self, spec: BisectSpec, **kwargs: Any) -> dict[str, Any]:
+        result = super().bisect(spec, **kwargs)
+        self._checked(result["bisect"], f"`bootlab bisect --resume {result['bisect']}` carries on")
+        return result
+
+    def resume_bisect(self, bisect_id: int, **kwargs: Any) -> dict[str, Any]:
+        result = super().resume_bisect(bisect_id, **kwargs)
+        self._checked(result["bisect"], f"`bootlab bisect --resume {result['bisect']}` carries on")
         return result

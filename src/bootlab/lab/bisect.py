@@ -9,8 +9,9 @@ the two ends, next commit by expected information). This module runs it for real
   and its outputs are kept in the cache, so coming back to it costs nothing. A commit that does not build is
   skipped (as ``git bisect skip``): it stays a candidate (it may be the culprit; the answer then says the change
   lies between it and its neighbour) but is never booted.
-- **Boots.** Each batch is ``-j`` boots of one commit, run by the lab's runner (:func:`run_arms`, so a batch fans
-  out like a trial's boots, also through another boot function such as a cluster's). Every tested commit is a
+- **Boots.** Each batch is ``-j`` boots of one commit, run through :meth:`Lab.run` like a trial's boots, so a
+  batch fans out the same way: over this host's cores, or over a cluster's workers when the lab is a
+  :class:`~bootlab.cluster.lab.ClusterLab` (``bootlab bisect --cluster``). Every tested commit is a
   stored trial linked to the bisect; its boots carry the commit as their revision. Seeds come from the bisect's
   seed base salted by the commit, and continue from the boots already stored: a resumed bisect never repeats a
   boot.
@@ -40,9 +41,8 @@ from bootlab.verdict import INFRA, Verdict
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bootlab.host import Host
-    from bootlab.lab.runner import BootFn, Progress
-    from bootlab.profile.loader import Project
+    from bootlab.lab.lab import Lab
+    from bootlab.lab.runner import Progress
     from bootlab.source.build import Built
     from bootlab.source.checkout import Checkout
     from bootlab.source.git import CommitInfo
@@ -176,23 +176,16 @@ class BisectProgress(Protocol):
 
 
 class Bisection:
-    """One bisect run against a project, a host and a store. :meth:`run` returns the ``--json`` object."""
+    """One bisect run by a :class:`~bootlab.lab.lab.Lab` (its project, host, store and boot function: a
+    :class:`~bootlab.cluster.lab.ClusterLab` fans each batch out over its workers). :meth:`run` returns the
+    ``--json`` object. ``Lab.bisect`` and ``Lab.resume_bisect`` are the way in."""
 
-    def __init__(
-        self,
-        project: Project,
-        host: Host,
-        store: Store,
-        *,
-        boot_fn: BootFn | None = None,
-        force: bool = False,
-        progress: BisectProgress | None = None,
-    ) -> None:
-        self.project = project
-        self.host = host
-        self.store = store
-        self.boot_fn = boot_fn
-        self.force = force
+    def __init__(self, lab: Lab, *, progress: BisectProgress | None = None) -> None:
+        if lab.store is None:
+            raise ValueError("a bisect is stored as it goes: its lab needs a store")
+        self.lab = lab
+        self.project = lab.project
+        self.store: Store = lab.store
         self.progress = progress
         self.builds: dict[str, Built] = {}
         self.commits: list[str] = []
@@ -242,8 +235,9 @@ class Bisection:
             "line": commits,
             "config": str(self.project.path) if self.project.path else None,
         }
+        batch = self._batch_size(spec)
         bisect_id = self.store.begin_bisect(spec.profile, params, spec.note)
-        return self._run(bisect_id, spec, repo, commits, {})
+        return self._run(bisect_id, spec, repo, commits, {}, batch)
 
     def resume(self, bisect_id: int) -> dict[str, Any]:
         from bootlab.store.db import Ref
@@ -265,13 +259,14 @@ class Bisection:
             if not repo.is_dir() or git.git(["cat-file", "-e", f"{end}^{{commit}}"], repo, check=False).returncode:
                 raise UsageError(f"bisect s{bisect_id}: commit {end[:12]} is no longer in {repo}; it cannot resume")
         saved = json.loads(row["summary"]) if row["summary"] else {}
+        batch = self._batch_size(spec)
         self.store.claim_bisect(bisect_id)
-        return self._run(bisect_id, spec, repo, commits, saved)
+        return self._run(bisect_id, spec, repo, commits, saved, batch)
 
     # -- the loop -----------------------------------------------------------------------------------------------
 
     def _run(
-        self, bisect_id: int, spec: BisectSpec, repo: Path, commits: list[str], saved: dict[str, Any]
+        self, bisect_id: int, spec: BisectSpec, repo: Path, commits: list[str], saved: dict[str, Any], batch: int
     ) -> dict[str, Any]:
         from bootlab.source.checkout import Checkout
         from bootlab.source.git import commit_info
@@ -281,10 +276,8 @@ class Bisection:
         self.commits = commits
         info = commit_info(repo, commits)
         tested = {i: Tested(i, c) for i, c in enumerate(commits)}
-        priors = Priors().swapped() if spec.fixed else Priors()
-        cp = ChangePoint(len(commits), priors)
+        cp = ChangePoint(len(commits), priors_for(spec.fixed))
         self._restore(bisect_id, spec, tested, cp, title, saved)
-        batch = spec.jobs
         state = "running"
         decision = "undecided"
         checkout: Checkout | None = None
@@ -299,8 +292,6 @@ class Bisection:
                     if used >= spec.max_boots:
                         decision = "budget"
                         break
-                    if batch is None:
-                        batch = self._default_batch(spec)
                     size = min(batch, spec.max_boots - used)
                     i = cp.next_commit(size)
                     if i is None:
@@ -340,12 +331,16 @@ class Bisection:
         self._finish_trials(tested, spec, state)
         return result
 
-    def _default_batch(self, spec: BisectSpec) -> int:
-        from bootlab.lab.runner import default_jobs
+    def _batch_size(self, spec: BisectSpec) -> int:
+        """Boots per batch: ``-j``, else as many as the lab runs at once (this host's cores, or a cluster's slots).
+
+        Asked of the lab before anything is built or stored, also with ``-j``: a cluster's lab asks its scheduler
+        here, so an unreachable one, or one without a worker for this profile, is one line and nothing to undo."""
         from bootlab.profile.loader import resolve_profile
 
         profile = resolve_profile(spec.profile, project=self.project, sets=spec.sets, seed=0)
-        return default_jobs(profile.smp)
+        default = self.lab.default_jobs(profile)
+        return spec.jobs or default
 
     def _restore(
         self,
@@ -417,16 +412,17 @@ class Bisection:
         commit: CommitInfo | None,
     ) -> bool:
         """Boot ``size`` boots of commit ``t``; returns True when interrupted."""
-        from bootlab.lab.lab import ArmSpec, Lab
+        from bootlab.lab.lab import ArmSpec
         from bootlab.lab.summary import derive_seed
 
         assert spec.seed_base is not None
         built = self.builds[t.commit]
-        project = built.project(self.project)
-        lab = Lab(project, self.host, self.store, boot_fn=self.boot_fn, force=self.force, revision=built.revision)
+        lab = self.lab
         salt = t.commit[:12]
         label = f"{t.commit[:12]}" + (f" {commit.subject[:40]}" if commit else "")
-        arm_spec = ArmSpec(spec.profile, spec.sets, label=label)
+        arm_spec = ArmSpec(
+            spec.profile, spec.sets, label=label, project=built.project(self.project), revision=built.revision
+        )
         checked = lab.check(arm_spec, derive_seed(spec.seed_base, t.boots, salt))
         checked.refuse(f"profile {spec.profile} at {t.commit[:12]}")
         if t.trial_id is None:
@@ -495,6 +491,25 @@ class Bisection:
             summary, _ = stored_trial(self.store, t.trial_id)
             summary.status = status
             self.store.finish_trial(t.trial_id, status, to_json(summary))
+
+
+def priors_for(fixed: bool) -> Priors:
+    """The search's priors: the old side rarely shows the symptom; ``--fixed`` swaps the sides."""
+    return Priors().swapped() if fixed else Priors()
+
+
+def line_posterior(result: dict[str, Any]) -> list[float]:
+    """P(commit k is the first new one) for every commit of the line, recomputed from a stored result's counts.
+
+    The result keeps the posterior of the commits it tested; a report plots every commit of the line. The counts
+    (symptom and clean boots per tested commit, and the skipped ones) are all the search knew, and this is the
+    same :class:`ChangePoint` with the same priors, so the numbers are the ones the search printed."""
+    cp = ChangePoint(int(result["line_length"]), priors_for(result["direction"] == "fix"))
+    for row in result["commits"]:
+        cp.record(int(row["index"]), int(row["symptom"]), int(row["clean"]))
+        if row.get("skipped"):
+            cp.skip(int(row["index"]))
+    return [float(p) for p in cp.posterior()]
 
 
 def bisect_result(

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bootlab.host import Host
+    from bootlab.lab.bisect import BisectProgress, BisectSpec
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
     from bootlab.source.revision import Revision
@@ -212,6 +213,12 @@ class Lab:
     def run(self, arms: list[Arm], *, jobs: int | None, progress: Progress | None) -> RunResult:
         return asyncio.run(run_arms(arms, self.boot_fn, jobs=jobs, store=self.store, host=self.host, progress=progress))
 
+    def default_jobs(self, profile: Profile) -> int:
+        """Boots of ``profile`` this lab runs at once when ``-j`` is not given (a bisect's batch size)."""
+        from bootlab.lab.runner import default_jobs
+
+        return default_jobs(profile.smp)
+
     def trial_result(self, arm: Arm, spec: ArmSpec, *, seed_base: int, interrupted: bool) -> TrialResult:
         """One trial's result; its JSON is also what the store keeps as the trial's summary."""
         sequential = None
@@ -365,6 +372,19 @@ class Lab:
         if self.store is not None and cid is not None and arms[0].trial_id and arms[1].trial_id:
             self.store.finish_comparison(cid, arms[0].trial_id, arms[1].trial_id, to_json(out))
         return out
+
+    def bisect(self, spec: BisectSpec, *, progress: BisectProgress | None = None) -> dict[str, Any]:
+        """Search the commits between ``spec.good`` and ``spec.bad`` (see :mod:`bootlab.lab.bisect`); each batch
+        runs through :meth:`run`. Returns the bisect's ``--json`` object, also when interrupted."""
+        from bootlab.lab.bisect import Bisection
+
+        return Bisection(self, progress=progress).start(spec)
+
+    def resume_bisect(self, bisect_id: int, *, progress: BisectProgress | None = None) -> dict[str, Any]:
+        """Carry on a stored bisect that was interrupted, with its own settings, without repeating a boot."""
+        from bootlab.lab.bisect import Bisection
+
+        return Bisection(self, progress=progress).resume(bisect_id)
 
 
 def mark(result: Mapping[str, Any]) -> str:

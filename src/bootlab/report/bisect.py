@@ -32,7 +32,8 @@ class _BootLines:
         v = record.verdict
         what = v.outcome if v.passed else f"{v.outcome}: {failure_title(v)}"
         ref = f" ({record.ref})" if record.ref else ""
-        self.owner.line(f"  {arm.label[:12]} boot #{record.idx} seed {record.seed}: {what}{ref}")
+        where = f" on {v.worker.name}" if v.worker is not None else ""  # --cluster: which worker booted it
+        self.owner.line(f"  {arm.label[:12]} boot #{record.idx} seed {record.seed}{where}: {what}{ref}")
 
     def stop(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""What a report shows, read from the store: one :class:`Page` per trial, matrix, comparison, boot or history.
+"""What a report shows, read from the store: one :class:`Page` per trial, matrix, comparison, bisect, boot or
+history.
 
 Pages are built from store rows and the JSON summaries the store keeps (the ``--json`` objects of ``trial``,
 ``matrix`` and ``compare``), never from a running :class:`~bootlab.lab.lab.Lab`: a report of a trial run
@@ -6,9 +7,9 @@ months ago, or by another bootlab version, is the same as one written the minute
 matplotlib or Jinja2; :mod:`bootlab.report.plots` draws a page's figures and :mod:`bootlab.report.render` writes
 it as HTML or Markdown.
 
-Adding a kind (bisect, say) is a loader here (registered in :data:`LOADERS`), a figure function in
-:mod:`bootlab.report.plots` (in ``FIGURES``) and a template per format (``templates/bisect.html.j2`` and
-``bisect.md.j2``).
+Adding a kind is a loader here (registered in :data:`LOADERS`), a figure function in
+:mod:`bootlab.report.plots` (in ``FIGURES``) and a template per format (``templates/KIND.html.j2`` and
+``KIND.md.j2``), as the bisect's are.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from bootlab.errors import UsageError
 from bootlab.lab.lab import stored_trial, timing_sentence
 from bootlab.lab.stats import compare_times
-from bootlab.lab.summary import counts_as_pass, replay_command, stage_times
+from bootlab.lab.summary import counts_as_pass, failure_title, replay_command, stage_times
 from bootlab.report.logs import excerpt, fatal_index, log_lines
 from bootlab.store.db import Ref
 from bootlab.store.rows import boot_json, history_rows, trial_sets
@@ -340,22 +341,228 @@ def load_history(store: Store, profile: str) -> Page:
         )
         raise UsageError(f"report --history {profile}: no trials of {profile} in the store {store.root}; {hint}")
     variants = list(dict.fromkeys(" ".join(r["sets"]) for r in rows))
-    data = {"profile": profile, "rows": rows, "variants": variants}
+    revisions, unrecorded = _per_revision(store, rows)
+    data = {"profile": profile, "rows": rows, "variants": variants, "revisions": revisions, "unrecorded": unrecorded}
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in profile)
     return Page("history", f"history-{safe}", f"history of {profile}: {len(rows)} trials", data)
 
 
-#: kind of store id -> the loader of its page. Bisect: add its loader here (and its kind to store.db.KINDS).
+# -- bisects -------------------------------------------------------------------------------------------------------
+
+#: What each boot of a bisect was, as evidence (see bootlab.lab.bisect.symptom), in the order plots stack them.
+EVIDENCE = ("clean", "symptom", "ignored", "excluded")
+
+
+def _evidence(shows: bool | None, boot: dict[str, Any]) -> str:
+    if not boot["counted"]:
+        return "excluded"
+    return "ignored" if shows is None else ("symptom" if shows else "clean")
+
+
+def _rate(k: int, n: int) -> dict[str, Any]:
+    """A count as the templates' ``rate`` filter and the plots read it (here: boots showing the symptom)."""
+    from bootlab.lab.stats import wilson
+
+    return {"passed": k, "boots": n, "rate": k / n if n else None, "ci95": list(wilson(k, n)) if n else None}
+
+
+def _bisect_replay(summary: dict[str, Any], params: dict[str, Any]) -> str:
+    """``bootlab bisect`` with the same ends, rules and seed base: the same search, boot for boot (given the same
+    batch size: ``-j`` when it was given, else this host's default, as the original's was)."""
+    words = ["bootlab", "bisect", summary["profile"], *(w for s in summary.get("sets") or [] for w in ("--set", s))]
+    words += ["--good", summary["good"]["rev"], "--bad", summary["bad"]["rev"]]
+    if summary["direction"] == "fix":
+        words.append("--fixed")
+    if summary.get("title"):
+        words += ["--title", summary["title"]]
+    words += ["--confidence", f"{summary['confidence']:g}", "--max-boots", str(summary["max_boots"])]
+    if params.get("jobs"):
+        words += ["-j", str(params["jobs"])]
+    if summary.get("strict"):
+        words.append("--strict")
+    return shlex.join([*words, "--seed-base", str(summary["seed_base"])])
+
+
+def _rev(text: str) -> str:
+    """A revision as the user named it, a full hash shortened (a title is no place for 40 hex digits)."""
+    return text[:12] if len(text) == 40 and all(ch in "0123456789abcdef" for ch in text.lower()) else text
+
+
+def _images_per_commit(commits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The files the bisect booted: those every commit shared once, and per commit those its build made."""
+    seen: dict[str, set[Any]] = {}
+    per_commit = []
+    for c in commits:
+        images = c["boot_views"][0]["images"] if c["boot_views"] else {}
+        per_commit.append((c, images))
+        for key, digest in images.items():
+            seen.setdefault(key, set()).add(digest)
+    shared = {k for k, digests in seen.items() if len(digests) == 1}
+    return {
+        "shared": [{"key": k, "sha256": next(iter(seen[k]))} for k in sorted(shared)],
+        "per_commit": [
+            {"commit": c["commit"], "subject": c.get("subject"), "key": k, "sha256": d}
+            for c, images in per_commit
+            for k, d in sorted(images.items())
+            if k not in shared
+        ],
+    }
+
+
+def load_bisect(store: Store, ref: Ref) -> Page:
+    """A bisect: its answer, every commit of the line with its posterior, and per tested commit its boots (each
+    classified as the search counted it: symptom, clean, ignored by ``--title``, or excluded as qemu/infra)."""
+    from bootlab.lab.bisect import line_posterior, symptom, title_pattern
+
+    row = store.require(ref)
+    if not row["summary"]:
+        raise UsageError(
+            f"bisect {ref} has no result yet (its first batch has not finished, or it was killed before); "
+            f"`bootlab bisect --resume {ref}` carries it on"
+        )
+    summary = {**json.loads(row["summary"]), "status": store.status_of(row)}
+    params = json.loads(row["params"] or "{}")
+    line: list[str] = list(params.get("line") or [])
+    pattern = title_pattern(summary["title"]) if summary.get("title") else None
+    strict = bool(summary.get("strict"))
+    sets = list(summary.get("sets") or [])
+    by_commit: dict[str, list[dict[str, Any]]] = {}
+    for trow in store.bisect_trials(ref.id):
+        commit = json.loads(trow["params"] or "{}").get("commit")
+        for stored in store.boots(int(trow["id"])):
+            view = boot_view(stored, sets, strict)
+            shows = symptom(view["model"], strict=strict, title=pattern)
+            view["evidence"] = _evidence(shows, view)
+            # the image came from a build of that commit: the plain boot command boots whatever is built now
+            view["replay"] = (
+                f"# with the build of {str(commit)[:12]} in place (git switch --detach {str(commit)[:12]} && "
+                f"bootlab build {shlex.quote(summary['profile'])}):\n{view['replay']}"
+            )
+            by_commit.setdefault(str(commit), []).append(view)
+    post = line_posterior(summary) if line else []
+    best = summary["best"]["index"]
+    commits = []
+    for c in summary["commits"]:
+        boots = by_commit.get(c["commit"], [])
+        kinds = Counter(v["evidence"] for v in boots)
+        titles: dict[str, Counter[str]] = {k: Counter() for k in EVIDENCE}
+        for v in boots:
+            if v["evidence"] != "clean":
+                titles[v["evidence"]][v["title"] or failure_title(v["model"])] += 1
+        counted = c["symptom"] + c["clean"]
+        commits.append(
+            {
+                **c,
+                "boot_views": boots,
+                "evidence": {k: kinds.get(k, 0) for k in EVIDENCE},
+                "evidence_titles": {k: v.most_common() for k, v in titles.items()},
+                "counted": counted,
+                "symptom_rate": _rate(c["symptom"], counted),
+                "is_best": c["index"] == best,
+            }
+        )
+    cap = max(2, MAX_FAILURE_DETAILS // max(1, len(commits)))
+    failures = []
+    for c in commits:
+        # the boots the search counted against the commit (and the other failures, which it ignored)
+        shown = _pick_failures([b for b in c["boot_views"] if b["evidence"] in ("symptom", "ignored")], cap)
+        if shown:
+            failures.append({"commit": c, "boots": [_with_excerpt(store, b) for b in shown]})
+    tested = {c["index"]: c for c in commits}
+    data = {
+        "bisect": summary,
+        "params": params,
+        "commits": commits,
+        # unbuildable commits the answer may be (the change is then at one of them or the commit after it)
+        "hinges": [c for c in commits if c.get("skipped") and c["posterior"] >= 0.05],
+        # the stored runners-up of an undecided bisect include its likeliest commit, which the page names apart
+        "runners_up": [r for r in summary["runners_up"] if r["index"] != best],
+        "line": [
+            {
+                "index": i,
+                "commit": commit,
+                "posterior": post[i] if post else None,
+                "tested": i in tested and not tested[i].get("skipped"),
+                "skipped": bool(tested.get(i, {}).get("skipped")),
+            }
+            for i, commit in enumerate(line)
+        ],
+        "failures": failures,
+        "every_boot": [{"commit": c, "arm": {"boots": c["boot_views"], "failures": []}} for c in commits],
+        # the images differ per commit: listed per commit under the environment, not pooled with boot counts
+        "env": {**environment([b for c in commits for b in c["boot_views"]]), "images": []},
+        "images": _images_per_commit(commits),
+        "notes": [n["text"] for n in store.notes(ref)],
+        "started": row["started"],
+        "finished": row["finished"],
+        "replay": _bisect_replay(summary, params),
+    }
+    good, bad = f"good {_rev(summary['good']['rev'])}", f"bad {_rev(summary['bad']['rev'])}"
+    ends = f"{bad} .. {good}" if summary["direction"] == "fix" else f"{good} .. {bad}"  # the older end first
+    return Page("bisect", str(ref), f"bisect {ref}: {_label(summary)}, {ends}", data)
+
+
+def _per_revision(store: Store, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The history's boots pooled per source revision (commit, dirty or not) and variant (``--set`` values), in
+    the order each revision was first booted; and how many counted boots recorded no revision (booted before
+    bootlab recorded revisions, or from a directory outside git). A trial's boots normally share one revision;
+    one rebuilt in place mid-trial splits over two, and a bisect's trials are one revision each."""
+    from bootlab.lab.stats import wilson
+    from bootlab.source.revision import Revision
+
+    groups: dict[tuple[str, str, bool], dict[str, Any]] = {}
+    unrecorded = 0
+    for r in rows:
+        trial = store.require(Ref("trial", int(r["trial"][1:])))
+        strict = bool(json.loads(trial["params"] or "{}").get("strict"))
+        variant = " ".join(r["sets"])
+        for b in store.boots(int(trial["id"])):
+            if b["outcome"] in INFRA:
+                continue
+            rev = Revision.from_json(json.loads(b["revision"])) if b["revision"] else None
+            if rev is None or not rev.commit:
+                unrecorded += 1
+                continue
+            g = groups.setdefault(
+                (variant, rev.commit, rev.dirty),
+                {
+                    "revision": rev.to_json(),
+                    "label": rev.short(),
+                    "tick": rev.commit[:8] + ("+dirty" if rev.dirty else ""),
+                    "variant": variant,
+                    "sets": r["sets"],
+                    "boots": 0,
+                    "passed": 0,
+                    "trials": [],
+                    "first": b["created"],
+                },
+            )
+            g["boots"] += 1
+            g["passed"] += counts_as_pass(Verdict.model_validate_json(b["verdict"]), strict)
+            g["first"] = min(g["first"], b["created"])
+            if r["trial"] not in g["trials"]:
+                g["trials"].append(r["trial"])
+    out = sorted(groups.values(), key=lambda g: g["first"])
+    for g in out:
+        g["rate"] = g["passed"] / g["boots"]
+        g["ci95"] = list(wilson(g["passed"], g["boots"]))
+    return out, unrecorded
+
+
+#: kind of store id -> the loader of its page (each kind of KINDS in store.db that has a page).
 LOADERS: dict[str, Callable[[Store, Ref], Page]] = {
     "trial": load_trial,
     "matrix": load_matrix,
     "comparison": load_comparison,
     "boot": load_boot,
+    "bisect": load_bisect,
 }
 
 
 def load(store: Store, ref: Ref) -> Page:
     loader = LOADERS.get(ref.kind)
     if loader is None:
-        raise UsageError(f"report {ref}: no report for a {ref.kind} yet; report a trial, matrix, comparison or boot")
+        raise UsageError(
+            f"report {ref}: no report for a {ref.kind}; report a trial, matrix, comparison, bisect or boot"
+        )
     return loader(store, ref)

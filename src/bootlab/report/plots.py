@@ -10,7 +10,7 @@ state, no GUI backend.
 Colours are the Okabe-Ito palette (distinguishable with the common colour-vision deficiencies), the same
 outcome always in the same colour. Every figure has a caption that says what to read from it.
 
-Add a kind: write ``def bisect_figures(page) -> list[Figure]`` and register it in :data:`FIGURES`.
+Add a kind: write ``def KIND_figures(page) -> list[Figure]`` and register it in :data:`FIGURES`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import io
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -890,18 +891,325 @@ def history_rates(rows: list[dict[str, Any]], variants: list[str], name: str = "
     )
 
 
+def revision_rates(revisions: list[dict[str, Any]], variants: list[str], name: str = "revisions") -> Figure | None:
+    """The boots of every trial pooled per source revision, rate and Wilson interval, in the order the revisions
+    were first booted; one colour per variant (as in :func:`history_rates`), side by side at a revision."""
+    if not revisions:
+        return None
+    ticks = list(dict.fromkeys((r["revision"]["commit"], r["revision"]["dirty"]) for r in revisions))
+    labels = {(r["revision"]["commit"], r["revision"]["dirty"]): r["tick"] for r in revisions}
+    used = list(dict.fromkeys(r["variant"] for r in revisions))
+
+    def style(variant: str) -> tuple[str, str]:
+        i = variants.index(variant)
+        return VARIANT_COLOURS[i % len(VARIANT_COLOURS)], VARIANT_MARKERS[(i // len(VARIANT_COLOURS)) % 4]
+
+    def draw() -> MplFigure:
+        fig = _figure(2.7)
+        ax = fig.add_subplot()
+        k = len(used)
+        for r in revisions:
+            x = ticks.index((r["revision"]["commit"], r["revision"]["dirty"])) + 0.0
+            x += (used.index(r["variant"]) - (k - 1) / 2) * min(0.5 / k, 0.18)
+            colour, marker = style(r["variant"])
+            lo, hi = r["ci95"]
+            ax.errorbar(
+                [x],
+                [100 * r["rate"]],
+                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
+                fmt=marker,
+                color=colour,
+                capsize=3,
+                markersize=5,
+                linewidth=1.4,
+            )
+        step = max(1, math.ceil(len(ticks) / 26))
+        shown = list(range(0, len(ticks), step))
+        ax.set_xticks(shown, [labels[ticks[i]] for i in shown], rotation=55, ha="right", rotation_mode="anchor",
+                      fontsize=7.5)  # fmt: skip
+        ax.set_xlim(-0.6, len(ticks) - 0.4)
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("pass rate (%)")
+        ax.set_xlabel("source revisions, in the order they were first booted")
+        ax.grid(axis="x", visible=False)
+        return fig
+
+    return Figure(
+        name,
+        "Pass rate per revision",
+        "Every boot of the trials above pooled by the commit its image was built from (+dirty: from a tree with "
+        "uncommitted changes), with its 95% Wilson interval, one colour and mark per set of --set values. A "
+        "revision booted by several trials has a narrower interval than any of them.",
+        _draw(name, draw),
+        legend=[(*style(v), v or "(no --set)") for v in used] if len(used) > 1 else [],
+    )
+
+
 def history_figures(page: Page) -> list[Figure]:
-    fig = history_rates(page.data["rows"], page.data["variants"])
-    return [fig] if fig else []
+    figures = [
+        history_rates(page.data["rows"], page.data["variants"]),
+        revision_rates(page.data["revisions"], page.data["variants"]),
+    ]
+    return [f for f in figures if f is not None]
 
 
-#: kind of page -> its figures. Bisect: add ``"bisect": bisect_figures`` here.
+# -- bisect --------------------------------------------------------------------------------------------------------
+
+#: Failure titles of a bisect in these colours, commonest first (purple, orange, blue, sky, black, yellow); further
+#: titles share one grey. Passes are the outcome green, as everywhere; vermillion marks the answer (the first bad
+#: or good commit) in every bisect figure, so no title wears it.
+TITLE_COLOURS = ("#CC79A7", "#E69F00", "#0072B2", "#56B4E9", "#000000", "#F0E442")
+OTHER_TITLES = "#8c8c8c"
+IGNORED = "#d0d0d0"  # failures of another title than --title's: neither good nor bad evidence
+EXCLUDED = "#eeeeee"  # qemu-error / infra-error: nothing about the guest
+
+
+def _commit_ticks(line: list[dict[str, Any]], best: int, keep: set[int], limit: int = 26) -> list[int]:
+    """Which commits of the line get a labelled tick: all of them on a short line, else the ends, the best one and
+    then the tested ones (``keep``), thinned so that labels never crowd (kept a few commits apart)."""
+    n = len(line)
+    if n <= limit:
+        return list(range(n))
+    gap = max(1, math.ceil(n / limit))
+    chosen: list[int] = []
+    for i in [0, n - 1, best, *sorted(keep)]:
+        if all(abs(i - j) >= gap for j in chosen):
+            chosen.append(i)
+    return sorted(chosen)
+
+
+def bisect_posterior(page: Page, name: str = "posterior") -> Figure | None:
+    """The posterior of "commit k is the first bad (good) one" for every commit of the line, the asked confidence
+    as a dashed line, and under the axis which commits were booted or could not be built."""
+    data, b = page.data, page.data["bisect"]
+    line = data["line"]
+    if not line or line[0]["posterior"] is None:
+        return None
+    best = b["best"]["index"]
+    found = b.get("culprit") is not None
+    word = "good" if b["direction"] == "fix" else "bad"
+    n = len(line)
+
+    def draw() -> MplFigure:
+        fig = _figure(2.7)
+        ax = fig.add_subplot()
+        xs = [c["index"] for c in line]
+        ys = [100 * c["posterior"] for c in line]
+        colours = [FAIL if c["index"] == best else ARM_COLOURS[0] for c in line]
+        ax.bar(xs, ys, width=0.8 if n <= 80 else 1.0, color=colours, linewidth=0)
+        ax.axhline(100 * b["confidence"], color=INK, linewidth=0.9, linestyle=(0, (4, 3)))
+        ax.text(
+            n - 0.5,
+            100 * b["confidence"] + 2,
+            f"asked confidence {b['confidence']:.0%}",
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color=INK,
+        )
+        tested = [c["index"] for c in line if c["tested"]]
+        skipped = [c["index"] for c in line if c["skipped"]]
+        ax.scatter(tested, [-5] * len(tested), marker="^", s=22, color=INK, linewidths=0, clip_on=False)
+        ax.scatter(skipped, [-5] * len(skipped), marker="x", s=24, color=FAIL, linewidths=1.4, clip_on=False)
+        p = ys[best]
+        ax.annotate(
+            f"{line[best]['commit'][:12]}  {p / 100:.3f}",
+            (best, p),
+            xytext=(0, 4),
+            textcoords="offset points",
+            ha="left" if best < n * 0.6 else "right",
+            va="bottom",
+            fontsize=8.5,
+            fontweight="bold",
+            color=FAIL,
+        )
+        ticks = _commit_ticks(line, best, {*tested, *skipped})
+        labels = []
+        for i in ticks:
+            end = " good" if i == (n - 1 if b["direction"] == "fix" else 0) else ""
+            end = " bad" if i == (0 if b["direction"] == "fix" else n - 1) else end
+            labels.append(line[i]["commit"][:7] + end)
+        ax.set_xticks(ticks, labels, rotation=55, ha="right", rotation_mode="anchor", fontsize=7.5)
+        for tick, i in zip(ax.get_xticklabels(), ticks, strict=True):
+            if i == best:
+                tick.set_color(FAIL)
+                tick.set_fontweight("bold")
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylim(-9, 108)
+        ax.set_yticks([0, 25, 50, 75, 100])
+        ax.set_ylabel("posterior (%)")
+        ax.set_xlabel("commits of the line, oldest to newest")
+        ax.grid(axis="x", visible=False)
+        return fig
+
+    answer = (
+        f"{line[best]['commit'][:12]} reached {b['posterior']:.3f}"
+        if found
+        else f"no commit reached {b['confidence']:g}; the likeliest, {line[best]['commit'][:12]}, has "
+        f"{b['posterior']:.3f}"
+    )
+    return Figure(
+        name,
+        f"Which commit is the first {word} one",
+        f"Each bar is the probability that this commit is the first {word} one, given all {b['boots']} boots "
+        f"(the symptom's rates before and after the change unknown, integrated out): {answer}. The search stops "
+        f"when a bar reaches the dashed line. Under the axis: ▲ commits booted, ✕ commits that could not be built "
+        f"(never booted, but still candidates).",
+        _draw(name, draw),
+    )
+
+
+def bisect_rates(page: Page, name: str = "rates") -> Figure | None:
+    """The share of each tested commit's counted boots that showed the symptom, with its Wilson interval, against
+    the estimated rates before and after the likeliest change: the step the search believes in."""
+    data, b = page.data, page.data["bisect"]
+    rows = [c for c in data["commits"] if c["counted"]]
+    if not rows:
+        return None
+    n = b["line_length"]
+    best = b["best"]["index"]
+
+    def draw() -> MplFigure:
+        fig = _figure(2.5)
+        ax = fig.add_subplot()
+        # the estimated rates as a step at the likeliest change (posterior means, averaged over where it is)
+        old, new = 100 * b["symptom_rate_old"], 100 * b["symptom_rate_new"]
+        ax.plot([-0.5, best - 0.5], [old, old], color=MUTED, linewidth=1.2, linestyle=(0, (2, 2)))
+        ax.plot([best - 0.5, n - 0.5], [new, new], color=MUTED, linewidth=1.2, linestyle=(0, (2, 2)))
+        ax.plot([best - 0.5, best - 0.5], [old, new], color=MUTED, linewidth=0.8, linestyle=(0, (2, 2)))
+        ax.text(-0.4, old + 2.5, f"p_old ≈ {old:.0f}%", fontsize=8, color=MUTED, va="bottom")
+        ax.text(n - 0.6, new + 2.5, f"p_new ≈ {new:.0f}%", fontsize=8, color=MUTED, va="bottom", ha="right")
+        for c in rows:
+            r = c["symptom_rate"]
+            lo, hi = r["ci95"]
+            colour = FAIL if c["index"] == best else ARM_COLOURS[0]
+            ax.errorbar(
+                [c["index"]],
+                [100 * r["rate"]],
+                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
+                fmt="o",
+                color=colour,
+                capsize=3,
+                markersize=5,
+                linewidth=1.4,
+            )
+        ticks = _commit_ticks(data["line"], best, {c["index"] for c in rows})
+        ax.set_xticks(ticks, [data["line"][i]["commit"][:7] for i in ticks], rotation=55, ha="right",
+                      rotation_mode="anchor", fontsize=7.5)  # fmt: skip
+        ax.set_xlim(-0.7, n - 0.3)
+        ax.set_ylim(-4, 104)
+        ax.set_ylabel("boots with the symptom (%)")
+        ax.set_xlabel("commits of the line, oldest to newest")
+        ax.grid(axis="x", visible=False)
+        return fig
+
+    return Figure(
+        name,
+        "The symptom's rate per commit",
+        f"Each point is a tested commit: the share of its counted boots that showed the symptom, with its 95% "
+        f"Wilson interval. The dashed step is what the search estimates: about {b['symptom_rate_old']:.0%} before "
+        f"the change and {b['symptom_rate_new']:.0%} after it. A commit with few boots has a wide interval: that "
+        f"is why one clean batch does not clear a commit of a flaky regression.",
+        _draw(name, draw),
+    )
+
+
+def bisect_boots(page: Page, name: str = "commits") -> Figure | None:
+    """One row per tested commit (oldest at the top): its boots as a bar, clean ones green, those showing the
+    symptom coloured by failure title, failures ignored by ``--title`` and qemu/infra errors in greys."""
+    data, b = page.data, page.data["bisect"]
+    rows = data["commits"]
+    if not rows:
+        return None
+    totals: Counter[str] = Counter()
+    for c in rows:
+        for title, count in c["evidence_titles"]["symptom"]:
+            totals[title] += count
+    named = [t for t, _ in totals.most_common(len(TITLE_COLOURS))]
+    colour_of = {t: TITLE_COLOURS[i] for i, t in enumerate(named)}
+    best = b["best"]["index"]
+    widest = max((sum(c["evidence"].values()) for c in rows), default=1) or 1
+
+    def label(c: dict[str, Any]) -> str:
+        subject = c.get("subject") or ""
+        return f"{c['commit'][:8]}  {_short(subject, 30)}"
+
+    def draw() -> MplFigure:
+        fig = _figure(0.3 * len(rows) + 0.9)
+        ax = fig.add_subplot()
+        for r, c in enumerate(rows):
+            y = len(rows) - 1 - r
+            x = 0.0
+            segments = [("clean", OUTCOME_COLOURS["pass"], c["evidence"]["clean"])]
+            symptom = dict(c["evidence_titles"]["symptom"])
+            segments += [(t, colour_of[t], symptom.pop(t)) for t in named if t in symptom]
+            segments.append(("other", OTHER_TITLES, sum(symptom.values())))
+            segments += [
+                ("ignored", IGNORED, c["evidence"]["ignored"]),
+                ("excluded", EXCLUDED, c["evidence"]["excluded"]),
+            ]
+            for _, colour, count in segments:
+                if count:
+                    ax.barh(y, count, left=x, height=0.62, color=colour, linewidth=0.6, edgecolor="#ffffff")
+                    x += count
+            if c.get("skipped"):
+                ax.text(0.1, y, f"skipped: {_short(c['skipped'], 70)}", va="center", fontsize=8, color=FAIL)
+                continue
+            counted = c["counted"]
+            text = f"{c['symptom']}/{counted}" + (f"  p={c['posterior']:.2f}" if c["posterior"] >= 0.01 else "")
+            ax.text(x + widest * 0.01, y, text, va="center", fontsize=8, color=FAIL if c["index"] == best else INK)
+        ax.set_yticks([len(rows) - 1 - r for r in range(len(rows))], [label(c) for c in rows], fontsize=8)
+        for tick, c in zip(ax.get_yticklabels(), rows, strict=True):
+            if c["index"] == best:
+                tick.set_color(FAIL)
+                tick.set_fontweight("bold")
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_xlim(0, widest * 1.22 + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("boots")
+        ax.tick_params(axis="y", length=0)
+        ax.spines["left"].set_visible(False)
+        ax.grid(axis="y", visible=False)
+        return fig
+
+    legend = [(OUTCOME_COLOURS["pass"], "s", "clean (passed)")]
+    legend += [(colour_of[t], "s", t) for t in named]
+    if len(totals) > len(named):
+        legend.append((OTHER_TITLES, "s", f"{len(totals) - len(named)} other failure titles"))
+    if any(c["evidence"]["ignored"] for c in rows):
+        legend.append((IGNORED, "s", f"other failures, ignored (not /{b['title']}/)"))
+    if any(c["evidence"]["excluded"] for c in rows):
+        legend.append((EXCLUDED, "s", "qemu-error / infra-error, not counted"))
+    what = f"failures titled /{b['title']}/" if b.get("title") else "failures"
+    return Figure(
+        name,
+        "Boots and failures per commit",
+        f"Each row is a commit the search booted, oldest at the top; its bar is its boots, coloured by what they "
+        f"showed ({what} count as the symptom, coloured by title). On the right: boots with the symptom / boots "
+        f"counted, and the commit's posterior. "
+        + (
+            f"The first {'good' if b['direction'] == 'fix' else 'bad'} commit is in red."
+            if b.get("culprit")
+            else "In red, the likeliest commit: no commit is sure yet."
+        ),
+        _draw(name, draw),
+        legend=legend,
+    )
+
+
+def bisect_figures(page: Page) -> list[Figure]:
+    figures = [bisect_posterior(page), bisect_boots(page), bisect_rates(page)]
+    return [f for f in figures if f is not None]
+
+
+#: kind of page -> its figures.
 FIGURES: dict[str, Callable[[Page], list[Figure]]] = {
     "trial": trial_figures,
     "matrix": matrix_figures,
     "comparison": comparison_figures,
     "boot": boot_figures,
     "history": history_figures,
+    "bisect": bisect_figures,
 }
 
 

@@ -19,6 +19,7 @@ from bootlab import __version__
 from bootlab.lab.lab import MARKS
 from bootlab.report.pages import Page
 from bootlab.report.text import decision_text, rate_text, when
+from bootlab.store.rows import revision_text
 
 TEMPLATES = Path(__file__).with_name("templates")
 MARK_NAMES = {"pass": "all passed", "flaky": "flaky", "fail": "all failed", "refused": "refused", "none": "no boots"}
@@ -32,6 +33,13 @@ def _secs(value: float | None, unit: bool = True) -> str:
 
 def _pval(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
+
+
+def _prob(value: float | None) -> str:
+    """A posterior probability: three decimals, and "<0.001" rather than a misleading 0.000."""
+    if value is None:
+        return "-"
+    return "<0.001" if 0 < value < 0.0005 else f"{value:.3f}"
 
 
 def _md_cell(value: Any) -> str:
@@ -61,6 +69,8 @@ def _env() -> jinja2.Environment:
         pval=_pval,
         decision=lambda seq, status: decision_text(seq, interrupted=status == "interrupted"),
         md=_md_cell,
+        revision=revision_text,
+        prob=_prob,
     )
     env.globals.update(version=__version__, mark_names=MARK_NAMES, marks=MARKS, register_keys=_register_keys)
     return env
