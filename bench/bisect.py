@@ -30,11 +30,21 @@ from __future__ import annotations
 import os
 import sys
 
-# This file is named like the standard library's `bisect` (the issue names it), which `random` and `statistics`
-# import. `python bench/bisect.py` puts bench/ first on sys.path before this line runs, and nothing has imported
-# the stdlib module by then, so the next `import random` would import this file as `bisect`. Drop that one entry
-# (not there with `python -P`, or `python -m bench.bisect` from the repository root).
-if (
+# This file is named like the standard library's `bisect` (the issue names it), and every script run from bench/
+# has bench/ first on sys.path. So:
+# - imported as `bisect` (another bench script, or the `random`/`statistics` it imports, asking for the standard
+#   module): be the standard module, so every bench script runs as `python bench/NAME.py`;
+# - run as this script: drop bench/ from the path before `random` is imported, for the same reason.
+if __name__ == "bisect":
+    import importlib.util
+    import sysconfig
+
+    _spec = importlib.util.spec_from_file_location("bisect", os.path.join(sysconfig.get_path("stdlib"), "bisect.py"))
+    assert _spec is not None and _spec.loader is not None
+    _stdlib = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(_stdlib)
+    sys.modules["bisect"] = _stdlib  # what `import bisect` hands to the importer once this body has run
+elif (
     not sys.flags.safe_path
     and sys.path
     and os.path.realpath(sys.path[0] or ".") == os.path.dirname(os.path.realpath(__file__))
