@@ -178,6 +178,63 @@ def test_a_posix_shell_is_not_mistaken_for_one_that_answered_without_the_marker(
     run(body)
 
 
+def test_a_line_typed_while_the_shell_is_busy_is_not_taken_for_a_foreign_shell() -> None:
+    """The shell is still running something when bootlab types its next line: the tty echoes the line, the shell
+    prints its prompt, then reads the line and runs it. That prompt after the echo is not an answer (it failed
+    checks on the Debian guest when a staged line was typed while the previous command's `rm` still ran)."""
+    from bootlab.packs.loader import load_packs
+
+    async def body(console: PtyShell) -> None:
+        shell = GuestShell(prompts=load_packs(["linux"]).shell)
+        await shell.run(console, ["true"])  # synced, gzip probed: the next line is the staged one
+        await console.write(b"sleep 1\n")  # busy when the staging line arrives
+        out = await shell.run(console, "echo staged-$((6 * 7))", stage=True)
+        assert (out.output, out.exit_code, shell.answered) == (b"staged-42\n", 0, False)
+
+    async def go() -> None:
+        console = PtyShell(prompt="/ # ")
+        try:
+            await asyncio.wait_for(body(console), 60)
+        finally:
+            await console.close()
+
+    asyncio.run(go())
+
+
+def _linux_prompts() -> object:
+    from bootlab.packs.loader import load_packs
+
+    return load_packs(["linux"]).shell
+
+
+SENT = "if printf %s 'Y2F0' >\"${TMPDIR:-/tmp}\"/bootlab.cf5e.b64; then printf '%s%s\\n' __BL Acf5e-0; fi\n"
+
+
+@pytest.mark.parametrize(
+    ("seen", "answered"),
+    [
+        # the tty's echo, then the busy shell's prompt: it has not read the line yet
+        (SENT.replace("\n", "\r\n").encode() + b"/ # ", False),
+        # ... then its line editor's own echo, wrapped into rows, cut where a row starts with '$'
+        (SENT.replace("\n", "\r\n").encode() + b"/ # if printf %s 'Y2F0' >\"$", False),
+        (SENT.replace("\n", "\r\n").encode() + b"/ # if printf %s 'Y2F0' >\"${TMPDIR:-/tmp}\"/bootla\r\r\n$", False),
+        # the echo wrapped by a line editor, then an answer and a prompt: a foreign shell
+        (
+            SENT[:30].encode() + b"\r\r\n" + SENT[30:].replace("\n", "\r\n").encode() + b"Unknown command 'if'\r\n# ",
+            True,
+        ),
+        # the answer alone, no prompt yet
+        (SENT.replace("\n", "\r\n").encode() + b"Unknown command 'if'\r\n", False),
+        # no echo of our line at all (the prompt came back from something else)
+        (b"Unknown command 'if'\r\n# ", False),
+    ],
+)
+def test_answered_without_marker_needs_the_echo_an_answer_and_a_prompt(seen: bytes, answered: bool) -> None:
+    from bootlab.console.shell import answered_without_marker
+
+    assert answered_without_marker(seen, SENT, _linux_prompts()) is answered  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------------- staged commands and scripts
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import re
 import secrets
 import shlex
@@ -183,25 +184,38 @@ def sync_line(marker: str) -> tuple[str, bytes]:
     return f"printf '%s%s\\n' {PREFIX} S{marker}\n", f"{PREFIX}S{marker}".encode()
 
 
-def answered_without_marker(seen: bytes | bytearray, marker: bytes, prompts: Sequence[_Pattern]) -> bool:
-    """The guest read our sync line and is back at its prompt without printing the marker: its shell is not a
-    POSIX sh (U-Boot's ``=>`` says ``Unknown command 'printf'``, Redox's ion answers in its own way). Known once
-    the echo of our line (which holds the marker only split, ``__BL S<id>``), at least one line after it and a
-    prompt on the last, unfinished line have arrived; no need to wait for the sync timeout."""
+def echo_end(seen: bytes | bytearray, sent: str) -> int | None:
+    """Where the echo of the line we typed ends in ``seen`` (after its line break); None until all of it arrived.
+
+    The echo may be broken into rows (a line editor wraps at the terminal's width with ``\\r\\r\\n``), so CR and
+    LF may stand between any two of its characters."""
+    match = _echo_pattern(sent.rstrip("\n")).search(seen)
+    return None if match is None else match.end()
+
+
+@functools.lru_cache(maxsize=16)
+def _echo_pattern(text: str) -> re.Pattern[bytes]:
+    return re.compile(b"[\r\n]*".join(re.escape(bytes([c])) for c in text.encode()) + b"[\r ]*\n")
+
+
+def answered_without_marker(seen: bytes | bytearray, sent: str, prompts: Sequence[_Pattern]) -> bool:
+    """The guest read the line we ``sent`` and answered it, then came back to its prompt, without printing the
+    line's marker: its shell is not a POSIX sh (U-Boot's ``=>`` says ``Unknown command 'printf'``, Redox's ion
+    answers in its own way). Known once, after the echo of our line, a line that is not part of that echo and a
+    prompt on the last, unfinished line have arrived; no need to wait for the sync timeout.
+
+    A POSIX sh that was still busy when we typed shows the tty's echo, then its prompt, then its line editor's
+    own echo of the same line (rows of our text), then the marker: no line there is an answer, so typing ahead
+    is never mistaken for a foreign shell."""
     from bootlab.console.clean import clean
 
-    echo = seen.find(marker.replace(PREFIX.encode(), PREFIX.encode() + b" ", 1))
-    if echo < 0 or not prompts:
+    end = echo_end(seen, sent)
+    if end is None or not prompts:
         return False
-    after = seen[echo:]
-    first_nl = after.find(b"\n")
-    if first_nl < 0:
-        return False
-    last_nl = after.rfind(b"\n")
-    if last_nl == first_nl and not after[first_nl + 1 :].strip():
-        return False
-    tail = clean(bytes(after[last_nl + 1 :]).decode(errors="replace"))
-    return bool(tail.strip()) and any(p.search(tail) for p in prompts)
+    rows = clean(bytes(seen[end:]).decode(errors="replace")).split("\n")
+    tail = rows.pop()
+    answers = [row.strip() for row in rows if row.strip() and row.strip()[-24:] not in sent]
+    return bool(answers) and bool(tail.strip()) and any(p.search(tail) for p in prompts)
 
 
 @dataclass
@@ -387,17 +401,17 @@ class GuestShell:
                 await console.write(b"\x03")
                 await asyncio.sleep(0.2)
             await console.write(line.encode())
-            if await self._wait_marker(console, marker, self.sync_timeout / attempts):
+            if await self._wait_markers(console, (marker,), line, self.sync_timeout / attempts) == 0:
                 self.synced = True
                 return True
         self.synced = False
         return False
 
-    async def _wait_marker(self, console: Console, marker: bytes, timeout: float) -> bool:
-        return await self._wait_markers(console, (marker,), timeout) == 0
-
-    async def _wait_markers(self, console: Console, markers: tuple[bytes, ...], timeout: float) -> int | None:
-        """The index of the first of ``markers`` to arrive as a line within ``timeout``; None if none did."""
+    async def _wait_markers(
+        self, console: Console, markers: tuple[bytes, ...], sent: str, timeout: float
+    ) -> int | None:
+        """The index of the first of ``markers`` to arrive as a line within ``timeout`` after we typed ``sent``;
+        None if none did."""
         seen = bytearray()
         deadline = time.monotonic() + timeout
         while True:
@@ -414,9 +428,7 @@ class GuestShell:
                 if chunk.eof:
                     return None
                 seen += chunk.data
-                if not any(has_marker(seen, m) for m in markers) and any(
-                    answered_without_marker(seen, m, self.prompts) for m in markers
-                ):
+                if not any(has_marker(seen, m) for m in markers) and answered_without_marker(seen, sent, self.prompts):
                     self.last_seen = bytes(seen[-300:])
                     self.answered = True  # the prompt came back without our marker: not a POSIX sh
                     return None
@@ -477,7 +489,7 @@ class GuestShell:
             if self.should_stop():
                 raise ExecAborted
             await console.write(line.encode())
-            got = await self._wait_markers(console, (ok, bad), self.sync_timeout)
+            got = await self._wait_markers(console, (ok, bad), line, self.sync_timeout)
             if got == 1:
                 raise ShellError(
                     f"the guest could not write a file in its $TMPDIR (default /tmp) to stage the command"
