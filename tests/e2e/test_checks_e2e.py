@@ -1,10 +1,10 @@
 """Checks after boot on real QEMU: `bootlab boot`/`trial` with `--check` and `--check-script` on linux-arm64 and
 redox-sim, through the CLI as a user runs them, with a private store.
 
-Ten boots in all (~1 minute on a quiet 2-core machine): passing checks with a 4 kB script (then `show` and the
+Eleven boots in all (~1 minute on a quiet 2-core machine): passing checks with a 4 kB script (then `show` and the
 JUnit export of that boot), failing ones (exit 3, a timeout after which the guest still answers, output without
-its word), a kernel panic triggered by a check, the same set on redox-sim, and a 6-boot trial whose check fails
-by the boot's seed.
+its word), a kernel panic triggered by a check (ended, and held by --hold-on-crash), the same set on redox-sim,
+and a 6-boot trial whose check fails by the boot's seed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from procs import alive, wait_dead
 
 from bootlab.lab.stats import wilson
 from bootlab.lab.summary import derive_seed
@@ -38,7 +39,7 @@ FAILING = [
 
 
 def bootlab(store: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BOOTLAB_STORE": str(store)}
+    env = {**os.environ, "BOOTLAB_STORE": str(store), "BOOTLAB_VM_HOME": str(store / "vms")}
     return subprocess.run(
         [sys.executable, "-m", "bootlab", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -106,7 +107,10 @@ def test_linux_failing_checks_make_the_boot_check_failed_and_a_timeout_leaves_it
     assert "check three: FAILED, exit 3" in err  # the live timeline
 
 
-def test_linux_a_panic_during_a_check_is_a_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hold", [False, True], ids=["ended", "held"])
+def test_linux_a_panic_during_a_check_is_a_crash(tmp_path: Path, hold: bool) -> None:
+    """Held (``--hold-on-crash``: the boot runs in a one-shot VM supervisor) or not, the checks run and the panic
+    one of them triggers is the boot's crash; held, it stays as the named VM until deleted."""
     code, v, err = boot(
         tmp_path,
         "linux-arm64",
@@ -114,6 +118,7 @@ def test_linux_a_panic_during_a_check_is_a_crash(tmp_path: Path) -> None:
         "--check", "first=true",
         "--check", "panic=echo c > /proc/sysrq-trigger; sleep 600",
         "--check", "never=true",
+        *(("--hold-on-crash", "--name", "chk") if hold else ()),
     )  # fmt: skip
     assert (code, v["outcome"], v["title"]) == (1, "crash", "linux: kernel panic: sysrq triggered crash"), err
     assert "Kernel panic - not syncing: sysrq triggered crash" in v["fatal_line"]
@@ -125,6 +130,14 @@ def test_linux_a_panic_during_a_check_is_a_crash(tmp_path: Path) -> None:
     assert v["registers"]  # taken as at any crash
     panic = v["checks"][1]
     assert v["fatal_t"] >= panic["t"] and v["duration_s"] - v["fatal_t"] < 5
+    if hold:
+        assert v["held"]["vm"] == "chk"
+        (row,) = json.loads(bootlab(tmp_path, "vm", "list", "--json").stdout)
+        assert (row["state"], row["title"]) == ("held", v["title"])
+        pids = [int(row["pid"]), int(row["qemu_pid"])]
+        assert all(alive(p) for p in pids)
+        assert bootlab(tmp_path, "vm", "delete", "chk").returncode == 0
+        assert all(wait_dead(p) for p in pids)
 
 
 def test_redox_sim_checks_pass_fail_time_out_and_run_a_4k_script(tmp_path: Path) -> None:

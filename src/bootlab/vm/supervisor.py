@@ -319,11 +319,18 @@ class Supervisor:
         return True
 
     async def _end_boot(self, machine: Any, loop: BootLoop, ending: Ending) -> None:
-        """The verdict, as `bootlab boot` concludes it; then held (when the owner wants it) or ended."""
-        from bootlab.lab.boot import conclude
+        """The verdict, as `bootlab boot` concludes it (a ready boot runs its checks first, so a crash during one is
+        held like any other); then held (when the owner wants it) or ended."""
+        from bootlab.lab.boot import BootOptions, checked_verdict, conclude
+        from bootlab.vm.hold import HOLDABLE
 
-        verdict = await conclude(machine, loop, ending, self._base(), symbols=self.profile.symbols, registers=True)
-        if ending in ("crash", "hang") and self.hold_wanted and machine.running and await self._ask_owner(verdict):
+        if ending == "pass" and self.profile.checks:
+            opts = BootOptions(on_event=self._on_event)
+            verdict = await checked_verdict(machine, loop, self.hub, self._base(), self.profile, opts)
+        else:
+            verdict = await conclude(machine, loop, ending, self._base(), symbols=self.profile.symbols, registers=True)
+        held = verdict.outcome in HOLDABLE and self.hold_wanted and machine.running
+        if held and await self._ask_owner(verdict):
             await self._hold(machine, loop, verdict)
             return
         self.settled = self.discard = True
