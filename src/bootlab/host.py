@@ -173,13 +173,10 @@ def _binary_facts(path: str) -> tuple[str, list[str]]:
     cached = _read_cache()
     if key in cached:
         return cached[key]["version"], cached[key]["accels"]
-    env = {**os.environ, "LC_ALL": "C"}
-    version = parse_version(
-        subprocess.run([path, "-version"], capture_output=True, text=True, timeout=30, env=env).stdout
-    )
-    accels = parse_accel_help(
-        subprocess.run([path, "-accel", "help"], capture_output=True, text=True, timeout=30, env=env).stdout
-    )
+    from bootlab.qemu.process import run_once
+
+    version = parse_version(run_once([path, "-version"])[1])
+    accels = parse_accel_help(run_once([path, "-accel", "help"])[1])
     _write_cache({**cached, key: {"version": version, "accels": accels}})
     return version, accels
 
@@ -245,14 +242,10 @@ def _smoke(path: str, arch: str, accel: str) -> str | None:
     cached = _read_cache()
     if key in cached:
         return cached[key]["failure"]
-    try:
-        out = subprocess.run(
-            smoke_argv(path, arch, accel), input="quit\n", capture_output=True, text=True, timeout=30,
-            env={**os.environ, "LC_ALL": "C"}, start_new_session=True,
-        )  # fmt: skip
-        failure = smoke_failure(out.stdout + out.stderr, out.returncode)
-    except subprocess.TimeoutExpired:
-        failure = "QEMU did not answer the vCPU smoke test within 30 s"
+    from bootlab.qemu.process import run_once
+
+    code, output = run_once(smoke_argv(path, arch, accel), stdin=b"quit\n", timeout=30)
+    failure = "QEMU did not answer the vCPU smoke test within 30 s" if code is None else smoke_failure(output, code)
     _write_cache({**cached, key: {"failure": failure}})
     return failure
 
@@ -305,7 +298,7 @@ def probe() -> Host:
             continue
         try:
             version, accels = _binary_facts(path)
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, InfraError):  # gone or not runnable since `which` found it
             continue
         host.qemu[arch] = QemuBinary(arch=arch, path=path, version=version, accels=accels)
         host.accelerators[arch], host.unavailable[arch] = accel_reasons(

@@ -68,12 +68,16 @@ class QemuProcess:
         stdin: int | IO[Any] | None = subprocess.DEVNULL,
         stdout: int | IO[Any] | None = subprocess.DEVNULL,
         stderr_path: Path | None = None,
+        stderr: int | IO[Any] | None = None,
         death_signal: int = signal.SIGKILL,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.argv = argv
         self.stdin = stdin
         self.stdout = stdout
         self.stderr_path = stderr_path
+        self.stderr = stderr  # where stderr goes without a stderr_path (None: bootlab's own)
+        self.env = env
         self.death_signal = death_signal
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -87,7 +91,7 @@ class QemuProcess:
         return None if self.popen is None else self.popen.poll()
 
     def start(self) -> QemuProcess:
-        stderr: Any = subprocess.PIPE
+        stderr: Any = self.stderr
         handle = None
         if self.stderr_path is not None:
             handle = self.stderr_path.open("wb")
@@ -97,9 +101,10 @@ class QemuProcess:
                 self.argv,
                 stdin=self.stdin,
                 stdout=self.stdout,
-                stderr=stderr if self.stderr_path is not None else None,
+                stderr=stderr,
                 start_new_session=True,
                 preexec_fn=child_setup(os.getpid(), self.death_signal),
+                env=self.env,
             )
         except FileNotFoundError:
             raise InfraError(f"{self.argv[0]} not found on PATH; install QEMU (see `bootlab doctor`)") from None
@@ -139,6 +144,20 @@ class QemuProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.kill()
+
+
+def run_once(argv: list[str], *, stdin: bytes = b"", timeout: float = 30.0) -> tuple[int | None, str]:
+    """Run a short-lived QEMU (a probe: ``-version``, ``-accel help``, the vCPU smoke test) to its end, under the
+    same rules as a boot's QEMU (own session, parent-death signal, the group killed on the way out), in the C
+    locale. (exit status, stdout and stderr merged); the status is None when it did not end within ``timeout``."""
+    env = {**os.environ, "LC_ALL": "C"}
+    with QemuProcess(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) as proc:
+        assert proc.popen is not None
+        try:
+            out, _ = proc.popen.communicate(stdin, timeout)
+        except subprocess.TimeoutExpired:
+            return None, ""
+        return proc.popen.returncode, out.decode(errors="replace")
 
 
 def exit_status(returncode: int) -> int:
