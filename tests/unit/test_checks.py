@@ -147,6 +147,25 @@ def test_a_check_script_that_does_not_exist_is_one_line(project: Path) -> None:
     assert "No such file or directory" in result.stderr
 
 
+def test_a_check_too_big_for_the_console_is_one_line_exit_2(project: Path) -> None:
+    """More than bootlab stages over a console (MAX_STAGED): refused before the boot, as a script or as a command
+    written in the profile (a command line cannot carry a megabyte)."""
+    from bootlab.console.shell import MAX_STAGED
+
+    (project / "k").write_bytes(b"kernel")
+    (project / "big.sh").write_bytes(b"#" * (MAX_STAGED + 1))
+    big_command = "echo " + "x" * MAX_STAGED
+    (project / "bootlab.toml").write_text(
+        LINUX.replace('"/k"', '"k"') + f'\n[profiles.h]\nextends = "g"\nchecks.big = "{big_command}"\n'
+    )
+    for args in (["boot", "g", "--check-script", "big.sh"], ["trial", "h", "-n", "2"]):
+        result = bootlab(*args, cwd=project)
+        assert result.returncode == 2, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert "more than bootlab sends over a console" in last and "Traceback" not in result.stderr, result.stderr
+        assert f"{MAX_STAGED + 1 if 'boot' in args else len(big_command)} bytes" in last
+
+
 def test_checks_on_a_pack_without_a_shell_prompt_are_refused(project: Path) -> None:
     """edk2 alone never reaches a shell: checks there could never run, so the boot is not started."""
     (project / "k").write_bytes(b"kernel")

@@ -153,7 +153,7 @@ def stage_lines(mid: str, text: bytes) -> list[tuple[str, bytes, bytes]]:
     """The lines that write ``text`` (base64) into the guest for exec ``mid``, each with the marker it prints
     when the append worked and the one it prints when it did not (no writable temp directory)."""
     if len(text) > MAX_STAGED:
-        raise ValueError(
+        raise CommandTooLong(
             f"the command is {len(text)} bytes, more than bootlab sends over a console ({MAX_STAGED} bytes); put it "
             f"in a script on a --mount share"
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootlab.console.shell import ExecAborted, ExecOutcome, ShellError
+from bootlab.console.shell import CommandTooLong, ExecAborted, ExecOutcome, ShellError
 from bootlab.verdict import CHECK_OUTPUT_CAP, CheckResult
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
             run.results.append(base.model_copy(update={"status": "crash", "reason": why, **_took(started)}))
             gone = f"the guest crashed during check {check.name}"
             continue
-        except (ShellError, OSError) as exc:
-            what = "shell error" if isinstance(exc, ShellError) else "its script could not be read"
+        except (ShellError, OSError, CommandTooLong) as exc:  # the last two: its script changed since the preflight
+            what = _not_run(exc)
             run.results.append(base.model_copy(update={"status": "fail", "reason": str(exc), **_took(started)}))
             run.title = run.title or f"check {check.name} could not run ({what})"
             if isinstance(exc, ShellError):
@@ -119,6 +119,15 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
         if out.timed_out and not session.shell.synced:
             gone = f"the shell did not come back after check {check.name} timed out"
     return run
+
+
+def _not_run(exc: Exception) -> str:
+    """Why a check could not run, for its event line and title."""
+    if isinstance(exc, ShellError):
+        return "shell error"
+    if isinstance(exc, CommandTooLong):
+        return "its script is too big"
+    return "its script could not be read"
 
 
 def _took(started: float) -> dict[str, float]:

@@ -9,6 +9,7 @@ cell as refused.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -101,19 +102,30 @@ def require_packs(profile: Profile, project_dir: Path | None) -> PackSet:
     return packs
 
 
-def require_check_scripts(profile: Profile) -> None:
-    """Every check script must be a readable file now, not an error in every boot of a trial."""
+def require_checks_sendable(profile: Profile) -> None:
+    """Every check must be able to reach the guest: its script a readable file, script or command no bigger than
+    what bootlab sends over a console. Said now, not as an error in every boot of a trial."""
+    from bootlab.console.shell import MAX_STAGED, command_text
+
     for check in profile.checks:
+        where = f"profile {profile.name}: check {check.name}"
         if check.script is None:
-            continue
-        try:
-            with open(check.script, "rb") as fh:
-                fh.read(1)
-        except OSError as exc:
+            size = len(command_text(check.command or []).encode())
+        else:
+            try:
+                with open(check.script, "rb") as fh:
+                    fh.read(1)
+                    size = os.fstat(fh.fileno()).st_size
+            except OSError as exc:
+                raise UsageError(
+                    f"{where}: cannot read its script {check.script} ({exc.strerror or exc}); fix the path or its "
+                    "permissions"
+                ) from None
+        if size > MAX_STAGED:
             raise UsageError(
-                f"profile {profile.name}: check {check.name}: cannot read its script {check.script} "
-                f"({exc.strerror or exc}); fix the path or its permissions"
-            ) from None
+                f"{where}: it is {size} bytes, more than bootlab sends over a console ({MAX_STAGED} bytes); put the "
+                "work in a file the guest already has (its image, or a --mount share) and run that"
+            )
 
 
 def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:
@@ -151,7 +163,7 @@ def preflight(
     profile = resolve_profile(name, project=project, sets=sets, seed=seed, boot_index=boot_index)
     if observed:
         require_packs(profile, project.root)
-        require_check_scripts(profile)
+        require_checks_sendable(profile)
     check_fallback(profile, project, sets)
     inv = build_invocation(profile, host, runtime)
     inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it
