@@ -73,3 +73,19 @@ def test_a_panic_after_a_report_is_shown_as_its_death(capsys: pytest.CaptureFixt
     death = json.loads(capsys.readouterr().out)["death"]
     assert death["title"] == "linux: kernel panic: panic_on_warn set"
     assert "Kernel panic - not syncing" in death["line"]
+
+
+def test_a_refused_login_is_login_failed_as_the_live_boot_and_packs_check_say(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The recorded Debian boot with a wrong password: `classify` (which types nothing and is given no password)
+    agrees with the live boot's verdict and with `packs check --set vars.password=...`, instead of calling the
+    log a pass titled "login failed"."""
+    log = GOLDEN / "linux" / "guest-debian-amd64-wrong-password.log"
+    assert main(["classify", str(log), "--pack", "linux", "--json"]) == 1
+    v = json.loads(capsys.readouterr().out)
+    assert (v["outcome"], v["title"], v["fatal_line"]) == ("login-failed", "login failed", "Login incorrect")
+    pack = Path(__file__).resolve().parents[2] / "src" / "bootlab" / "packs" / "linux.toml"
+    assert main(["packs", "check", str(pack), str(log), "--set", "vars.password=wrong", "--json"]) == 1
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["logs"][0]["outcome"] == "login-failed"

@@ -2,7 +2,7 @@
 
 Offline there is no clock and no QEMU: times are unknown, nothing is sent, and the log may end anywhere, so
 the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line), ``login-failed`` (the guest
-refused the login before ready: only when the log is read as one that logs in, ``wait_for_shell``) or
+refused a login before ready, as the live boot concludes: a pass never carries the title "login failed") or
 ``incomplete`` (none of these).
 Pasted transcripts carry prose and shell commands around the console text; signatures are searched per line,
 so the noise costs nothing but a few lines that match nothing.
@@ -23,13 +23,13 @@ def classify_text(text: str, packs: PackSet, *, wait_for_shell: bool = False) ->
     obs = Observer(packs, wait_for_shell=wait_for_shell)
     obs.feed_text(text)
     obs.finish()
-    return _verdict(obs, wait_for_shell)
+    return _verdict(obs)
 
 
-def _verdict(obs: Observer, wait_for_shell: bool) -> Verdict:
+def _verdict(obs: Observer) -> Verdict:
     if obs.fatal is not None:
         outcome = "crash"
-    elif obs.login_failed is not None and wait_for_shell:
+    elif obs.login_failed is not None:  # refused before ready: whoever typed the login, it failed
         outcome = "login-failed"
     elif obs.ready:
         outcome = "pass"
@@ -68,7 +68,7 @@ def check_log(
         sent += obs.feed_text(_read(path).decode("utf-8", errors="replace"))
     last_lines, prompt = obs.stopped_view()
     obs.finish()
-    verdict = _verdict(obs, wait_for_shell)
+    verdict = _verdict(obs)
     verdict.log = str(path)
     return Checked(verdict, sent, last_lines, prompt, timed)
 
