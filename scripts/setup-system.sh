@@ -26,7 +26,8 @@ fi
 # (bootlab itself never needs gdb).
 packages=(qemu-efi-aarch64 ovmf mtools dosfstools cpio gdb-multiarch)
 qemu=(qemu-system-arm qemu-system-x86 qemu-utils)
-[[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core)
+# gcc: unit tests build a small ELF with symbols to check crash addresses are named from it
+[[ $test_deps -eq 1 ]] && packages+=(chromium fonts-dejavu-core gcc libc6-dev)
 # the debian-amd64 test guest (guests/debian/build.sh): mmdebstrap makes the tree, mke2fs -d the disk image;
 # as a normal user mmdebstrap runs in a user namespace, which needs newuidmap/newgidmap
 packages+=(mmdebstrap e2fsprogs)

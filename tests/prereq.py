@@ -8,9 +8,12 @@ report a green run that never booted anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -33,3 +36,29 @@ def need_guests(*binaries: str) -> None:
     need(GUESTS.is_file(), "test guests not built: run `bash guests/build.sh` (or make guests)")
     for binary in binaries or ("qemu-system-aarch64",):
         need(shutil.which(binary) is not None, f"{binary} not installed: run `make setup`")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(ok: bool, reason: str) -> Callable[[F], F]:
+    """:func:`need` for one test, as a decorator (in place of ``pytest.mark.skipif``, which never fails)."""
+
+    def decorate(test: F) -> F:
+        if ok:
+            return test
+
+        @functools.wraps(test)
+        def missing(*_args: Any, **_kwargs: Any) -> None:
+            need(False, reason)
+
+        return missing  # type: ignore[return-value]
+
+    return decorate
+
+
+def need_module(name: str, reason: str) -> None:
+    """An importable Python module (an optional dependency the dev install brings)."""
+    import importlib.util
+
+    need(importlib.util.find_spec(name) is not None, reason)

@@ -30,17 +30,16 @@ from bootlab.lab.summary import derive_seed
 from bootlab.profile.loader import load_project
 from bootlab.store.db import Store
 from gitrepo import REDOX_BUILD, commits, git, image_outcome, make_repo, snapshot
+from prereq import need, need_guests
 
 ROOT = Path(__file__).resolve().parents[2]
 LINUX = ROOT / "guests" / "out" / "linux-arm64"
 BUILDS = ["isb-barriers"] * 6 + ["icache-fix"] * 6
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not (LINUX / "initrd.cpio.gz").is_file(), reason="test guests not built: bash guests/build.sh"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-    pytest.mark.skipif(shutil.which("cpio") is None, reason="the test repository's build needs cpio"),
-]
+pytestmark = pytest.mark.e2e
+need_guests()
+need((LINUX / "initrd.cpio.gz").is_file(), "test guests not built: run `bash guests/build.sh`")
+need(shutil.which("cpio") is not None, "the test repository's build needs cpio (make setup installs it)")
 
 PROJECT = """
 [profiles.sim]

@@ -27,18 +27,16 @@ from bootlab.host import Host
 from bootlab.lab.simulate import redox_sim_outcome
 from bootlab.lab.summary import derive_seed
 from bootlab.store.db import Store
+from prereq import need, need_guests, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
 BIN = Path(sys.executable).parent
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-    pytest.mark.skipif(not (BIN / "dask").exists(), reason="needs Dask: pip install 'bootlab[cluster]'"),
-    pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to see the workers' QEMU children"),
-]
+pytestmark = pytest.mark.e2e
+need_guests()
+need((BIN / "dask").exists(), "needs Dask: pip install 'bootlab[cluster]' (make setup installs it)")
+need(Path("/proc").is_dir(), "needs /proc to see the workers' QEMU children")
 
 
 @dataclass
@@ -386,7 +384,9 @@ def test_a_second_worker_with_a_taken_name_is_one_line(cluster: Cluster, tmp_pat
 #: through two one-slot workers).
 BISECT_BUILDS = ["isb-barriers", "icache-fix", "icache-fix", "icache-fix"]
 BISECT_SEED = 5
-needs_cpio = pytest.mark.skipif(shutil.which("cpio") is None, reason="the test repository's build needs cpio")
+needs_cpio = requires(
+    shutil.which("cpio") is not None, "the test repository's build needs cpio (make setup installs it)"
+)
 
 
 def bisect_project(root: Path) -> tuple[Path, Path]:

@@ -27,17 +27,15 @@ from bootlab.faults import describe
 from bootlab.lab.boot import BootOptions, boot
 from bootlab.qemu.gdbstub import gdb_argv, gdbserver, has_gdbserver
 from bootlab.qemu.sysregs import read_system_registers
+from prereq import need_guests, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
 GDB = shutil.which("gdb-multiarch")
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-]
-needs_gdb = pytest.mark.skipif(GDB is None, reason="needs gdb-multiarch (scripts/setup-system.sh installs it)")
+pytestmark = pytest.mark.e2e
+need_guests()
+needs_gdb = requires(GDB is not None, "needs gdb-multiarch (make setup installs it)")
 
 SYSREGS = ("ESR_EL1", "FAR_EL1", "ELR_EL1", "SPSR_EL1", "cpsr")
 
@@ -144,7 +142,7 @@ def test_panic_registers_read_without_gdb_equal_what_gdb_reads() -> None:
 
 
 @needs_gdb
-@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None, reason="needs qemu-system-x86_64")
+@requires(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86_64 not installed: run `make setup`")
 def test_x86_64_cr2_cr3_equal_what_gdb_reads() -> None:
     async def go() -> None:
         async with guest("panic", b"Kernel panic - not syncing", "linux-x86_64") as (qmp, rundir):

@@ -22,7 +22,7 @@ import pytest
 from bootlab.lab.simulate import redox_sim_outcome
 from bootlab.lab.summary import derive_seed
 from bootlab.store.db import Store
-from prereq import need_guests
+from prereq import need_guests, requires
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
@@ -201,7 +201,7 @@ def _children(pid: int) -> set[int]:
     return kids
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the trial's QEMU children")
+@requires(Path("/proc").is_dir(), "needs /proc to find the trial's QEMU children")
 def test_ctrl_c_stops_vms_keeps_boots_marks_interrupted(tmp_path: Path) -> None:
     env = {**os.environ, "BOOTLAB_STORE": str(tmp_path)}
     p = subprocess.Popen(

@@ -6,21 +6,19 @@ The whole path a user takes with their run script, through the real CLI, real QE
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from prereq import need_guests
+
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`"),
-    pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="needs qemu-system-aarch64"),
-]
+pytestmark = pytest.mark.e2e
+need_guests()
 
 
 def bootlab(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from bootlab.lab.simulate import sim_verdict
 from bootlab.store.db import Store
 from bootlab.verdict import Verdict
 from gitrepo import SIM_BUILD, commits, git, snapshot
+from prereq import need_module
 
 
 @pytest.fixture
@@ -231,7 +232,7 @@ def test_bisect_on_a_cluster_it_cannot_use_stops_before_anything_is_built_or_sto
     """--cluster: a bad address is bad input (2); an unreachable scheduler is infra (3), found before the first
     build (the lab asks its scheduler for the batch size first), so there is no bisect to resume and nothing built.
     A subprocess: the cluster client's Dask state stays out of the test process (tests/e2e: a real cluster)."""
-    pytest.importorskip("distributed")
+    need_module("distributed", "needs Dask: pip install 'bootlab[cluster]' (make setup installs it)")
     config, repo, _ = env
     before = snapshot(repo)
     cmd = [

@@ -18,6 +18,7 @@ from bootlab.errors import InfraError, UsageError
 from bootlab.host import Host, as_dict, from_dict
 from bootlab.profile.loader import Project, load_project
 from bootlab.profile.model import Profile
+from prereq import need_module
 
 # -- addresses and settings ---------------------------------------------------------------------------------------
 
@@ -93,7 +94,7 @@ def test_bad_cluster_settings_are_one_line(
 
 
 def test_tls_without_certificates_says_where_to_put_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("distributed")
+    need_module("distributed", "needs Dask: pip install 'bootlab[cluster]' (make setup installs it)")
     for var in ("CA_FILE", "CLIENT__CERT", "CLIENT__KEY"):
         monkeypatch.delenv(f"DASK_DISTRIBUTED__COMM__TLS__{var}", raising=False)
     with pytest.raises(UsageError, match="no certificates are set"):
@@ -263,7 +264,7 @@ def test_without_the_extra_the_options_say_what_to_install(tmp_path: Path) -> No
 
 
 def test_unreachable_scheduler_is_exit_3(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
+    need_module("distributed", "needs Dask: pip install 'bootlab[cluster]' (make setup installs it)")
     r = _bootlab("trial", "linux-aarch64", "-n", "2", "--cluster", "tcp://127.0.0.1:9")
     assert r.returncode == 3, r.stderr
     assert r.stderr.startswith("bootlab: cannot reach the scheduler at tcp://127.0.0.1:9 (--cluster)")

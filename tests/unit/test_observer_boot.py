@@ -17,6 +17,7 @@ from bootlab.profile.model import Profile
 from bootlab.qemu.machine import exit_reason
 from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.verdict import Verdict
+from prereq import requires
 
 KVM_MSR = (
     "qemu-system-x86_64: -chardev socket,id=serial0,path=/tmp/b/serial.sock,server=on,wait=on: info: QEMU waiting"
@@ -121,7 +122,7 @@ def test_parse_x86_registers() -> None:
     assert (r.cpu, r.pc, r.sp, r.lr) == (1, "ffffffff81a3c2d4", "ffffc90000013e50", None)
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build an ELF with symbols")
+@requires(shutil.which("cc") is not None, "needs a C compiler to build an ELF with symbols (make setup installs gcc)")
 def test_symbolise_pc_with_an_elf(tmp_path: Path) -> None:
     src = tmp_path / "k.c"
     src.write_text("int crash_here(int x) { return x * 3 + 1; }\nint main(void) { return crash_here(2); }\n")

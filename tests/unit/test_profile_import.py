@@ -20,6 +20,7 @@ import pytest
 from bootlab.cli.main import main
 from bootlab.host import probe
 from bootlab.qemu.parts import dissect
+from prereq import requires
 
 ROOT = Path(__file__).resolve().parents[2]
 GUESTS = ROOT / "guests" / "bootlab.toml"
@@ -156,7 +157,7 @@ def test_redox_qemu_mk_x86_64_round_trip(project: Path, capsys: pytest.CaptureFi
     assert_option_by_option(data, shlex.split(REDOX_X86_64), project)
 
 
-@pytest.mark.skipif(not GUESTS.is_file(), reason="test guests not built: run `bash guests/build.sh`")
+@requires(GUESTS.is_file(), "test guests not built: run `bash guests/build.sh`")
 @pytest.mark.parametrize("guest", ["linux-arm64", "linux-arm64-uefi", "linux-x86_64", "redox-sim"])
 def test_exported_guest_script_round_trip(guest: str, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bootlab script` -> `profiles import --script` -> `bootlab script` again: the very same argv."""

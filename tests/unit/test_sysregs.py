@@ -18,6 +18,7 @@ from fake_gdbstub import ANNEXES, FakeStub, le
 from bootlab.qemu.gdbstub import GdbStubError
 from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.qemu.sysregs import SystemRegisters, fill_system_registers, read_system_registers
+from prereq import requires
 
 HVF_REFUSAL = (
     "gdbstub: current accelerator doesn't support guest debugging\r\n"
@@ -151,7 +152,7 @@ def test_a_hung_stub_is_bounded_by_the_timeout() -> None:
     assert qemu.lines[-1] == "gdbserver none"  # stopped all the same
 
 
-@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler to build an ELF with symbols")
+@requires(shutil.which("cc") is not None, "needs a C compiler to build an ELF with symbols (make setup installs gcc)")
 def test_elr_and_lr_are_symbolised_like_pc(tmp_path: Path) -> None:
     src = tmp_path / "k.c"
     src.write_text("int el0_fault(int x) { return x * 3 + 1; }\nint main(void) { return el0_fault(2); }\n")
