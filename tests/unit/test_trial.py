@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from bootlab.lab.results import to_json
 from bootlab.lab.simulate import bernoulli_boot_fn, redox_sim_outcome
 from bootlab.lab.stats import Sprt
 from bootlab.lab.summary import BootRecord, Stopper, derive_seed, summarize
+from bootlab.profile.model import Profile
 from bootlab.store.db import Store
 from bootlab.verdict import Incident, StageTime, Verdict
 
@@ -147,10 +147,27 @@ def test_until_confident_reaches_and_refutes_early(tmp_path: Path, fake_host: Ho
 
 
 def test_jobs_run_concurrently(tmp_path: Path, fake_host: Host) -> None:
-    lab = make_lab(tmp_path, fake_host, delay=0.2)
-    t0 = time.monotonic()
-    lab.trial(ArmSpec("sim"), n=8, jobs=4, seed_base=1)
-    assert time.monotonic() - t0 < 1.2  # 8 boots of 0.2 s, 4 at a time: ~0.4 s, not 1.6 s
+    """With jobs=4, four boots are in flight at once and never more: counted, not timed."""
+    lab = make_lab(tmp_path, fake_host)
+    inner = lab.boot_fn
+    running, most = 0, 0
+    four_in = asyncio.Event()
+
+    async def counted(profile: Profile, log_path: Path) -> Verdict:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        if running == 4:
+            four_in.set()
+        await asyncio.wait_for(four_in.wait(), 30)  # the first four wait for each other: they overlap for sure
+        try:
+            return await inner(profile, log_path)
+        finally:
+            running -= 1
+
+    lab.boot_fn = counted
+    r = to_json(lab.trial(ArmSpec("sim"), n=8, jobs=4, seed_base=1))
+    assert (r["boots"], most) == (8, 4)
 
 
 def test_cli_trial_json_and_exit_codes(
