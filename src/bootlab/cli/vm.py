@@ -261,14 +261,14 @@ def cmd_exec(args: argparse.Namespace) -> int:
         print(
             json.dumps(
                 {
-                    "stdout": out.stdout.decode("utf-8", errors="replace"),
+                    "stdout": out.output.decode("utf-8", errors="replace"),
                     "exit_code": out.exit_code,
                     "duration_s": out.duration_s,
                 }
             )
         )
     else:
-        sys.stdout.buffer.write(out.stdout)
+        sys.stdout.buffer.write(out.output)
         sys.stdout.flush()
     if out.timed_out:
         _err(f"bootlab: vm exec: timed out after {args.timeout}s; the command was interrupted")

@@ -80,10 +80,6 @@ class ConsoleHub:
     def add_sink(self, sink: Sink) -> None:
         self._sinks.append(sink)
 
-    def remove_sink(self, sink: Sink) -> None:
-        with contextlib.suppress(ValueError):
-            self._sinks.remove(sink)
-
     async def write(self, data: bytes) -> None:
         self._typed += data
         del self._typed[:-ECHO_WINDOW]

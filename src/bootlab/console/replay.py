@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Literal
 
 from bootlab.console.base import Chunk
-from bootlab.console.rawlog import read_chunks
 
 
 class ReplayConsole:
@@ -46,11 +44,6 @@ class ReplayConsole:
         self._start = time.monotonic()
         self.sent: list[tuple[float, bytes]] = []
         self.closed = False
-
-    @classmethod
-    def from_log(cls, log: Path, **kwargs: object) -> ReplayConsole:
-        """Play ``log`` back with its ``.times`` index."""
-        return cls(read_chunks(log), **kwargs)  # type: ignore[arg-type]
 
     def now(self) -> float:
         if self._speed is None:

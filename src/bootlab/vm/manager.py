@@ -21,11 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import EXIT_GUEST_FAILED, BootlabError, InfraError, UsageError
 from bootlab.vm import protocol
 from bootlab.vm.registry import VmDir, all_vms, make_private_dir, same_process, validate_name
+
+if TYPE_CHECKING:
+    from bootlab.console.shell import ExecOutcome
 
 START_TIMEOUT = 15.0
 
@@ -437,14 +440,6 @@ def gdb_target(name: str) -> Any:
 # ---------------------------------------------------------------------------------------------- exec / logs
 
 
-@dataclass
-class ExecOutcome:
-    stdout: bytes
-    exit_code: int
-    duration_s: float
-    timed_out: bool = False
-
-
 def exec_command(name: str, argv: list[str], timeout: float | None = None) -> ExecOutcome:
     if not argv:
         raise UsageError("vm exec: no command given; write it after `--`, e.g. bootlab vm exec dev -- uname -a")
@@ -468,8 +463,10 @@ def exec_command(name: str, argv: list[str], timeout: float | None = None) -> Ex
         raise InfraError(res.error)
     if not isinstance(res, protocol.ExecReply):
         raise InfraError(f"vm {name}: unexpected reply from the supervisor: {res}")
+    from bootlab.console.shell import ExecOutcome
+
     return ExecOutcome(
-        stdout=base64.b64decode(res.stdout_b64),
+        output=base64.b64decode(res.stdout_b64),
         exit_code=res.exit_code,
         duration_s=res.duration_s,
         timed_out=res.timed_out,

@@ -409,7 +409,7 @@ class Supervisor:
         try:
             running = await self.machine.guest_running()
             if resume and not running and self.state in (VmState.BOOTING, VmState.READY):
-                await self.machine.execute("cont")
+                await self.machine.cont()  # one stopped at its own reset request is reset first, as it asked
                 running = True
         except InfraError as exc:
             return protocol.ErrorReply(error=f"vm {self.vm.name}: {exc}")
