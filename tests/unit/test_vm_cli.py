@@ -56,10 +56,27 @@ def test_parse_mount(tmp_path: Path) -> None:
         manager.parse_mount(f"{tmp_path}:bad tag!")
 
 
-@pytest.mark.parametrize("text", ["80", "a:b", "0:22", "70000:22", "22:", ":22", "1:2:3"])
+@pytest.mark.parametrize("text", ["80", "a:b", "0:22", "70000:22", "22:", ":22", "1:2:3", "22:22/sctp"])
 def test_bad_forward(text: str) -> None:
     with pytest.raises(UsageError, match="HOST_PORT:GUEST_PORT"):
         manager.parse_forward(text)
+
+
+def test_forwards_and_mounts_are_the_profiles_own_kinds(tmp_path: Path) -> None:
+    """`--forward`/`--mount` accept what bootlab.toml accepts (udp too), and say it back the same way."""
+    from bootlab.profile.model import Forward, Share
+
+    assert manager.parse_forward("5353:53/udp") == Forward(host=5353, guest=53, proto="udp")
+    assert manager.parse_forward(" 2222 : 22 ").spec() == "2222:22"
+    assert Forward.model_validate("5353:53/udp").spec() == "5353:53/udp"
+    assert manager.parse_mount(f"{tmp_path}:hostshare") == Share(path=str(tmp_path), tag="hostshare")
+
+
+def test_forward_udp_port_in_use() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        with pytest.raises(UsageError, match="/udp is already in use"):
+            manager.check_port_free(s.getsockname()[1], "udp")
 
 
 def test_forward_port_in_use() -> None:

@@ -134,9 +134,13 @@ class Forward(_Strict):
         if isinstance(data, str):
             m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*(?:/(tcp|udp))?\s*", data)
             if not m:
-                raise ValueError(f"forward {data!r} must look like HOST_PORT:GUEST_PORT, e.g. 2222:22")
+                raise ValueError(f"forward {data!r} must look like HOST_PORT:GUEST_PORT[/udp], e.g. 2222:22")
             return {"host": int(m.group(1)), "guest": int(m.group(2)), "proto": m.group(3) or "tcp"}
         return data
+
+    def spec(self) -> str:
+        """The short form a user writes (``2222:22``, ``5353:53/udp``): `vm list`, vm.json."""
+        return f"{self.host}:{self.guest}" + ("" if self.proto == "tcp" else f"/{self.proto}")
 
 
 class Build(_Strict):

@@ -156,7 +156,7 @@ def prepare(vm: VmDir, profile: Profile, log_path: Path, project_dir: Path | Non
             "project_root": str(project_dir) if project_dir else None,
             "sets": [],
             "mounts": [],
-            "forwards": [[f.host, f.guest] for f in profile.forwards],
+            "forwards": [f.spec() for f in profile.forwards],
             "persistent": bool(profile.persistent),
             "created": time.time(),
             "seed": profile.seed,

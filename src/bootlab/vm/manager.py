@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -29,6 +28,7 @@ from bootlab.vm.registry import VmDir, all_vms, make_private_dir, same_process, 
 
 if TYPE_CHECKING:
     from bootlab.console.shell import ExecOutcome
+    from bootlab.profile.model import Forward, Share
 
 START_TIMEOUT = 15.0
 
@@ -36,42 +36,52 @@ START_TIMEOUT = 15.0
 # ---------------------------------------------------------------------------------------------- options
 
 
-@dataclass(frozen=True)
-class Mount:
-    path: str
-    tag: str
+def parse_mount(text: str) -> Share:
+    """``HOST_DIR:TAG`` (the tag is what the guest mounts: ``hostshare`` for the user's Redox fork): a profile
+    share, validated as one written in bootlab.toml is."""
+    from pydantic import ValidationError
 
+    from bootlab.profile.model import Share
 
-def parse_mount(text: str) -> Mount:
-    """``HOST_DIR:TAG`` (the tag is what the guest mounts: ``hostshare`` for the user's Redox fork)."""
     host, sep, tag = text.rpartition(":")
     if not sep or not host or not tag:
         raise UsageError(f"--mount {text!r}: expected HOST_DIR:TAG, e.g. --mount ./share:hostshare")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,31}", tag):
-        raise UsageError(f"--mount {text!r}: tag {tag!r} must be 1-31 letters, digits, '.', '_' or '-'")
     path = Path(host).expanduser().resolve()
     if not path.is_dir():
         raise UsageError(f"--mount {text!r}: {path} is not a directory; create it or fix the path")
-    return Mount(str(path), tag)
+    try:
+        return Share(path=str(path), tag=tag)
+    except ValidationError as exc:
+        raise UsageError(f"--mount {text!r}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
-def parse_forward(text: str) -> tuple[int, int]:
-    """``HOST_PORT:GUEST_PORT`` (e.g. 2222:22 for ssh); the host side must be free on 127.0.0.1."""
-    m = re.fullmatch(r"(\d{1,5}):(\d{1,5})", text.strip())
-    if not m or not all(1 <= int(g) <= 65535 for g in m.groups()):
-        raise UsageError(f"--forward {text!r}: expected HOST_PORT:GUEST_PORT with ports 1-65535, e.g. 2222:22")
-    return int(m.group(1)), int(m.group(2))
+def parse_forward(text: str) -> Forward:
+    """``HOST_PORT:GUEST_PORT[/udp]`` (e.g. 2222:22 for ssh): a profile forward, as bootlab.toml writes one."""
+    from pydantic import ValidationError
+
+    from bootlab.profile.model import Forward
+
+    try:
+        return Forward.model_validate(text)
+    except ValidationError:
+        raise UsageError(
+            f"--forward {text!r}: expected HOST_PORT:GUEST_PORT[/udp] with ports 1-65535, e.g. 2222:22"
+        ) from None
 
 
-def check_port_free(port: int) -> None:
-    """Refuse a forward whose host port another program listens on. SO_REUSEADDR as QEMU's slirp binds it, so
-    connections of a stopped VM still in TIME_WAIT do not block `vm start` of the same VM."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+def check_port_free(port: int, proto: str = "tcp") -> None:
+    """Refuse a forward whose host port another program holds on 127.0.0.1. SO_REUSEADDR as QEMU's slirp binds
+    it, so connections of a stopped VM still in TIME_WAIT do not block `vm start` of the same VM."""
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
-            raise UsageError(f"--forward: host port {port} is already in use on 127.0.0.1; pick another one") from None
+            raise UsageError(
+                f"forward: host port {port}{'' if proto == 'tcp' else '/' + proto} is already in use on 127.0.0.1; "
+                "pick another one"
+            ) from None
 
 
 @dataclass
@@ -160,7 +170,7 @@ def info(vm: VmDir) -> dict[str, Any]:
         "state": st,
         "uptime_s": round(time.time() - state["started"], 1) if alive and state.get("started") else None,
         "accel": state.get("accel"),
-        "forwards": [f"{h}:{g}" for h, g in meta.get("forwards", [])],
+        "forwards": [f if isinstance(f, str) else f"{f[0]}:{f[1]}" for f in meta.get("forwards", [])],
         "mounts": meta.get("mounts", []),
         "pid": sup.get("pid") if alive else None,
         "qemu_pid": sup.get("qemu_pid") if alive else None,
@@ -194,8 +204,8 @@ def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
     pf.warn(sys.stderr)
     pf.refuse_on_errors()
     data = pf.profile.model_dump(mode="json")
-    data["shares"] = [*data["shares"], *({"path": m.path, "tag": m.tag} for m in mounts)]
-    data["forwards"] = [*data["forwards"], *({"host": h, "guest": g} for h, g in forwards)]
+    data["shares"] = [*data["shares"], *(m.model_dump() for m in mounts)]
+    data["forwards"] = [*data["forwards"], *(f.model_dump() for f in forwards)]
     if req.persistent:
         data["persistent"] = True
     return Profile.model_validate(data), project
@@ -254,9 +264,9 @@ def launch(
             f"vm {req.name} already exists; `bootlab vm start {req.name}` boots it again, "
             f"`bootlab vm delete {req.name}` removes it"
         )
-    for f in req.forwards:
-        check_port_free(parse_forward(f)[0])
     profile, project = _resolve(req, req.profile)
+    for fwd in profile.forwards:  # the profile's own and --forward's
+        check_port_free(fwd.host, fwd.proto)
     make_private_dir(vm.path)
     try:
         _prepare(vm, req, profile, project)
@@ -298,7 +308,7 @@ def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_bac
         "project_root": str(project.root),
         "sets": req.sets,
         "mounts": req.mounts,
-        "forwards": [list(parse_forward(f)) for f in req.forwards],
+        "forwards": [f.spec() for f in profile.forwards],  # the profile's own and --forward's
         "persistent": req.persistent,
         "gdb": req.gdb,
         "created": time.time(),
@@ -375,9 +385,10 @@ def start(
     vm = get(name)
     if vm.supervisor_alive():
         raise UsageError(f"vm {name} is already running; stop it first with `bootlab vm stop {name}`")
-    meta = vm.meta()
-    for h, _g in meta.get("forwards", []):
-        check_port_free(int(h))
+    from bootlab.profile.model import Profile
+
+    for fwd in Profile.model_validate(vm.read("profile.json")).forwards:
+        check_port_free(fwd.host, fwd.proto)
     with contextlib.suppress(FileNotFoundError):
         (vm.path / "state.json").unlink()
     spawn(vm)
