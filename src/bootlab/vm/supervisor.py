@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.loop import BootLoop, Ending
@@ -51,6 +51,11 @@ from bootlab.verdict import Verdict
 from bootlab.vm import protocol
 from bootlab.vm.registry import VmDir, make_run_dir, process_start_time
 from bootlab.vm.state import VmState, advance
+
+if TYPE_CHECKING:
+    from bootlab.console.base import Console
+    from bootlab.console.hub import ConsoleHub
+    from bootlab.qemu.machine import QemuMachine
 
 TAIL = 2048  # bytes of recent console replayed to a new attacher (the prompt it would otherwise miss)
 OWNER_TIMEOUT = 30.0  # a one-shot boot whose owner never asks is dropped after this long
@@ -77,8 +82,8 @@ class Supervisor:
         self.started = time.time()
         self.accel: str | None = None
         self.argv: list[str] = []
-        self.machine: Any = None  # the QemuMachine, once started
-        self.hub: Any = None  # the ConsoleHub, once the console is up
+        self.machine: QemuMachine | None = None  # once started
+        self.hub: ConsoleHub | None = None  # once the console is up
         self.attachers: set[asyncio.StreamWriter] = set()
         self.tail = bytearray()
         self.session: ShellSession | None = None  # once ready: the shell that execs run in
@@ -238,7 +243,7 @@ class Supervisor:
             runtime.cleanup()
         return 0
 
-    async def _life(self, machine: Any, console: Any) -> None:
+    async def _life(self, machine: QemuMachine, console: Console) -> None:
         """Boot; then a named VM is watched until it crashes or QEMU goes, and a one-shot boot ends or is held."""
         from bootlab.console.hub import ConsoleHub
         from bootlab.console.rawlog import RawLog
@@ -263,7 +268,7 @@ class Supervisor:
         finally:
             (loop.log or log).close()
 
-    async def _watch(self, machine: Any, loop: BootLoop, ending: Ending, console: Any) -> None:
+    async def _watch(self, machine: QemuMachine, loop: BootLoop, ending: Ending, console: Console) -> None:
         """A named VM after its boot: a failed boot stops it; a ready one is watched for a later crash."""
         from bootlab.lab.boot import conclude, finish_verdict
 
@@ -275,6 +280,7 @@ class Supervisor:
             await machine.stop(graceful=True)
             await loop.stop_drain()
             return
+        assert self.hub is not None  # _life made it before the loop ran
         self.session = ShellSession(
             self.hub, loop, should_stop=lambda: self.state not in (VmState.BOOTING, VmState.READY)
         )
@@ -293,7 +299,7 @@ class Supervisor:
             self.note = f"QEMU exited with status {machine.returncode} (the guest powered off or reset)"
             self.publish(VmState.STOPPED)
 
-    async def _start_gdb(self, machine: Any) -> None:
+    async def _start_gdb(self, machine: QemuMachine) -> None:
         """QEMU's gdb stub on ``gdb.sock`` beside ``ctl.sock`` (0600 in the 0700 run directory), kept until QEMU
         goes; when QEMU refuses (HVF before 8.1), why is published instead and the VM goes on without it."""
         from bootlab.errors import InfraError
@@ -318,13 +324,14 @@ class Supervisor:
             return False
         return True
 
-    async def _end_boot(self, machine: Any, loop: BootLoop, ending: Ending) -> None:
+    async def _end_boot(self, machine: QemuMachine, loop: BootLoop, ending: Ending) -> None:
         """The verdict, as `bootlab boot` concludes it (a ready boot runs its checks first, so a crash during one is
         held like any other); then held (when the owner wants it) or ended."""
         from bootlab.lab.boot import BootOptions, checked_verdict, conclude
         from bootlab.vm.hold import HOLDABLE
 
         if ending == "pass" and self.profile.checks:
+            assert self.hub is not None  # _life made it before the loop ran
             opts = BootOptions(on_event=self._on_event)
             verdict = await checked_verdict(machine, loop, self.hub, self._base(), self.profile, opts)
         else:
@@ -348,7 +355,7 @@ class Supervisor:
         except TimeoutError:
             return False
 
-    async def _hold(self, machine: Any, loop: BootLoop, verdict: Verdict) -> None:
+    async def _hold(self, machine: QemuMachine, loop: BootLoop, verdict: Verdict) -> None:
         """Keep the crash: paused as it died (registers read already), a gdb stub, the VM ``held`` until stopped."""
         self.settled = True  # held from here on, whatever the owner does next
         self.held = True
