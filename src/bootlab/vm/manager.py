@@ -28,7 +28,8 @@ from bootlab.vm.registry import VmDir, all_vms, make_private_dir, same_process, 
 
 if TYPE_CHECKING:
     from bootlab.console.shell import ExecOutcome
-    from bootlab.profile.model import Forward, Share
+    from bootlab.profile.loader import Project
+    from bootlab.profile.model import Forward, Profile, Share
 
 START_TIMEOUT = 15.0
 
@@ -190,7 +191,7 @@ def list_vms() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- launch / start
 
 
-def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
+def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Profile, Project]:
     """The profile (with mounts and forwards added) and its project, through the same lock check and lint as
     `bootlab boot` (lint errors refuse: a named VM has no --force)."""
     from bootlab.lab.preflight import preflight
@@ -211,7 +212,7 @@ def _resolve(req: LaunchRequest, profile_name: str) -> tuple[Any, Any]:
     return Profile.model_validate(data), project
 
 
-def _overlays(vm: VmDir, profile: Any) -> Any:
+def _overlays(vm: VmDir, profile: Profile) -> Profile:
     """Per-VM qcow2 overlays over the profile's disks: the user's image is never written, and what the guest
     writes survives stop/start (unlike QEMU's snapshot=on). Persistent drives are used as they are."""
     from bootlab.profile.model import Profile
@@ -281,7 +282,7 @@ def launch(
 
     states: list[dict[str, Any]] = []
 
-    def boot_vm(p: Any) -> Verdict:
+    def boot_vm(p: Profile) -> Verdict:
         if states:  # the fallback: a fresh overlay, the fallback profile
             for disk in vm.path.glob("disk*.qcow2"):
                 disk.unlink()
@@ -299,7 +300,9 @@ def launch(
     return result
 
 
-def _prepare(vm: VmDir, req: LaunchRequest, profile: Any, project: Any, fell_back_from: str | None = None) -> None:
+def _prepare(
+    vm: VmDir, req: LaunchRequest, profile: Profile, project: Project, fell_back_from: str | None = None
+) -> None:
     meta = {
         "name": vm.name,
         "profile": profile.name,
