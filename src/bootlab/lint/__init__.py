@@ -10,11 +10,11 @@ Entry points:
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from bootlab.host import host_arch, host_os
 from bootlab.lint.engine import Finding, LintContext, Rule, fact_view, lint, load_rules, version_tuple
 from bootlab.qemu.argv_parser import Facts, parse_argv
 
@@ -97,8 +97,8 @@ def check_invocation(invocation: Any, profile: Any, host: Any, *, rule_dirs: Ite
         version = version_tuple(raw)
     context = LintContext(
         qemu_version=version,
-        host_os=getattr(host, "os", None) or platform.system().lower(),
-        host_arch=getattr(host, "arch", None) or platform.machine(),
+        host_os=getattr(host, "os", None) or host_os(),
+        host_arch=getattr(host, "arch", None) or host_arch(),
         profile_facts=profile_facts(profile, invocation),
     )
     return lint(facts, context, rule_dirs=rule_dirs)
