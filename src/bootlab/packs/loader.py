@@ -12,10 +12,10 @@ over hundreds of logs compiles once.
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +29,34 @@ SHIPPED_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class FrameRule:
-    """Guilty-frame selection for one signature, its pack's frame groups resolved (see ``Signature``)."""
+    """Guilty-frame selection for one signature, its pack's frame groups resolved (see ``Signature``).
+
+    Kept as regex sources and compiled on first use: the linux pack's skip and helper sets are hundreds of
+    function names for each of ~80 signatures, which took most of a boot's start-up to compile, and only a
+    boot that crashes ever needs them."""
 
     pick: str
-    skip: re.Pattern[str] | None
-    helpers: re.Pattern[str] | None
-    anchors: tuple[tuple[re.Pattern[str], str | None], ...]
-    after: re.Pattern[str] | None
+    skip_regex: tuple[str, ...]
+    helper_regex: tuple[str, ...]
+    anchor_regex: tuple[tuple[tuple[str, ...], str | None], ...]
+    after_regex: str | None
+
+    @functools.cached_property
+    def skip(self) -> re.Pattern[str] | None:
+        return _alternation(self.skip_regex)
+
+    @functools.cached_property
+    def helpers(self) -> re.Pattern[str] | None:
+        return _alternation(self.helper_regex)
+
+    @functools.cached_property
+    def anchors(self) -> tuple[tuple[re.Pattern[str], str | None], ...]:
+        compiled = ((_alternation(group), title) for group, title in self.anchor_regex)
+        return tuple((rx, title) for rx, title in compiled if rx is not None)
+
+    @functools.cached_property
+    def after(self) -> re.Pattern[str] | None:
+        return re.compile(self.after_regex) if self.after_regex else None
 
 
 @dataclass(frozen=True)
@@ -408,7 +429,9 @@ class Prefilter:
         )
 
 
-def _alternation(regexes: list[str]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=256)
+def _alternation(regexes: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern matching any of ``regexes``; compiled once per process for each set (signatures share sets)."""
     return re.compile("|".join(f"(?:{r})" for r in regexes)) if regexes else None
 
 
@@ -435,17 +458,12 @@ def _frame_rule(pack: PackFile, sig: Signature) -> FrameRule | None:
             skip += g.regex
         elif g.helper:
             helpers += g.regex
-    anchors = []
-    for name in sig.frame_anchor:
-        rx = _alternation(groups[name].regex)
-        if rx is not None:
-            anchors.append((rx, groups[name].title))
     return FrameRule(
         pick=sig.frame_pick,
-        skip=_alternation(skip),
-        helpers=_alternation(helpers),
-        anchors=tuple(anchors),
-        after=re.compile(sig.frame_after) if sig.frame_after else None,
+        skip_regex=tuple(skip),
+        helper_regex=tuple(helpers),
+        anchor_regex=tuple((tuple(groups[name].regex), groups[name].title) for name in sig.frame_anchor),
+        after_regex=sig.frame_after or None,
     )
 
 
@@ -512,7 +530,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
         vars=variables,
         prefilter=prefilter,
         frame_pc=tuple(frame_pc),
-        frame_start=_alternation(frame_start),
+        frame_start=_alternation(tuple(frame_start)),
         frame_rename=tuple(frame_rename),
         context=context,
         context_open=context_open,
@@ -523,7 +541,7 @@ def compile_packs(packs: list[PackFile]) -> PackSet:
     )
 
 
-@lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=32)
 def _load_cached(names: tuple[str, ...], dirs: tuple[Path, ...]) -> PackSet:
     return compile_packs([resolve_pack(n, list(dirs)) for n in names])
 
