@@ -332,3 +332,21 @@ def test_forward_port_check_refuses_a_listener_but_not_time_wait() -> None:
     srv.close()
     time.sleep(0.1)
     check_port_free(port)
+
+
+@pytest.mark.parametrize(
+    ("state", "outcome", "code"),
+    [("ready", None, 0), ("stopped", "crash", 1), ("stopped", "hang", 1), ("stopped", "qemu-error", 3),
+     ("stopped", "infra-error", 3)],
+)  # fmt: skip
+def test_launch_and_start_exit_as_bootlab_boot_does(
+    state: str, outcome: str | None, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`vm launch`/`vm start` end with `bootlab boot`'s exit code for the boot's outcome: QEMU refusing to run is
+    the host's problem (3), not the guest failing (1)."""
+    from bootlab.cli.vm import _report
+
+    verdict = {"outcome": outcome, "title": "t"} if outcome else {}
+    assert _report("dev", {"state": state, "verdict": verdict, "streamed": True}, as_json=False) == code
+    said = capsys.readouterr().err
+    assert ("is ready" in said) if state == "ready" else (f"boot {outcome}: t" in said)
