@@ -81,6 +81,24 @@ def test_list_form_extends_merge_by_name_and_sets(project: Path) -> None:
     assert resolve_profile("g", project=proj, sets=["checks={}"]).checks == []  # drop them all
 
 
+def test_set_tunes_a_check_written_in_short_form(project: Path) -> None:
+    # `kernel = "uname -a"` and `argv = [...]` are a check's command: `--set checks.NAME.timeout=S` (and .expect)
+    # tunes them as it tunes a table (it said "`checks.kernel` is not a table")
+    p = resolve(
+        project,
+        LINUX + '[profiles.g.checks]\nkernel = "uname -a"\nargv = ["printf", "%s", "a b"]\n',
+        "checks.kernel.timeout=5",
+        "checks.argv.expect=a b",
+        check_option("up=true"),
+        "checks.up.timeout=7",
+    )
+    assert [(c.name, c.command, c.timeout, c.expect) for c in p.checks] == [
+        ("kernel", "uname -a", 5, None),
+        ("argv", ["printf", "%s", "a b"], 60, "a b"),
+        ("up", "true", 7, None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("table", "needle"),
     [

@@ -181,6 +181,34 @@ def test_help_for_every_command() -> None:
         assert result.returncode == 0 and "Traceback" not in result.stderr, (name, result.stderr)
 
 
+def _subcommands() -> list[tuple[str, ...]]:
+    """Every subcommand of a command (`vm exec`, `packs check`...), read from the parser itself, plus the two-stage
+    ones of `profiles` that argparse does not know about (`profiles import`, `profiles show`, `profiles NAME`)."""
+    import argparse
+
+    from bootlab.cli.main import build_parser
+
+    def actions(parser: argparse.ArgumentParser) -> list[argparse._SubParsersAction[argparse.ArgumentParser]]:
+        return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+    found = [("profiles", "import"), ("profiles", "show"), ("profiles", "redox-aarch64")]
+    for top in actions(build_parser()):
+        for name, parser in top.choices.items():
+            found += [(name, sub) for action in actions(parser) for sub in action.choices]
+    return found
+
+
+def test_help_for_every_subcommand() -> None:
+    # `profiles import --help` said "the following arguments are required: NAME", `profiles show --help`
+    # "unrecognized arguments: --help"
+    subcommands = _subcommands()
+    assert {("vm", "exec"), ("packs", "check"), ("profiles", "import")} <= set(subcommands)
+    for words in subcommands:
+        result = bootlab(*words, "--help")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, (words, result.stderr)
+        assert result.stdout.startswith("usage: bootlab " + words[0]), (words, result.stdout)
+
+
 def test_no_abbreviated_options(project: Path) -> None:
     result = bootlab("trial", "redox-aarch64", "--seed", "3", "-n", "1", cwd=project)
     assert result.returncode == 2 and "unrecognized arguments: --seed 3" in result.stderr

@@ -36,17 +36,25 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def import_parser() -> argparse.ArgumentParser:
-    p = SubParser(prog="bootlab profiles import")
-    p.add_argument("name", metavar="NAME")
+    p = SubParser(
+        prog="bootlab profiles import",
+        usage="%(prog)s NAME [options] [-- qemu-system-ARCH ARGS... | --script FILE [-- SCRIPT ARGS...]]",
+        description="write [profiles.NAME] into bootlab.toml from a QEMU command line (after --) or from the "
+        "qemu-system command a sh script runs (--script), then compare its argv with the source, option by option: "
+        "exit 0 when they match, 1 when something differs, 2 on bad input",
+    )
+    p.add_argument("name", metavar="NAME", help="the profile to write (letters, digits, '.', '_', '-')")
     p.add_argument("--script", type=Path, metavar="FILE", help="read the qemu-system command from this sh script")
     p.add_argument("--mode", metavar="MODE", help='the script\'s first argument (its case "$1" mode switch)')
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="as if set in the environment")
-    p.add_argument("--config", type=Path, metavar="FILE")
+    p.add_argument(
+        "--config", type=Path, metavar="FILE", help="project file (default: found from here, else ./bootlab.toml)"
+    )
     p.add_argument("--extends", metavar="PROFILE", help="write only what differs from this profile or preset")
     p.add_argument("--replace", action="store_true", help="replace an existing profile of that name")
     p.add_argument("--lock", action="store_true", help="lock the imported profile at once (bootlab lock)")
     p.add_argument("--snapshot", action="store_true", help="run images the source writes on a snapshot instead")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the comparison, what was kept and the notes as JSON")
     return p
 
 

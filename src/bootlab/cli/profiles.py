@@ -12,11 +12,11 @@ from bootlab.errors import UsageError
 
 
 class SubParser(argparse.ArgumentParser):
-    """The second stage of `profiles NAME ...` and `profiles import ...`: errors are one line, exit code 2."""
+    """The second stage of `profiles NAME ...` and `profiles import ...`: errors are one line, exit code 2;
+    `--help` prints this stage's options (the first stage's parser only sees `profiles [NAME]`)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("add_help", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -35,17 +35,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved (or `import`)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.add_argument("--config", type=Path, metavar="FILE")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="with NAME: override a profile field (dotted keys); repeatable",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="the list as JSON (a profile is always shown as JSON)")
     p.set_defaults(func=run)
 
 
 def show_parser() -> argparse.ArgumentParser:
-    p = SubParser(prog="bootlab profiles NAME")
-    p.add_argument("--config", type=Path, metavar="FILE")
-    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    p = SubParser(
+        prog="bootlab profiles [show] NAME",
+        usage="%(prog)s [--config FILE] [--set KEY=VALUE]... [--json]",
+        description="print the profile NAME fully resolved (extends, --set and {templates} applied), as JSON",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
+    p.add_argument(
+        "--set", dest="sets", action="append", metavar="KEY=VALUE",
+        help="override a profile field (dotted keys: cpu=max, machine.highmem=off, vars.build=x); repeatable",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="accepted for symmetry: the profile is printed as JSON anyway")
     return p
 
 

@@ -188,6 +188,8 @@ def apply_sets(table: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict
                 child = node[part] = {}
             elif isinstance(child, str) and i == 0 and part == "machine":
                 child = node[part] = {"type": child}
+            elif isinstance(child, str | list) and i == 1 and parts[0] == "checks":
+                child = node[part] = {"command": child}  # a check's short form is its command: `checks.x.timeout=5`
             elif not isinstance(child, dict):
                 raise UsageError(
                     f"--set {item}: `{'.'.join(parts[: i + 1])}` is not a table, so it has no `{parts[i + 1]}`"
