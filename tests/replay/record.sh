@@ -20,6 +20,8 @@ rec linux-arm64-flood linux-arm64 --set vars.mode=flood --quiet-timeout 5
 gzip -9f tests/replay/linux-arm64-flood.log tests/replay/linux-arm64-flood.times  # 640 kB of flood -> 50 kB
 rec linux-arm64-slow linux-arm64 --set vars.mode=slow
 rec linux-arm64-uefi-login linux-arm64-uefi
+# checks after login: commands typed after the shell prompt (what `bootlab classify` must still read as ready)
+rec linux-arm64-checks linux-arm64 --check 'kernel=uname -s' --check 'word=echo hello'
 
 # named VMs: logged in up to the shell prompt (the login and password interactions)
 vm() { # vm NAME PROFILE

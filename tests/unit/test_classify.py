@@ -89,3 +89,34 @@ def test_a_refused_login_is_login_failed_as_the_live_boot_and_packs_check_say(
     assert main(["packs", "check", str(pack), str(log), "--set", "vars.password=wrong", "--json"]) == 1
     checked = json.loads(capsys.readouterr().out)
     assert checked["logs"][0]["outcome"] == "login-failed"
+
+
+REPLAY = Path(__file__).resolve().parents[1] / "replay"
+
+
+@pytest.mark.parametrize(
+    ("log", "pack"),
+    [("linux-arm64-checks", "linux"), ("linux-arm64-shell", "linux"), ("redox-sim-shell", "redox")],
+)
+def test_a_boot_that_logged_in_classifies_as_its_live_verdict(
+    log: str, pack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Recorded boots that logged in (one ran checks: commands typed after its shell prompt). The shell prompt only
+    existed as a partial line live; read with the log's .times index it counts as it did then, and nobody has to
+    tell `classify` that the boot meant to log in."""
+    assert main(["classify", str(REPLAY / f"{log}.log"), "--pack", pack, "--json"]) == 0
+    v = json.loads(capsys.readouterr().out)
+    assert (v["outcome"], v["stage"]) == ("pass", "login")
+
+
+def test_classify_reads_every_golden_as_its_live_boot_without_being_told() -> None:
+    """`classify` is given no credentials; for every recorded golden it concludes what the live boot did (the
+    goldens' own test reads them with the credentials they were recorded with)."""
+    from test_packs_golden import LOGS, expected, packs_of
+
+    from bootlab.console.classify import classify_file
+
+    for log in LOGS:
+        exp = expected(log)
+        v = classify_file(log, packs_of(log, exp))
+        assert (v.outcome, v.title) == (exp["outcome"], exp.get("title")), log

@@ -3,7 +3,7 @@
 Offline there is no clock and no QEMU: times are unknown, nothing is sent, and the log may end anywhere, so
 the outcome is ``pass`` (ready reached, no fatal line), ``crash`` (a fatal line), ``login-failed`` (the guest
 refused a login before ready, as the live boot concludes: a pass never carries the title "login failed") or
-``incomplete`` (none of these).
+``incomplete`` (none of these). :func:`classify_file` decides whether the log's boot logged in.
 Pasted transcripts carry prose and shell commands around the console text; signatures are searched per line,
 so the noise costs nothing but a few lines that match nothing.
 """
@@ -85,8 +85,13 @@ def _read(path: Path) -> bytes:
 
 
 def classify_file(path: Path, packs: PackSet) -> Verdict:
-    """Classify one log file; a missing or unreadable file is a usage error naming it."""
-    data = _read(path)
-    verdict = classify_text(data.decode("utf-8", errors="replace"), packs)
-    verdict.log = str(path)
-    return verdict
+    """Classify one log file as `bootlab packs check` reads it (chunk by chunk with their times when the
+    ``.times`` index is beside it, so a prompt counts where the boot stopped at it, even when commands were typed
+    after it). A log does not say whether its boot meant to log in, so it is read as one that did first: a
+    shell reached is a pass there, a refused login is ``login-failed``, a crash before the shell a crash; only a
+    log that never gets that far is read again as a boot that is ready at its login prompt. A missing or
+    unreadable file is a usage error naming it."""
+    logged_in = check_log(path, packs, wait_for_shell=True).verdict
+    if logged_in.outcome != "incomplete":
+        return logged_in
+    return check_log(path, packs).verdict
