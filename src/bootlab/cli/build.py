@@ -28,10 +28,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    import hashlib
     import json
     from pathlib import Path
 
+    from bootlab.paths import sha256_file
     from bootlab.profile.loader import load_project
     from bootlab.source.build import build_at, build_in_place
 
@@ -55,13 +55,8 @@ def run_build(args: argparse.Namespace) -> int:
     data = built.to_json()
     digests = {}
     for out, path in built.outputs.items():
-        p = Path(path)
-        if p.is_file():
-            h = hashlib.sha256()
-            with p.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            digests[out] = h.hexdigest()
+        if Path(path).is_file():
+            digests[out] = sha256_file(path)
     data["sha256"] = digests
     if args.json:
         print(json.dumps(data, indent=2))

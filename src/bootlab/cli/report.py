@@ -9,7 +9,6 @@ are imported here only, so no other command pays for them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -106,14 +105,12 @@ def _resolve(target: Path | None, page: Page, fmt: str) -> Path | None:
 
 def _write(path: Path, text: str) -> None:
     """Write atomically (a reader never sees half a page); any OS refusal is one line and exit 2."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from bootlab.paths import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise UsageError(
             f"cannot write the report to {path}: {exc.strerror or exc}; give -o a writable file or directory"
         ) from None
