@@ -12,8 +12,9 @@ from test_trial_support import make_lab, make_project, use_simulated_boots
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.lab import mark, matrix_cells, parse_axis
+from bootlab.lab.lab import matrix_cells, parse_axis
 from bootlab.lab.results import to_json
+from bootlab.lab.summary import mark
 
 
 def test_parse_axis_forms() -> None:

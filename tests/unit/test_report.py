@@ -398,3 +398,20 @@ def test_other_commands_do_not_import_the_report_libraries() -> None:
     assert "bootlab.cli.main" in imported and "bootlab.profile.loader" in imported
     heavy = ("matplotlib", "jinja2", "bootlab.report.plots", "bootlab.report.render", "bootlab.report.pages")
     assert not [m for m in imported if m.startswith(heavy)]
+
+
+def test_one_percent_format_for_text_pages_and_figures() -> None:
+    """pct, rate_text and difference_text are what the terminal, the templates (the pct and rate filters) and the
+    figures print: a rate always with its counts and interval, a difference signed."""
+    from bootlab.lab.summary import Tally
+    from bootlab.report.text import difference_text, pct, rate_text
+
+    assert (pct(None), pct(0.6), pct(0.004), pct(0.05, signed=True), pct(-0.2, signed=True)) == (
+        "-", "60%", "0%", "+5%", "-20%",
+    )  # fmt: skip
+    six = Tally(6, 4).to_json()
+    assert rate_text(six) == "6/10 60% [31%-83%]" and rate_text(six, counts=False) == "60% [31%-83%]"
+    assert rate_text(Tally().to_json()) == "0 counted boots" and rate_text(Tally().to_json(), counts=False) == "-"
+    assert difference_text(0.2, (-0.05, 0.42)) == "+20% [-5%, +42%]"
+    env = render._env()
+    assert env.from_string("{{ x | pct }} {{ r | rate }}").render(x=0.25, r=six) == "25% 6/10 60% [31%-83%]"

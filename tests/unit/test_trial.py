@@ -424,3 +424,24 @@ def test_a_refused_login_is_a_failure_of_its_own_in_a_trial() -> None:
     assert (s["boots"], s["passed"], s["excluded"]) == (3, 1, 0)
     assert s["outcomes"] == {"pass": 1, "login-failed": 1, "crash": 1}
     assert {t["title"] for t in s["titles"]} == {"login failed", "linux: kernel panic: x"}
+
+
+def test_tally_judges_each_boot_once_for_every_count() -> None:
+    """judge: infra errors do not count, strict makes a pass with incidents a failure; Tally adds them up into
+    the rate and interval every summary, progress line, history row and export reads."""
+    from bootlab.lab.stats import wilson
+    from bootlab.lab.summary import Tally, judge, mark
+
+    clean, noisy = rec(0, "pass").verdict, rec(1, "pass", incidents=1).verdict
+    crash, infra = rec(2, "crash", "boom").verdict, rec(3, "qemu-error", "bad -M").verdict
+    assert [judge(v) for v in (clean, noisy, crash, infra)] == [True, True, False, None]
+    assert [judge(v, strict=True) for v in (clean, noisy, crash, infra)] == [True, False, False, None]
+    tally = Tally.of([clean, noisy, crash, infra, infra], strict=True)
+    assert (tally.passed, tally.failed, tally.excluded, tally.boots) == (1, 2, 2, 3)
+    assert tally.rate == 1 / 3 and tally.ci95() == wilson(1, 3)
+    assert tally.to_json() == {"passed": 1, "boots": 3, "rate": 1 / 3, "ci95": list(wilson(1, 3))}
+    assert Tally().rate is None and Tally().ci95() == (0.0, 1.0)
+    assert mark(tally.to_json()) == "flaky" and mark(Tally(2).to_json()) == "pass"
+    assert mark(Tally(0, 2).to_json()) == "fail" and mark(Tally().to_json()) == "none"
+    s = summarize([rec(i, o) for i, o in enumerate(["pass", "crash", "qemu-error"])])
+    assert (s.passed, s.boots, s.excluded, s.rate, s.ci95) == (1, 2, 1, 0.5, wilson(1, 2))

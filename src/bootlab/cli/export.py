@@ -99,13 +99,16 @@ def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
 def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     import xml.etree.ElementTree as ET
 
-    from bootlab.lab.summary import replay_command
+    from bootlab.lab.summary import Tally, replay_command
+    from bootlab.verdict import Verdict
 
     name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
     checks = [c for b in boots for c in b["verdict"].get("checks", [])]
-    failures = sum(1 for b in boots if b["outcome"] not in ("pass", "qemu-error", "infra-error"))
-    failures += sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
-    errors = sum(1 for b in boots if b["outcome"] in ("qemu-error", "infra-error"))
+    # a boot is a failure when the guest failed, an error when QEMU or bootlab did (not counted in a rate)
+    tally = Tally()
+    judged = [tally.add(Verdict.model_validate(b["verdict"])) for b in boots]
+    failures = tally.failed + sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
+    errors = tally.excluded
     skipped = sum(1 for c in checks if c["status"] == "skipped")
     total_time = sum(float(b["verdict"].get("duration_s") or 0) for b in boots)
     suites = ET.Element("testsuites")
@@ -123,7 +126,7 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
         props = ET.SubElement(suite, "properties")
         for key in ("rate", "ci95", "seed_base", "sets"):
             ET.SubElement(props, "property", name=key, value=json.dumps(trial.get(key)))
-    for b in boots:
+    for b, passed in zip(boots, judged, strict=True):
         v = b["verdict"]
         case = ET.SubElement(
             suite,
@@ -142,9 +145,9 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             )
             if x
         )
-        if b["outcome"] in ("qemu-error", "infra-error"):
+        if passed is None:
             ET.SubElement(case, "error", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
-        elif b["outcome"] != "pass":
+        elif not passed:
             ET.SubElement(case, "failure", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
         if v.get("incidents"):
             ET.SubElement(case, "system-out").text = "\n".join(

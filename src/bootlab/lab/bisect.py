@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bootlab.errors import UsageError
 from bootlab.lab.changepoint import ChangePoint, Priors
-from bootlab.lab.summary import counts_as_pass, failure_title
-from bootlab.verdict import INFRA, Verdict
+from bootlab.lab.summary import failure_title, judge
+from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -124,9 +124,10 @@ def title_pattern(text: str) -> re.Pattern[str]:
 
 def symptom(verdict: Verdict, *, strict: bool, title: re.Pattern[str] | None) -> bool | None:
     """True: the boot shows the symptom; False: it is clean; None: it says nothing (infra, or another title)."""
-    if verdict.outcome in INFRA:
+    passed = judge(verdict, strict)
+    if passed is None:
         return None
-    if counts_as_pass(verdict, strict):
+    if passed:
         return False
     if title is None:
         return True
@@ -151,7 +152,7 @@ class Tested:
 
     def add(self, verdict: Verdict, shows: bool | None) -> None:
         self.boots += 1
-        if verdict.outcome in INFRA:
+        if judge(verdict) is None:
             self.excluded += 1
         elif shows is None:
             self.ignored += 1

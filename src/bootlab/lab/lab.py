@@ -15,7 +15,6 @@ import itertools
 import json
 import secrets
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, Tria
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.sequential import PairStopper, sequential_sentence
 from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
-from bootlab.lab.summary import BootRecord, Stopper, derive_seed, stage_times, summarize
+from bootlab.lab.summary import BootRecord, Stopper, derive_seed, mark, stage_times, summarize
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -387,24 +386,6 @@ class Lab:
         return Bisection(self, progress=progress).resume(bisect_id)
 
 
-def mark(result: Mapping[str, Any]) -> str:
-    """The user's notes' marks for a trial's (or a matrix cell's) JSON: ✅ all passed, ⚠️ some failed (flaky),
-    ❌ all failed; ❔ nothing counted; 🚫 refused by lint."""
-    if result.get("refused"):
-        return "refused"
-    boots, passed = result["boots"], result["passed"]
-    if boots == 0:
-        return "none"
-    if passed == boots:
-        return "pass"
-    if passed == 0:
-        return "fail"
-    return "flaky"
-
-
-MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
-
-
 def stage_timing(
     records_a: list[BootRecord], records_b: list[BootRecord], label_a: str, label_b: str
 ) -> dict[str, Any]:
@@ -434,8 +415,7 @@ def comparison(
     """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence; ``timing``
     (from :func:`stage_timing`) is carried when the boots are at hand."""
     ka, na, kb, nb = ra.summary.passed, ra.summary.boots, rb.summary.passed, rb.summary.boots
-    pa = ka / na if na else None
-    pb = kb / nb if nb else None
+    pa, pb = ra.summary.rate, rb.summary.rate
     p = fisher_p(ka, na, kb, nb)
     lo, hi = diff_interval(ka, na, kb, nb)
     more: int | None = None

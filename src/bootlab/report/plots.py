@@ -31,8 +31,10 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from bootlab.lab.stats import percentile, wilson
+from bootlab.lab.stats import percentile
+from bootlab.lab.summary import Tally
 from bootlab.report.pages import Page
+from bootlab.report.text import difference_text, pct, rate_text
 
 OUTCOME_COLOURS = {
     "pass": "#009E73",
@@ -125,15 +127,19 @@ def _draw(name: str, draw: Callable[[], MplFigure]) -> str:
         return to_svg(draw(), name)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
-
-
-def _rate_text(k: int, n: int) -> str:
-    if n == 0:
-        return "no boots counted"
-    lo, hi = wilson(k, n)
-    return f"{k}/{n} = {k / n:.0%} [{lo:.0%}–{hi:.0%}]"
+def _rate_point(ax: Any, x: float, r: dict[str, Any], colour: str, marker: str = "o") -> None:
+    """One rate (a trial's, a revision's, a commit's) as a point with its 95% interval as error bars."""
+    lo, hi = r["ci95"]
+    ax.errorbar(
+        [x],
+        [100 * r["rate"]],
+        yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
+        fmt=marker,
+        color=colour,
+        capsize=3,
+        markersize=5,
+        linewidth=1.4,
+    )
 
 
 def _outcome_colour(b: dict[str, Any]) -> str:
@@ -163,13 +169,13 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
     # at most ~300 points: the band is smooth, and a 1,000-boot trial need not carry 2,000 vertices
     step = max(1, math.ceil(n / 300))
     xs, ys, los, his = [], [], [], []
-    passed = 0
+    tally = Tally()
     for i, b in enumerate(counted, 1):
-        passed += b["passed"]
+        tally.count(b["passed"])
         if i % step == 0 or i == n or i == 1:
-            lo, hi = wilson(passed, i)
+            lo, hi = tally.ci95()
             xs.append(i)
-            ys.append(100 * passed / i)
+            ys.append(100 * (tally.rate or 0))
             los.append(100 * lo)
             his.append(100 * hi)
 
@@ -212,7 +218,7 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
         ax.legend(loc="lower left", ncols=3)
         return fig
 
-    final = _rate_text(passed, n)
+    final = rate_text(tally.to_json())
     drift = (
         f" The dashed line is the rate over the last {window} boots: a slope in it is drift, which the cumulative "
         f"rate hides."
@@ -608,7 +614,6 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
                         continue
                     colour = cmap(passed / boots)
                     ax.add_patch(Rectangle((c_i, y), 1, 1, facecolor=colour, edgecolor="#ffffff", linewidth=2))
-                    lo, hi = cell["ci95"]
                     ink = _text_colour(colour)
                     ax.text(
                         c_i + 0.5,
@@ -623,7 +628,7 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
                     ax.text(
                         c_i + 0.5,
                         y + 0.3,
-                        f"{passed / boots:.0%} [{lo:.0%}–{hi:.0%}]",
+                        rate_text(cell, counts=False),
                         ha="center",
                         va="center",
                         fontsize=8,
@@ -691,7 +696,7 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
                     linewidth=2,
                     markersize=6,
                 )
-                text = f"{side['passed']}/{side['boots']} {side['rate']:.0%} [{lo:.0%}–{hi:.0%}]"
+                text = rate_text(side)
                 # above its point, anchored on the side with room, so it never runs into the axis labels
                 ha = "right" if side["rate"] > 0.75 else "left" if side["rate"] < 0.25 else "center"
                 left.annotate(
@@ -724,7 +729,7 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
                 linewidth=2,
                 markersize=5,
             )
-            right.text(100 * d, 0.25, f"{d:+.0%} [{lo:+.0%}, {hi:+.0%}]", ha="center", fontsize=8.5, color=colour)
+            right.text(100 * d, 0.25, difference_text(d, (lo, hi)), ha="center", fontsize=8.5, color=colour)
         right.set_xlim(-103, 103)
         right.set_ylim(-0.6, 0.8)
         right.set_yticks([0], ["B − A"])
@@ -855,18 +860,7 @@ def history_rates(rows: list[dict[str, Any]], variants: list[str], name: str = "
         for x, r in enumerate(rows):
             if not r.get("boots"):
                 continue
-            colour, marker = style(" ".join(r["sets"]))
-            lo, hi = r["ci95"]
-            ax.errorbar(
-                [x],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt=marker,
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, x, r, *style(" ".join(r["sets"])))
         step = max(1, math.ceil(len(rows) / 24))
         ax.set_xticks(
             list(range(0, len(rows), step)),
@@ -911,18 +905,7 @@ def revision_rates(revisions: list[dict[str, Any]], variants: list[str], name: s
         for r in revisions:
             x = ticks.index((r["revision"]["commit"], r["revision"]["dirty"])) + 0.0
             x += (used.index(r["variant"]) - (k - 1) / 2) * min(0.5 / k, 0.18)
-            colour, marker = style(r["variant"])
-            lo, hi = r["ci95"]
-            ax.errorbar(
-                [x],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt=marker,
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, x, r, *style(r["variant"]))
         step = max(1, math.ceil(len(ticks) / 26))
         shown = list(range(0, len(ticks), step))
         ax.set_xticks(shown, [labels[ticks[i]] for i in shown], rotation=55, ha="right", rotation_mode="anchor",
@@ -1001,7 +984,7 @@ def bisect_posterior(page: Page, name: str = "posterior") -> Figure | None:
         ax.text(
             n - 0.5,
             100 * b["confidence"] + 2,
-            f"asked confidence {b['confidence']:.0%}",
+            f"asked confidence {pct(b['confidence'])}",
             ha="right",
             va="bottom",
             fontsize=8,
@@ -1080,19 +1063,7 @@ def bisect_rates(page: Page, name: str = "rates") -> Figure | None:
         ax.text(-0.4, old + 2.5, f"p_old ≈ {old:.0f}%", fontsize=8, color=MUTED, va="bottom")
         ax.text(n - 0.6, new + 2.5, f"p_new ≈ {new:.0f}%", fontsize=8, color=MUTED, va="bottom", ha="right")
         for c in rows:
-            r = c["symptom_rate"]
-            lo, hi = r["ci95"]
-            colour = FAIL if c["index"] == best else ARM_COLOURS[0]
-            ax.errorbar(
-                [c["index"]],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt="o",
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, c["index"], c["symptom_rate"], FAIL if c["index"] == best else ARM_COLOURS[0])
         ticks = _commit_ticks(data["line"], best, {c["index"] for c in rows})
         ax.set_xticks(ticks, [data["line"][i]["commit"][:7] for i in ticks], rotation=55, ha="right",
                       rotation_mode="anchor", fontsize=7.5)  # fmt: skip
@@ -1107,8 +1078,8 @@ def bisect_rates(page: Page, name: str = "rates") -> Figure | None:
         name,
         "The symptom's rate per commit",
         f"Each point is a tested commit: the share of its counted boots that showed the symptom, with its 95% "
-        f"Wilson interval. The dashed step is what the search estimates: about {b['symptom_rate_old']:.0%} before "
-        f"the change and {b['symptom_rate_new']:.0%} after it. A commit with few boots has a wide interval: that "
+        f"Wilson interval. The dashed step is what the search estimates: about {pct(b['symptom_rate_old'])} before "
+        f"the change and {pct(b['symptom_rate_new'])} after it. A commit with few boots has a wide interval: that "
         f"is why one clean batch does not clear a commit of a flaky regression.",
         _draw(name, draw),
     )
