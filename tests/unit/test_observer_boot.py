@@ -145,8 +145,8 @@ def test_symbolise_bad_elf_does_not_raise(tmp_path: Path) -> None:
 
 
 def test_a_hang_at_a_prompt_is_titled_by_it_and_says_where_it_stopped() -> None:
-    from bootlab.cli.common import stopped_lines
     from bootlab.console.clock import BootClock
+    from bootlab.report.text import stopped_lines
 
     obs = Observer(load_packs(["linux"]))
     obs.feed(BOOTED.encode() + b"Choose the boot entry\r\nboot: ", 1.0)

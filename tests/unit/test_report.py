@@ -415,3 +415,37 @@ def test_one_percent_format_for_text_pages_and_figures() -> None:
     assert difference_text(0.2, (-0.05, 0.42)) == "+20% [-5%, +42%]"
     env = render._env()
     assert env.from_string("{{ x | pct }} {{ r | rate }}").render(x=0.25, r=six) == "25% 6/10 60% [31%-83%]"
+
+
+def test_a_verdict_reads_the_same_in_every_command() -> None:
+    """verdict_lines is the body of a verdict under boot's, show's, classify's and vm launch's headlines."""
+    from bootlab.report.text import verdict_lines
+    from bootlab.verdict import CheckResult, Death, Incident, VcpuRegisters, Verdict
+
+    v = Verdict(
+        outcome="crash",
+        title="linux: WARNING in foo",
+        fatal_line="WARNING at foo",
+        fatal_t=3.5,
+        death=Death(title="linux: kernel panic", line="Kernel panic", t=None),
+        incidents=[Incident(kind="daemon", title="pcid died", process="pcid", line="x", t=1.0)],
+        registers=[VcpuRegisters(cpu=0, pc="ffff0010", sp="1000", lr="ffff0008", raw="PC=...")],
+        checks=[CheckResult(name="net", command="ping -c1 gw", status="fail", exit_code=1, output="no route\n")],
+    )
+    data = v.model_dump(mode="json")
+    assert verdict_lines(data) == [
+        "  title: linux: WARNING in foo",
+        "  fatal line (t=3.50s): WARNING at foo",
+        "  died of: linux: kernel panic",
+        "  incident [daemon] pcid died",
+        "  cpu0: pc=ffff0010 sp=1000 lr=ffff0008",
+        "  check net: FAIL: ping -c1 gw",
+        "    | no route",
+    ]
+    assert verdict_lines(data, title=False)[0].startswith("  fatal line")
+    hang = Verdict(outcome="hang", stopped={"rule": "quiet", "flowing": False, "silent_s": 10.0, "last_lines": ["a"]})
+    assert verdict_lines(hang.model_dump(mode="json")) == [
+        "  stopped: no console output for 10.0s (quiet timeout)",
+        "  last lines:",
+        "    | a",
+    ]

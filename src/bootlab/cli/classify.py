@@ -62,11 +62,9 @@ def classify(args: argparse.Namespace) -> int:
         if many:
             print(f"{path}: {verdict.outcome} at {stage}{title}{inc}")
         else:
+            from bootlab.report.text import verdict_lines
+
             print(f"{verdict.outcome} (stage {stage}){title}")
-            if verdict.fatal_line:
-                print(f"  fatal line: {verdict.fatal_line}")
-            if verdict.death:
-                print(f"  died of: {verdict.death.title}")
-            for i in verdict.incidents:
-                print(f"  incident [{i.kind}] {i.title}")
+            for line in verdict_lines(data, title=False):  # the offline fields: no clock, no registers
+                print(line)
     return worst

@@ -173,27 +173,3 @@ def prepare(
         pf.warn(sys.stderr)
     pf.refuse_on_errors(force)
     return Resolved(project=project, profile=pf.profile, host=pf.host), pf.invocation
-
-
-def stopped_lines(stopped: dict[str, object] | None, last: int = 5) -> list[str]:
-    """Where a hang or timeout stopped, for `bootlab boot` and `vm launch`: the rule that fired, whether output
-    still flowed, and the console's last lines."""
-    if not stopped:
-        return []
-    rule = stopped.get("rule")
-    flowing = "while output kept coming" if stopped.get("flowing") else f"silent for {stopped.get('silent_s')}s"
-    if rule == "quiet":
-        why = f"no console output for {stopped.get('silent_s')}s (quiet timeout)"
-    elif rule == "no-progress":
-        why = (
-            f"no new milestone and no new line for twice the quiet timeout, {flowing} "
-            f"({stopped.get('lines_since_progress')} lines repeating since t={stopped.get('progress_t')}s)"
-        )
-    else:
-        why = f"the overall timeout, {flowing}"
-    out = [f"  stopped: {why}"]
-    lines = stopped.get("last_lines") or []
-    if isinstance(lines, list) and lines:
-        out.append("  last lines:")
-        out += [f"    | {line}" for line in lines[-last:]]
-    return out

@@ -89,26 +89,11 @@ def _print_boot(d: dict[str, Any]) -> None:
     v = d["verdict"]
     print(f"boot {d['boot']} ({d['trial'] or 'single boot'}, index {d['idx']}): {d['profile']}, {when(d['created'])}")
     print(f"  outcome: {v['outcome']} at stage {v.get('stage') or '-'} after {v.get('duration_s')} s")
-    if v.get("title"):
-        print(f"  title: {v['title']}")
-    if v.get("fatal_line"):
-        print(f"  fatal line: {v['fatal_line']}")
-    if v.get("death"):
-        print(f"  died of: {v['death']['title']}")
-    for inc in v.get("incidents", []):
-        print(f"  incident [{inc['kind']}] {inc['title']}")
-    from bootlab.cli.common import stopped_lines
-
-    for line in stopped_lines(v.get("stopped")):
-        print(line)
     from bootlab.lab.summary import replay_command
-    from bootlab.report.text import check_lines, register_lines
+    from bootlab.report.text import verdict_lines
 
-    for line in register_lines(v.get("registers", [])):
-        print(f"  {line}")
-    for line in check_lines(v.get("checks", [])):
-        print(f"  {line}")
-
+    for line in verdict_lines(v):
+        print(line)
     print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")
     host = d["host"]
     where = f"{host['name']} " if host.get("name") else ""

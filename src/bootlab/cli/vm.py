@@ -122,13 +122,9 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
     outcome = verdict.get("outcome", "?")
     if not as_json:
         _err(f"bootlab: vm {name}: boot {outcome}" + (f": {verdict['title']}" if verdict.get("title") else ""))
-        if verdict.get("fatal_line"):
-            _err(f"  fatal line: {verdict['fatal_line']}")
-        if verdict.get("death"):
-            _err(f"  died of: {verdict['death']['title']}")
-        from bootlab.cli.common import stopped_lines
+        from bootlab.report.text import verdict_lines
 
-        for line in stopped_lines(verdict.get("stopped")):
+        for line in verdict_lines(verdict, title=False):
             _err(line)
         _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
     from bootlab.verdict import exit_code_of

@@ -250,6 +250,56 @@ def register_lines(registers: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def stopped_lines(stopped: dict[str, object] | None, last: int = 5) -> list[str]:
+    """Where a hang or timeout stopped, in :func:`verdict_lines`: the rule that fired, whether output
+    still flowed, and the console's last lines."""
+    if not stopped:
+        return []
+    rule = stopped.get("rule")
+    flowing = "while output kept coming" if stopped.get("flowing") else f"silent for {stopped.get('silent_s')}s"
+    if rule == "quiet":
+        why = f"no console output for {stopped.get('silent_s')}s (quiet timeout)"
+    elif rule == "no-progress":
+        why = (
+            f"no new milestone and no new line for twice the quiet timeout, {flowing} "
+            f"({stopped.get('lines_since_progress')} lines repeating since t={stopped.get('progress_t')}s)"
+        )
+    else:
+        why = f"the overall timeout, {flowing}"
+    out = [f"  stopped: {why}"]
+    lines = stopped.get("last_lines") or []
+    if isinstance(lines, list) and lines:
+        out.append("  last lines:")
+        out += [f"    | {line}" for line in lines[-last:]]
+    return out
+
+
+def _at(t: float | None) -> str:
+    return f" (t={t:.2f}s)" if t is not None else ""
+
+
+def verdict_lines(v: Mapping[str, Any], *, title: bool = True) -> list[str]:
+    """What a verdict (a ``Verdict`` as JSON) says under the headline each command writes itself (a boot's outcome
+    and time, a stored boot's ids, a VM's name): its title (unless the headline has it), the fatal line and the
+    death with their times when known, the incidents, where a hang stopped, the crash's registers and the checks;
+    each line indented two spaces. ``boot``, ``show BOOT``, ``classify`` and ``vm launch``/``start`` print it, so
+    a verdict reads the same wherever it is shown."""
+    lines = []
+    if title and v.get("title"):
+        lines.append(f"  title: {v['title']}")
+    if v.get("fatal_line"):
+        lines.append(f"  fatal line{_at(v.get('fatal_t'))}: {v['fatal_line']}")
+    death = v.get("death")
+    if death:
+        lines.append(f"  died of{_at(death.get('t'))}: {death['title']}")
+    for inc in v.get("incidents") or []:
+        lines.append(f"  incident [{inc['kind']}] {inc['title']}")
+    lines += stopped_lines(v.get("stopped"))
+    lines += [f"  {line}" for line in register_lines(v.get("registers") or [])]
+    lines += [f"  {line}" for line in check_lines(v.get("checks") or [])]
+    return lines
+
+
 def check_lines(checks: list[dict[str, Any]], *, output_lines: int = 5) -> list[str]:
     """A verdict's checks (as dicts), one line each, in the order they ran: ``check net: pass (0.41s)``; a check
     that did not pass says why, what it ran and the last ``output_lines`` lines of its output."""
