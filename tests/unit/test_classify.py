@@ -73,3 +73,17 @@ def test_a_panic_after_a_report_is_shown_as_its_death(capsys: pytest.CaptureFixt
     death = json.loads(capsys.readouterr().out)["death"]
     assert death["title"] == "linux: kernel panic: panic_on_warn set"
     assert "Kernel panic - not syncing" in death["line"]
+
+
+def test_a_project_pack_beside_no_project_file_is_found_as_a_boot_finds_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without bootlab.toml, classify reads ./packs like a boot and `packs` do (cli.common.project_dir): it used
+    to look at the shipped packs only."""
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "mine.toml").write_text(
+        'name = "mine"\nextends = "redox"\ndescription = "redox, as I run it"\nreference = "my notes"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["classify", str(PASS), "--pack", "mine"]) == 0
+    assert capsys.readouterr().out.startswith("pass (stage login)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bootlab.cli.common import add_check_args, add_profile_args, positive_seconds
+from bootlab.cli.common import add_check_args, add_json_arg, add_profile_args, positive_seconds
 
 if TYPE_CHECKING:
     from bootlab.cli.common import Resolved
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=positive_seconds, metavar="S", help="overall limit (default: the profile's)")
     p.add_argument("--quiet-timeout", type=positive_seconds, metavar="S", help="silence that counts as a hang")
     p.add_argument("--log", type=str, metavar="FILE", help="write the raw console log here")
-    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_json_arg(p, "print the verdict as JSON")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--no-store", action="store_true", help="do not record this boot in the results store")
     p.add_argument(

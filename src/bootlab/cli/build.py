@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bootlab.cli.common import add_profile_args
+from bootlab.cli.common import add_json_arg, add_profile_args
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_profile_args(p, seed=False)
     p.add_argument("--rev", metavar="REV", help="build this revision in bootlab's own checkout (your tree untouched)")
     p.add_argument("--rebuild", action="store_true", help="with --rev: build again even when the cache has it")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the build's output (it is still logged)")
     p.set_defaults(func=run_build)
 

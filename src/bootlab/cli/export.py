@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg
+
 FORMATS = ("json", "csv", "junit")
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("id", metavar="ID", help="a trial (t12) or a boot (b345)")
     p.add_argument("--format", default="json", metavar="FMT", help="json (default), csv or junit")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.set_defaults(func=run_export)
 
 

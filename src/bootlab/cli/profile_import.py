@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootlab.cli.common import add_config_arg, add_json_arg
 from bootlab.cli.profiles import SubParser
 from bootlab.errors import EXIT_GUEST_FAILED, EXIT_PASS, UsageError
 
@@ -41,12 +42,12 @@ def import_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", type=Path, metavar="FILE", help="read the qemu-system command from this sh script")
     p.add_argument("--mode", metavar="MODE", help='the script\'s first argument (its case "$1" mode switch)')
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="as if set in the environment")
-    p.add_argument("--config", type=Path, metavar="FILE")
+    add_config_arg(p)
     p.add_argument("--extends", metavar="PROFILE", help="write only what differs from this profile or preset")
     p.add_argument("--replace", action="store_true", help="replace an existing profile of that name")
     p.add_argument("--lock", action="store_true", help="lock the imported profile at once (bootlab lock)")
     p.add_argument("--snapshot", action="store_true", help="run images the source writes on a snapshot instead")
-    p.add_argument("--json", action="store_true")
+    add_json_arg(p, "print what was imported as JSON")
     return p
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from bootlab.cli.common import add_config_arg, add_json_arg, add_set_arg
 from bootlab.errors import UsageError
 
 
@@ -35,17 +35,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved (or `import`)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.add_argument("--config", type=Path, metavar="FILE")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    add_config_arg(p)
+    add_set_arg(p)
+    add_json_arg(p, "print as JSON")
     p.set_defaults(func=run)
 
 
 def show_parser() -> argparse.ArgumentParser:
     p = SubParser(prog="bootlab profiles NAME")
-    p.add_argument("--config", type=Path, metavar="FILE")
-    p.add_argument("--set", dest="sets", action="append", metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    add_config_arg(p)
+    add_set_arg(p, default=False)
+    add_json_arg(p, "print as JSON")
     return p
 
 

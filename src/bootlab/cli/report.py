@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--format", default="html", metavar="FMT", help="html (default) or md (for $GITHUB_STEP_SUMMARY)")
     p.add_argument("--open", action="store_true", help="open the written report in the web browser")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.set_defaults(func=run_report)
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg, add_json_arg
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,8 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("id", metavar="ID", help="t12, b345, m3, c2, s4 (a bare number is a trial)")
     p.add_argument("--log", action="store_true", help="print the boot's console log (boots only)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    add_config_arg(p, STORE_CONFIG_HELP)
+    add_json_arg(p, "print as JSON")
     p.set_defaults(func=run_show)
 
 
