@@ -227,3 +227,19 @@ def test_commands_share_the_number_types(argv: list[str], message: str, capsys: 
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_script_goes_through_the_one_preflight(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bootlab script` checks what every boot's preflight checks (lock, profile, fallback), but writes the script
+    when a file is missing (a warning: it may run where the file is)."""
+    (project / "bootlab.toml").write_text(
+        '[profiles.p]\nextends = "redox-aarch64-tcg"\nvars = { image = "/no/such.img" }\nfallback = "nope"\n'
+    )
+    assert main(["script", "p"]) == 2
+    assert "fallback = 'nope' does not resolve" in capsys.readouterr().err
+    (project / "bootlab.toml").write_text(
+        '[profiles.p]\nextends = "redox-aarch64-tcg"\nvars = { image = "/no/such.img" }\n'
+    )
+    assert main(["script", "p"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("#!/bin/sh\n") and "warning: profile p: drive /no/such.img not found" in err

@@ -210,25 +210,11 @@ def rate(text: str) -> float:
 
 @dataclass
 class Resolved:
+    """A profile resolved and preflighted for one boot (:func:`prepare`), with its project and host."""
+
     project: Project
     profile: Profile
     host: Host
-
-
-def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index: int = 0) -> Resolved:
-    from bootlab.host import probe
-    from bootlab.profile.loader import load_project, resolve_profile
-
-    project = load_project(args.config)
-    profile = resolve_profile(
-        args.profile,
-        project=project,
-        sets=args.sets,
-        seed=getattr(args, "seed", None),
-        boot_index=boot_index,
-        keep_builtins=keep_builtins,
-    )
-    return Resolved(project=project, profile=profile, host=probe())
 
 
 def prepare(
