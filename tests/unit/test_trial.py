@@ -445,3 +445,14 @@ def test_tally_judges_each_boot_once_for_every_count() -> None:
     assert mark(Tally(0, 2).to_json()) == "fail" and mark(Tally().to_json()) == "none"
     s = summarize([rec(i, o) for i, o in enumerate(["pass", "crash", "qemu-error"])])
     assert (s.passed, s.boots, s.excluded, s.rate, s.ci95) == (1, 2, 1, 0.5, wilson(1, 2))
+
+
+def test_a_run_without_seed_base_draws_one_and_records_it(tmp_path: Path, fake_host: Host) -> None:
+    """seed_base_or_random is every run's seed base (trial, matrix, comparison, bisect): the given one, else drawn."""
+    from bootlab.lab.summary import seed_base_or_random
+
+    assert seed_base_or_random(0) == 0 and seed_base_or_random(7) == 7
+    drawn = {seed_base_or_random(None) for _ in range(4)}
+    assert all(0 <= s < 2**32 for s in drawn) and len(drawn) > 1
+    result = make_lab(tmp_path, fake_host).trial(ArmSpec("sim"), n=1)
+    assert isinstance(result.seed_base, int) and 0 <= result.seed_base < 2**32

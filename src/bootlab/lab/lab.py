@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import secrets
 import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,15 @@ from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, Tria
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.sequential import PairStopper, sequential_sentence
 from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
-from bootlab.lab.summary import BootRecord, Stopper, derive_seed, mark, stage_times, summarize
+from bootlab.lab.summary import (
+    BootRecord,
+    Stopper,
+    derive_seed,
+    mark,
+    seed_base_or_random,
+    stage_times,
+    summarize,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -253,7 +260,7 @@ class Lab:
         progress: Progress | None = None,
     ) -> TrialResult:
         check_count(n)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checked = self.check(spec, derive_seed(base, 0))
         checked.refuse(f"profile {spec.profile}")
         params: dict[str, Any] = {"n": n, "jobs": jobs, "strict": strict, "seed_base": base}
@@ -290,7 +297,7 @@ class Lab:
         """``stoppers`` makes a fresh stopper for each cell (``--until-confident``: each cell stops on its own)."""
         check_count(n)
         axes_map, specs = matrix_cells(profile, sets, axes)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checks = [self.check(spec, derive_seed(base, 0)) for spec in specs]
         matrix_id = (
             self.store.begin_matrix(profile, axes_map, {"n": n, "sets": sets, "seed_base": base}, note)
@@ -344,7 +351,7 @@ class Lab:
     ) -> ComparisonResult:
         """``stopper`` (``--until-confident``) is shared by both arms and sees both (a :class:`PairStopper`)."""
         check_count(n)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
         for checked in checks:
             checked.refuse(checked.spec.label)

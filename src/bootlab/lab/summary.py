@@ -35,6 +35,14 @@ def derive_seed(base: int, index: int, salt: str = "") -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+def seed_base_or_random(seed_base: int | None) -> int:
+    """The seed base of a run (trial, matrix, comparison, bisect): the one given (``--seed-base``), else 32 random
+    bits; either way it is recorded, so the whole run replays."""
+    import secrets
+
+    return seed_base if seed_base is not None else secrets.randbits(32)
+
+
 @dataclass
 class BootRecord:
     """One finished boot of a trial: its index, seed, verdict and store id (``b42``) once stored."""
