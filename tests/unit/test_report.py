@@ -449,3 +449,25 @@ def test_a_verdict_reads_the_same_in_every_command() -> None:
         "  last lines:",
         "    | a",
     ]
+
+
+def test_a_strict_failure_is_grouped_under_the_summary_title_in_pages_and_figures() -> None:
+    """Pages and figures group failed boots by lab.summary.failure_title, as the trial's summary does: a pass with
+    incidents in a --strict trial is "incidents (strict)" there too (the page's picker called it "pass after ...")."""
+    from bootlab.verdict import Incident, Verdict
+
+    incident = Incident(kind="daemon", title="pcid died", process="pcid", line="x", t=1.0)
+    models = [
+        Verdict(outcome="pass", stage="login", incidents=[incident]),
+        Verdict(outcome="pass", stage="shell", incidents=[incident]),
+        *[Verdict(outcome="hang", stage="kernel")] * 3,
+    ]
+    views = [
+        {"idx": i, "title": v.title, "outcome": v.outcome, "stage": v.stage, "counted": True, "passed": False,
+         "model": v}
+        for i, v in enumerate(models)
+    ]  # fmt: skip
+    picked = pages._pick_failures(views, cap=3)
+    assert [b["idx"] for b in picked] == [0, 2, 3]  # round-robin over two titles, not three
+    fig = plots.failure_titles([("", "#000000", views)])
+    assert fig is not None and "incidents (strict)" in fig.svg and "hang after kernel" in fig.svg

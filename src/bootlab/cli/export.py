@@ -130,13 +130,7 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             ET.SubElement(props, "property", name=key, value=json.dumps(trial.get(key)))
     for b, passed in zip(boots, judged, strict=True):
         v = b["verdict"]
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"bootlab.{b['profile']}",
-            name=f"boot {b['idx']} seed {b['seed']} ({b['boot']})",
-            time=f"{float(v.get('duration_s') or 0):.3f}",
-        )
+        case = _testcase(suite, f"bootlab.{b['profile']}", f"boot {b['idx']} seed {b['seed']} ({b['boot']})", v)
         body = "\n".join(
             x
             for x in (
@@ -161,18 +155,21 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+def _testcase(suite: Any, classname: str, name: str, timed: dict[str, Any]) -> Any:
+    """A JUnit test case for a boot or a check (``timed``: its JSON, whose ``duration_s`` may be missing)."""
+    import xml.etree.ElementTree as ET
+
+    return ET.SubElement(
+        suite, "testcase", classname=classname, name=name, time=f"{float(timed.get('duration_s') or 0):.3f}"
+    )
+
+
 def _check_case(suite: Any, boot: dict[str, Any], check: dict[str, Any]) -> None:
     """One check of ``boot`` as a test case under the boot's class name."""
     import re
     import xml.etree.ElementTree as ET
 
-    case = ET.SubElement(
-        suite,
-        "testcase",
-        classname=f"bootlab.{boot['profile']}.{boot['boot']}",
-        name=f"check {check['name']}",
-        time=f"{float(check.get('duration_s') or 0):.3f}",
-    )
+    case = _testcase(suite, f"bootlab.{boot['profile']}.{boot['boot']}", f"check {check['name']}", check)
     status = check["status"]
     if status == "skipped":
         ET.SubElement(case, "skipped", message=check.get("reason") or "not run")

@@ -96,7 +96,7 @@ def _pick_failures(boots: list[dict[str, Any]], cap: int) -> list[dict[str, Any]
     groups: dict[str, list[dict[str, Any]]] = {}
     for b in boots:
         if not b["passed"]:
-            groups.setdefault(b["title"] or f"{b['outcome']} after {b['stage'] or 'start'}", []).append(b)
+            groups.setdefault(failure_title(b["model"]), []).append(b)
     queues = sorted(groups.values(), key=lambda g: -len(g))
     picked: list[dict[str, Any]] = []
     depth = 0
@@ -446,7 +446,7 @@ def load_bisect(store: Store, ref: Ref) -> Page:
         titles: dict[str, Counter[str]] = {k: Counter() for k in EVIDENCE}
         for v in boots:
             if v["evidence"] != "clean":
-                titles[v["evidence"]][v["title"] or failure_title(v["model"])] += 1
+                titles[v["evidence"]][failure_title(v["model"])] += 1
         counted = c["symptom"] + c["clean"]
         commits.append(
             {

@@ -32,7 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from bootlab.lab.stats import percentile
-from bootlab.lab.summary import Tally
+from bootlab.lab.summary import Tally, failure_title
 from bootlab.report.pages import Page
 from bootlab.report.text import difference_text, pct, rate_text
 
@@ -125,6 +125,11 @@ def _figure(height: float, width: float = WIDTH) -> MplFigure:
 def _draw(name: str, draw: Callable[[], MplFigure]) -> str:
     with matplotlib.rc_context(STYLE):
         return to_svg(draw(), name)
+
+
+def _drawn(*figures: Figure | None) -> list[Figure]:
+    """A page's figures, without those that had nothing to draw (each figure function returns None then)."""
+    return [f for f in figures if f is not None]
 
 
 def _rate_point(ax: Any, x: float, r: dict[str, Any], colour: str, marker: str = "o") -> None:
@@ -476,9 +481,7 @@ def failure_titles(series: list[tuple[str, str, list[dict[str, Any]]]], name: st
         c: dict[str, int] = {}
         for b in boots:
             if b["counted"] and not b["passed"]:
-                title = b["title"] or (
-                    "incidents (strict)" if b["outcome"] == "pass" else f"{b['outcome']} after {b['stage'] or 'start'}"
-                )
+                title = failure_title(b["model"])
                 c[title] = c.get(title, 0) + 1
         counts.append(c)
     totals: dict[str, int] = {}
@@ -536,14 +539,13 @@ def trial_figures(page: Page) -> list[Figure]:
     boots = arm["boots"]
     stages = list(arm["summary"].get("stages") or {})
     one = [("", ARM_COLOURS[0], boots)]
-    figures = [
+    return _drawn(
         running_rate(boots),
         outcome_strip([("", boots)]),
         stage_times(one, stages),
         ready_ecdf(one),
         failure_titles(one),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- matrix ------------------------------------------------------------------------------------------------------
@@ -668,8 +670,7 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
 
 
 def matrix_figures(page: Page) -> list[Figure]:
-    fig = matrix_heatmap(page.data["matrix"])
-    return [fig] if fig else []
+    return _drawn(matrix_heatmap(page.data["matrix"]))
 
 
 # -- comparison ----------------------------------------------------------------------------------------------------
@@ -768,14 +769,13 @@ def comparison_figures(page: Page) -> list[Figure]:
             f"{page.data['timing']['sentence']}. Both arms per stage (A above, B below); on the right the "
             f"Mann–Whitney rank test of each stage, two-sided: p < 0.05 says the arms' times differ."
         )
-    figures = [
+    return _drawn(
         comparison_rates(c),
         outcome_strip([("A", a["boots"]), ("B", b["boots"])]),
         stage_fig,
         ready_ecdf(series),
         failure_titles(series),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- boot ----------------------------------------------------------------------------------------------------------
@@ -836,8 +836,7 @@ def boot_timeline(boot: dict[str, Any], name: str = "timeline") -> Figure | None
 
 
 def boot_figures(page: Page) -> list[Figure]:
-    fig = boot_timeline(page.data["boot"])
-    return [fig] if fig else []
+    return _drawn(boot_timeline(page.data["boot"]))
 
 
 # -- history -------------------------------------------------------------------------------------------------------
@@ -929,11 +928,10 @@ def revision_rates(revisions: list[dict[str, Any]], variants: list[str], name: s
 
 
 def history_figures(page: Page) -> list[Figure]:
-    figures = [
+    return _drawn(
         history_rates(page.data["rows"], page.data["variants"]),
         revision_rates(page.data["revisions"], page.data["variants"]),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- bisect --------------------------------------------------------------------------------------------------------
@@ -1169,8 +1167,7 @@ def bisect_boots(page: Page, name: str = "commits") -> Figure | None:
 
 
 def bisect_figures(page: Page) -> list[Figure]:
-    figures = [bisect_posterior(page), bisect_boots(page), bisect_rates(page)]
-    return [f for f in figures if f is not None]
+    return _drawn(bisect_posterior(page), bisect_boots(page), bisect_rates(page))
 
 
 #: kind of page -> its figures.
