@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_lab, make_project, use_simulated_boots
+from test_trial_support import make_lab, make_project, refused
 
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
@@ -153,12 +153,8 @@ def test_jobs_run_concurrently(tmp_path: Path, fake_host: Host) -> None:
     assert time.monotonic() - t0 < 1.2  # 8 boots of 0.2 s, 4 at a time: ~0.4 s, not 1.6 s
 
 
-def test_cli_trial_json_and_exit_codes(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    args = ["trial", "sim", "--config", str(config), "--set", MAX_DSB[0], "--set", MAX_DSB[1], "--json"]
+def test_cli_trial_json_and_exit_codes(sim_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["trial", "sim", "--config", str(sim_config), "--set", MAX_DSB[0], "--set", MAX_DSB[1], "--json"]
     assert main([*args, "-n", "12", "--seed-base", "3", "--note", "before the ISB fix"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= JSON_KEYS and out["trial"] == "t1" and out["boots"] == 12
@@ -184,27 +180,12 @@ def test_cli_trial_json_and_exit_codes(
     ],
 )
 def test_bad_input_is_one_line_exit_2(
-    tmp_path: Path,
-    fake_host: Host,
-    monkeypatch: pytest.MonkeyPatch,
+    sim_config: Path,
     capsys: pytest.CaptureFixture[str],
     extra: list[str],
     message: str,
 ) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    assert run_cli(["trial", "sim", "--config", str(config), *extra]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def run_cli(argv: list[str]) -> int:
-    """main(), with argparse's own exits (bad option values) turned into their exit code."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    assert message in refused(["trial", "sim", "--config", str(sim_config), *extra], capsys)
 
 
 def test_unknown_profile_is_usage_error(tmp_path: Path, fake_host: Host) -> None:

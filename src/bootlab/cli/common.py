@@ -173,7 +173,9 @@ def seed_base(text: str) -> int:
 
 
 def whole_number(unit: str, example: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of ``unit`` (boots, vCPUs), at least 1; ``example`` shows one."""
+    """An argparse type: a whole number of ``unit`` (boots, vCPUs), at least 1; ``example`` shows one.
+
+    ``unit`` is plural; the error for 0 names it in the singular ("needs at least 1 slot")."""
 
     def parse(text: str) -> int:
         try:
@@ -181,7 +183,7 @@ def whole_number(unit: str, example: str) -> Callable[[str], int]:
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {unit} (e.g. {example})") from None
         if value < 1:
-            raise argparse.ArgumentTypeError(f"{value}: needs at least 1")
+            raise argparse.ArgumentTypeError(f"{value}: needs at least 1 {unit.removesuffix('s')}")
         return value
 
     return parse

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--slots",
-        type=whole_number("vCPUs", "--slots 4"),
+        type=whole_number("slots", "--slots 4"),
         metavar="N",
         help="vCPUs to lend to boots at once (default: the cores)",
     )
