@@ -21,6 +21,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bootlab.lab.lab import Lab
+    from bootlab.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -64,22 +69,19 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.wait()
 
 
-def run(lab: object, profile: str, sets: list[str], n: int, jobs: int | None) -> tuple[float, str | None]:
-    from bootlab.lab.lab import ArmSpec, Lab
+def run(lab: Lab, profile: str, sets: list[str], n: int, jobs: int | None) -> tuple[float, str | None]:
+    from bootlab.lab.lab import ArmSpec
 
-    assert isinstance(lab, Lab)
     t0 = time.monotonic()
     r = lab.trial(ArmSpec(profile, sets), n=n, jobs=jobs, seed_base=1)
     elapsed = time.monotonic() - t0
-    if r["excluded"] or r["passed"] != r["boots"]:
-        print(f"  warning: {r['outcomes']}", file=sys.stderr)
-    return n / elapsed * 60, r["trial"]
+    s = r.summary
+    if s.excluded or s.passed != s.boots:
+        print(f"  warning: {s.outcomes}", file=sys.stderr)
+    return n / elapsed * 60, r.trial
 
 
-def overheads(store: object, trial: str) -> tuple[list[float], list[float]]:
-    from bootlab.store.db import Store
-
-    assert isinstance(store, Store)
+def overheads(store: Store, trial: str) -> tuple[list[float], list[float]]:
     start, stored = [], []
     for row in store.boots(int(trial[1:])):
         worker = json.loads(row["verdict"])["worker"]

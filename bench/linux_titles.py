@@ -143,7 +143,7 @@ def main() -> int:
             others.append(other_tree_round(args.against, directory))
             cli_others.append(cli_round(args.against, files))
     best = min(rounds)
-    result = {
+    result: dict[str, object] = {
         "logs": len(samples),
         "reports": len(reports),
         "clean": len(clean),

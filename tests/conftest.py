@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -75,3 +75,31 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty project directory as the current directory; tests write bootlab.toml into it."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def sim_config(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The lab tests' simulated project (tests/unit/test_trial_support.py) in ``tmp_path``: its bootlab.toml, with
+    CLI commands booting simulated guests on the fake host into ``tmp_path/store``."""
+    from test_trial_support import make_project, use_simulated_boots  # tests/unit: on sys.path once collected
+
+    config = make_project(tmp_path)
+    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
+    return config
+
+
+@pytest.fixture
+def image_project(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Path, Path]]:
+    """``image_project(builds, script=...)`` -> (bootlab.toml, repository) in ``tmp_path``: a project whose profile
+    builds the images of a git repository of ``builds`` (tests/unit/bisect_support.py), with CLI commands booting
+    simulated guests that read their image on the fake host (store and cache under ``tmp_path``)."""
+    from bisect_support import REGRESSION, make_bisect_project, use_image_boots
+
+    from gitrepo import SIM_BUILD
+
+    def make(builds: list[str] = REGRESSION, *, script: str = SIM_BUILD) -> tuple[Path, Path]:
+        config, repo = make_bisect_project(tmp_path, builds, script=script)
+        use_image_boots(monkeypatch, fake_host, tmp_path)
+        return config, repo
+
+    return make

@@ -4,6 +4,7 @@ given (so a commit's build decides its boots, exactly as redox-sim would, withou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from bootlab.host import Host
 from bootlab.lab.simulate import sim_boot_fn
 from gitrepo import SIM_BUILD, image_outcome, make_repo
+
+#: The ``image_project`` fixture (conftest): ``image_project(builds, script=...)`` -> (bootlab.toml, repository).
+ImageProject = Callable[..., tuple[Path, Path]]
 
 #: 12 commits: the regression (icache-fix: 80% of boots crash under -cpu max) comes with commit 7
 REGRESSION = ["isb-barriers"] * 6 + ["icache-fix"] * 6

@@ -9,7 +9,10 @@ client never sent anything that would resume or change the guest.
 from __future__ import annotations
 
 import asyncio
+import re
+import stat
 from pathlib import Path
+from typing import Any
 
 _ESC = b"#$}*"
 
@@ -213,3 +216,54 @@ ANNEXES = {"target.xml": TARGET, "aarch64-core.xml": CORE, "system-registers.xml
 def le(value: int, size: int = 8) -> str:
     """A register value as the stub sends it: little-endian hex bytes."""
     return value.to_bytes(size, "little").hex()
+
+
+# -------------------------------------------------------------------------------------------- QEMU's QMP side
+
+# QEMU 7.2 .. 8.0 with -accel hvf (and x86 HVF): the accelerator has no guest-debug support. Text as QEMU prints
+# it (gdbstub: error_report in gdbserver_start, then hmp_gdbserver's own line).
+HVF_REFUSAL = (
+    "gdbstub: current accelerator doesn't support guest debugging\r\n"
+    "Could not open gdbserver on device 'unix:/tmp/x/gdb.sock,server=on,wait=off'\r\n"
+)
+
+
+class FakeQemu:
+    """QMP as QEMU answers it, with a FakeStub listening where ``gdbserver unix:PATH,...`` says."""
+
+    def __init__(self, stub: FakeStub | None, *, refuse: str | None = None, chardevs: str = "") -> None:
+        self.stub = stub
+        self.refuse = refuse
+        self.chardevs = chardevs or "serial0: filename=unix:/x/serial.sock,server=on\n"
+        self.lines: list[str] = []
+        self.socket: Path | None = None
+
+    async def __call__(self, command: str, args: dict[str, Any] | None) -> Any:
+        assert command == "human-monitor-command" and args is not None
+        line = args["command-line"]
+        self.lines.append(line)
+        if line == "info chardev":
+            return self.chardevs
+        if line == "gdbserver none":
+            if self.stub is not None:
+                await self.stub.stop()
+            if self.socket is not None:
+                self.socket.unlink(missing_ok=True)
+            return "Disabled gdbserver\r\n"
+        if self.refuse is not None:
+            return self.refuse
+        m = re.fullmatch(r"gdbserver unix:(.+),server=on,wait=off", line)
+        assert m, line
+        self.socket = Path(m.group(1).replace(",,", ","))
+        assert stat.S_IMODE(self.socket.parent.stat().st_mode) == 0o700
+        if self.stub is not None:
+            await self.stub.start(self.socket)
+        return f"Waiting for gdb connection on device '{line.split(' ', 1)[1]}'\r\n"
+
+
+def aarch64_stub() -> FakeStub:
+    regs = {
+        "p01.01": {97: le(0x44A7CC), 188: le(0x92000047), 223: le(0x11000), 93: le(0x0), 33: le(0x3C5, 4)},
+        "p01.02": {97: le(0x400100), 188: le(0x0), 223: le(0x0), 93: le(0x3C5), 33: le(0x3C5, 4)},
+    }
+    return FakeStub(ANNEXES, ["p01.01", "p01.02"], regs)

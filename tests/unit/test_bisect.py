@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from bisect_support import REGRESSION, make_bisect_project, use_image_boots
+from bisect_support import REGRESSION, ImageProject
+from test_trial_support import refused
 
 from bootlab.cli.main import main
-from bootlab.host import Host
 from bootlab.lab.bisect import symptom
 from bootlab.lab.simulate import sim_verdict
 from bootlab.store.db import Store
@@ -24,9 +24,8 @@ from prereq import need_module
 
 
 @pytest.fixture
-def env(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, list[str]]:
-    config, repo = make_bisect_project(tmp_path)
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+def env(image_project: ImageProject) -> tuple[Path, Path, list[str]]:
+    config, repo = image_project()
     return config, repo, commits(repo)
 
 
@@ -66,10 +65,9 @@ def test_it_names_the_regression_and_leaves_the_repository_alone(
 
 
 def test_fixed_finds_the_commit_that_made_it_pass(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, repo = make_bisect_project(tmp_path, ["icache-fix"] * 4 + ["isb-barriers"] * 5)
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(["icache-fix"] * 4 + ["isb-barriers"] * 5)
     line = commits(repo)
     code, r = bisect(capsys, config, "sim", "--bad", "HEAD~8", "--good", "HEAD", "--fixed", "--seed-base", "3")
     assert code == 0 and r["direction"] == "fix" and r["first"] == "first good commit"
@@ -77,11 +75,10 @@ def test_fixed_finds_the_commit_that_made_it_pass(
 
 
 def test_title_ignores_unrelated_failures(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Old commits crash often with another title (an unrelated flake); only the regression's title counts."""
-    config, repo = make_bisect_project(tmp_path, ["dsb-wfi"] * 5 + ["icache-fix"] * 5)
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(["dsb-wfi"] * 5 + ["icache-fix"] * 5)
     import bootlab.lab.runner
     from gitrepo import image_outcome
 
@@ -106,12 +103,11 @@ def test_title_ignores_unrelated_failures(
 
 
 def test_a_commit_that_does_not_build_is_skipped_and_reported(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
     script = 'set -e\ngrep -q broken kernel.conf && { echo "error: broken"; exit 1; }\n' + SIM_BUILD
     builds = ["isb-barriers"] * 4 + ["broken"] + ["icache-fix"] * 4
-    config, repo = make_bisect_project(tmp_path, builds, script=script)
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(builds, script=script)
     line = commits(repo)
     code, r = bisect(
         capsys, config, "sim", "--good", "HEAD~8", "--bad", "HEAD", "--seed-base", "4", "--max-boots", "80"
@@ -216,13 +212,7 @@ def test_bad_bisect_input_is_one_line(
 ) -> None:
     config, repo, _ = env
     before = snapshot(repo)
-    try:
-        code = main(["bisect", *args, "--config", str(config)])
-    except SystemExit as exc:  # argparse's own checks (--confidence's type) exit from the parser
-        code = int(exc.code or 0)
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1, err
+    assert message in refused(["bisect", *args, "--config", str(config)], capsys)
     assert snapshot(repo) == before
 
 
@@ -297,10 +287,9 @@ def test_trial_bisect_exit_rule(
 
 
 def test_bisect_exit_skips_a_build_error_and_aborts_on_bad_input(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, _ = make_bisect_project(tmp_path, ["a", "b"], script="exit 1\n")
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, _ = image_project(["a", "b"], script="exit 1\n")
     base = ["trial", "sim", "-n", "1", "--bisect-exit", "-q", "--config", str(config)]
     assert main([*base, "--build"]) == 125
     assert "--bisect-exit 125 (skip: " in capsys.readouterr().err

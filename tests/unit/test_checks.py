@@ -407,6 +407,14 @@ def test_junit_has_one_testcase_per_check_under_its_boot() -> None:
     assert cases[3].find("skipped") is not None
     assert cases[0].find("failure").get("message") == "check flaky failed (exit 3)"  # type: ignore[union-attr]
     assert "up=pass; flaky=fail; late=skipped" in to_csv(None, [boot])
+    assert cases[0].get("classname") == "bootlab.g" and all(c.get("time") for c in cases)
+    # the boot's own case: a failure when the guest failed, an error when QEMU or bootlab did (Tally's judgement)
+    infra = {**boot, "boot": "b8", "outcome": "infra-error", "title": "no socket"}
+    infra["verdict"] = {**v, "outcome": "infra-error", "checks": [], "duration_s": 1.5}
+    suite = ET.fromstring(to_junit(None, [boot, infra])).find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("errors")) == ("2", "1")
+    last = suite.findall("testcase")[-1]
+    assert last.get("time") == "1.500" and last.find("error") is not None and last.find("failure") is None
 
 
 def test_text_lines_say_why_and_show_the_output_tail() -> None:

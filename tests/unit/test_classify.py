@@ -120,3 +120,17 @@ def test_classify_reads_every_golden_as_its_live_boot_without_being_told() -> No
         exp = expected(log)
         v = classify_file(log, packs_of(log, exp))
         assert (v.outcome, v.title) == (exp["outcome"], exp.get("title")), log
+
+
+def test_a_project_pack_beside_no_project_file_is_found_as_a_boot_finds_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without bootlab.toml, classify reads ./packs like a boot and `packs` do (cli.common.project_dir): it used
+    to look at the shipped packs only."""
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "mine.toml").write_text(
+        'name = "mine"\nextends = "redox"\ndescription = "redox, as I run it"\nreference = "my notes"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["classify", str(PASS), "--pack", "mine"]) == 0
+    assert capsys.readouterr().out.startswith("pass (stage login)")

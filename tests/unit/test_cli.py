@@ -217,3 +217,57 @@ def test_no_abbreviated_options(project: Path) -> None:
 def test_debug_only_before_the_command(project: Path) -> None:
     result = bootlab("script", "nope", "--set", "x=--debug", cwd=project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_one_set_of_number_types_for_every_command() -> None:
+    """cli.common's argparse types: every command reads counts, rates, seeds the same way, with one wording."""
+    import argparse
+
+    from bootlab.cli.common import count, fraction, rate, seed_base, whole_number
+
+    assert count("3") == 3 and whole_number("vCPUs", "--slots 4")("8") == 8
+    assert (fraction("0.95"), fraction("95%"), rate("90%"), rate("1")) == (0.95, 0.95, 0.9, 1.0)
+    assert (seed_base("0x10"), seed_base("7")) == (16, 7)
+    for parse, text, message in [
+        (count, "0", "0: needs at least 1"),
+        (count, "ten", "'ten' is not a whole number of boots (e.g. -n 10)"),
+        (whole_number("vCPUs", "--slots 4"), "x", "'x' is not a whole number of vCPUs (e.g. --slots 4)"),
+        (fraction, "abc", "'abc' is not a number; give 0.9 or 90%"),
+        (rate, "0", "0: a rate is between 0 and 1"),
+        (rate, "120%", "120%: a rate is between 0 and 1"),
+        (seed_base, "-1", "-1: the seed base is a non-negative number"),
+        (seed_base, "s", "'s' is not a number"),
+    ]:
+        with pytest.raises(argparse.ArgumentTypeError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            parse(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["worker", "--scheduler", "tcp://x:1", "--slots", "0"], "argument --slots: 0: needs at least 1"),
+        (["bisect", "sim", "--confidence", "high"], "argument --confidence: 'high' is not a number"),
+        (["compare", "a", "b", "-n", "2", "--margin", "2"], "argument --margin: 2: a rate is between 0 and 1"),
+        (["matrix", "p", "-n", "1", "--seed-base", "-3"], "argument --seed-base: -3: the seed base is a non-negative"),
+    ],
+)
+def test_commands_share_the_number_types(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_script_goes_through_the_one_preflight(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`bootlab script` checks what every boot's preflight checks (lock, profile, fallback), but writes the script
+    when a file is missing (a warning: it may run where the file is)."""
+    (project / "bootlab.toml").write_text(
+        '[profiles.p]\nextends = "redox-aarch64-tcg"\nvars = { image = "/no/such.img" }\nfallback = "nope"\n'
+    )
+    assert main(["script", "p"]) == 2
+    assert "fallback = 'nope' does not resolve" in capsys.readouterr().err
+    (project / "bootlab.toml").write_text(
+        '[profiles.p]\nextends = "redox-aarch64-tcg"\nvars = { image = "/no/such.img" }\n'
+    )
+    assert main(["script", "p"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("#!/bin/sh\n") and "warning: profile p: drive /no/such.img not found" in err

@@ -287,3 +287,19 @@ def test_a_cluster_boot_is_stored_with_the_workers_host_and_qemu(tmp_path: Path,
     assert (host["name"], host["worker"], host["os"], host["qemu_version"]) == ("mini.lan", "mini", "darwin", "9.1.0")
     assert rows[remote]["qemu_version"] == "9.1.0"
     assert json.loads(rows[remote]["verdict"])["worker"]["lost"] == ["w3"]
+
+
+def test_bench_cluster_reads_a_trial_result_by_its_fields(tmp_path: Path, fake_host: Host) -> None:
+    """bench/cluster.py's run() on a simulated lab: it reads TrialResult's typed fields (it indexed it like the
+    dict it once was; mypy now checks bench/ too)."""
+    import importlib.util
+
+    from test_trial_support import make_lab
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "cluster.py"
+    spec = importlib.util.spec_from_file_location("bench_cluster", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    per_minute, trial = bench.run(make_lab(tmp_path, fake_host), "sim", [], 3, 1)
+    assert per_minute > 0 and trial == "t1"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_lab, make_project, use_simulated_boots
+from test_trial_support import make_lab, refused
 
 from bootlab.cli.main import main
 from bootlab.host import Host
@@ -61,21 +61,17 @@ def test_compare_interleaves_a_and_b(tmp_path: Path, fake_host: Host) -> None:
     assert c["significant"] and c["p_value"] < 0.01
 
 
-def test_cli_compare_variants_and_stored_trials(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    base = ["compare", "sim", "--config", str(config), "--set", "cpu=max"]
+def test_cli_compare_variants_and_stored_trials(sim_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["compare", "sim", "--config", str(sim_config), "--set", "cpu=max"]
     argv = [*base, "--a", "vars.build=dsb-wfi", "--b", "vars.build=isb-barriers", "-n", "10", "--seed-base", "4"]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= COMPARE_KEYS
     assert out["a"]["label"] == "vars.build=dsb-wfi" and out["b"]["trial"] == "t2"
-    assert main(["compare", "--config", str(config), "--trials", "t1", "t2", "--json"]) == 0
+    assert main(["compare", "--config", str(sim_config), "--trials", "t1", "t2", "--json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["p_value"] == pytest.approx(out["p_value"])
-    assert main(["compare", "--config", str(config), "--trials", "t1", "t2"]) == 0
+    assert main(["compare", "--config", str(sim_config), "--trials", "t1", "t2"]) == 0
     text = capsys.readouterr().out
     assert "Fisher exact two-sided p = " in text and "difference B - A" in text
 
@@ -93,15 +89,9 @@ def test_cli_compare_variants_and_stored_trials(
     ],
 )
 def test_compare_bad_input(
-    tmp_path: Path,
-    fake_host: Host,
-    monkeypatch: pytest.MonkeyPatch,
+    sim_config: Path,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     message: str,
 ) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    assert main(["compare", "--config", str(config), *argv]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+    assert message in refused(["compare", "--config", str(sim_config), *argv], capsys)

@@ -9,23 +9,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_project, use_simulated_boots
 
 from bootlab.cli.main import main
-from bootlab.host import Host
 
 
 @pytest.fixture
-def filled(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Path:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    common = ["--config", str(config), "--seed-base", "9", "--json"]
+def filled(sim_config: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    common = ["--config", str(sim_config), "--seed-base", "9", "--json"]
     assert main(["trial", "sim", "--set", "cpu=max", "--set", "vars.build=dsb-wfi", "-n", "8", *common]) == 0
     assert main(["trial", "sim", "-n", "3", *common]) == 0
     capsys.readouterr()
-    return config
+    return sim_config
 
 
 def test_history_newest_first(filled: Path, capsys: pytest.CaptureFixture[str]) -> None:

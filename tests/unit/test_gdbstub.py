@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fake_gdbstub import ANNEXES, FakeStub, le, rle
+from fake_gdbstub import ANNEXES, HVF_REFUSAL, FakeQemu, FakeStub, le, rle
 
 from bootlab.qemu.gdbstub import (
     GdbStub,
@@ -223,27 +223,8 @@ def test_connecting_to_nothing_is_one_clear_error(sockdir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- QMP side
-class FakeQmp:
-    """Records the HMP command lines a QMP client would send, answering as QEMU 7.2/10 do."""
-
-    def __init__(self, *, chardevs: str = "serial0: filename=unix:/x/serial.sock,server=on\n", start: str = "") -> None:
-        self.lines: list[str] = []
-        self.chardevs = chardevs
-        self.start_reply = start
-
-    async def __call__(self, command: str, args: dict[str, Any] | None) -> Any:
-        assert command == "human-monitor-command" and args is not None
-        line = args["command-line"]
-        self.lines.append(line)
-        if line == "info chardev":
-            return self.chardevs
-        if line == "gdbserver none":
-            return "Disabled gdbserver\r\n"
-        return self.start_reply or f"Waiting for gdb connection on device '{line.split(' ', 1)[1]}'\r\n"
-
-
 def test_gdbserver_commands(sockdir: Path) -> None:
-    qmp = FakeQmp()
+    qmp = FakeQemu(None)
 
     async def go() -> None:
         async with gdbserver(qmp, sockdir / "gdb.sock") as path:
@@ -264,16 +245,8 @@ def test_gdbserver_command_quoting() -> None:
         gdbserver_command(Path("/tmp/a b/gdb.sock"))
 
 
-# QEMU 7.2 .. 8.0 with -accel hvf (and x86 HVF): the accelerator has no guest-debug support. Text as QEMU prints
-# it (gdbstub: error_report in gdbserver_start, then hmp_gdbserver's own line).
-HVF_REFUSAL = (
-    "gdbstub: current accelerator doesn't support guest debugging\r\n"
-    "Could not open gdbserver on device 'unix:/tmp/x/gdb.sock,server=on,wait=off'\r\n"
-)
-
-
 def test_a_refusing_qemu_is_one_clear_error_and_nothing_to_stop(sockdir: Path) -> None:
-    qmp = FakeQmp(start=HVF_REFUSAL)
+    qmp = FakeQemu(None, refuse=HVF_REFUSAL)
 
     async def go() -> None:
         async with gdbserver(qmp, sockdir / "gdb.sock"):
@@ -288,8 +261,8 @@ def test_existing_stub_is_detected_from_info_chardev() -> None:
     # as QEMU 7.2 and 10.0 print them: the stub's chardev is labelled "gdb"; its internal monitor "#chrNN"
     with_stub = "#chr014: filename=gdb\ngdb: filename=disconnected:tcp:0.0.0.0:1234,server=on\nserial0: filename=x\n"
     without = "#chr014: filename=gdb\nparallel0: filename=vc\ncompat_monitor0: filename=unix:/q.sock,server=on\n"
-    assert asyncio.run(has_gdbserver(FakeQmp(chardevs=with_stub))) is True
-    assert asyncio.run(has_gdbserver(FakeQmp(chardevs=without))) is False
+    assert asyncio.run(has_gdbserver(FakeQemu(None, chardevs=with_stub))) is True
+    assert asyncio.run(has_gdbserver(FakeQemu(None, chardevs=without))) is False
 
 
 def test_socket_directory_must_be_private(sockdir: Path) -> None:

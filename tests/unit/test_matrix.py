@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_lab, make_project, use_simulated_boots
+from test_trial_support import make_lab, refused
 
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
 from bootlab.host import Host
-from bootlab.lab.lab import mark, matrix_cells, parse_axis
+from bootlab.lab.lab import matrix_cells, parse_axis
 from bootlab.lab.results import to_json
+from bootlab.lab.summary import mark
 
 
 def test_parse_axis_forms() -> None:
@@ -89,12 +90,19 @@ def test_matrix_reproduces_the_notes_pattern(tmp_path: Path, fake_host: Host) ->
     assert len({tuple(sorted(b["seed"] for b in boots)) for boots in stored}) == 1
 
 
-def test_refused_cells_are_shown_not_run(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    argv = ["matrix", "sim", "--config", str(config), "--axis", "cpu=cortex-a72,host", "-n", "3", "--seed-base", "1"]
+def test_refused_cells_are_shown_not_run(sim_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "matrix",
+        "sim",
+        "--config",
+        str(sim_config),
+        "--axis",
+        "cpu=cortex-a72,host",
+        "-n",
+        "3",
+        "--seed-base",
+        "1",
+    ]
     assert main([*argv, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["matrix"] == "m1"
@@ -107,12 +115,8 @@ def test_refused_cells_are_shown_not_run(
     assert "refused by lint" in text and "✅" in text and "🚫" in text
 
 
-def test_matrix_bad_axis_exit_2(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    assert main(["matrix", "sim", "--config", str(config), "--axis", "cpu", "-n", "2"]) == 2
-    err = capsys.readouterr().err
-    assert "expected KEY=V1,V2" in err and len(err.strip().splitlines()) == 1
+def test_matrix_bad_axis_exit_2(sim_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "expected KEY=V1,V2" in refused(
+        ["matrix", "sim", "--config", str(sim_config), "--axis", "cpu", "-n", "2"], capsys
+    )
     assert not (tmp_path / "store").exists()  # nothing was started

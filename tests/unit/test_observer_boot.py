@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from elf_support import elf_with_function, needs_cc
 
 from bootlab.console.observer import Observer
 from bootlab.errors import UsageError
@@ -17,7 +16,6 @@ from bootlab.profile.model import Profile
 from bootlab.qemu.machine import exit_reason
 from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.verdict import Verdict
-from prereq import requires
 
 KVM_MSR = (
     "qemu-system-x86_64: -chardev socket,id=serial0,path=/tmp/b/serial.sock,server=on,wait=on: info: QEMU waiting"
@@ -122,17 +120,9 @@ def test_parse_x86_registers() -> None:
     assert (r.cpu, r.pc, r.sp, r.lr) == (1, "ffffffff81a3c2d4", "ffffc90000013e50", None)
 
 
-@requires(shutil.which("cc") is not None, "needs a C compiler to build an ELF with symbols (make setup installs gcc)")
+@needs_cc
 def test_symbolise_pc_with_an_elf(tmp_path: Path) -> None:
-    src = tmp_path / "k.c"
-    src.write_text("int crash_here(int x) { return x * 3 + 1; }\nint main(void) { return crash_here(2); }\n")
-    elf = tmp_path / "k.elf"
-    subprocess.run(["cc", "-O0", "-no-pie", "-o", str(elf), str(src)], check=True)
-    from elftools.elf.elffile import ELFFile
-
-    with elf.open("rb") as fh:
-        sym = ELFFile(fh).get_section_by_name(".symtab").get_symbol_by_name("crash_here")[0]  # type: ignore[union-attr]
-        addr = int(sym["st_value"])
+    elf, addr = elf_with_function(tmp_path, "crash_here")
     regs = parse_registers(0, f"PC={addr + 4:016x} SP=0000000000001000 X30={addr:016x}")
     symbolise(regs, str(elf))
     assert regs.symbols == {"pc": "crash_here+0x4", "lr": "crash_here+0x0"}
@@ -146,8 +136,8 @@ def test_symbolise_bad_elf_does_not_raise(tmp_path: Path) -> None:
 
 
 def test_a_hang_at_a_prompt_is_titled_by_it_and_says_where_it_stopped() -> None:
-    from bootlab.cli.common import stopped_lines
     from bootlab.console.clock import BootClock
+    from bootlab.report.text import stopped_lines
 
     obs = Observer(load_packs(["linux"]))
     obs.feed(BOOTED.encode() + b"Choose the boot entry\r\nboot: ", 1.0)

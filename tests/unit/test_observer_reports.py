@@ -236,9 +236,48 @@ def test_boot_text_output_shows_the_death(toy: object, capsys: pytest.CaptureFix
 # ---------------------------------------------------------------- guilty frame
 
 
-def test_generic_frames_are_skipped_and_syscall_wrappers_renamed(toy: object) -> None:
-    obs = observe(toy, "OOPS\nPC: panic+0x1/0x2\nStack:\n dump_stack+0x1/0x2\n __x64_sys_frob+0x1/0x2\n")
-    assert obs.fatal is not None and obs.fatal.title == "toy: oops in sys_frob"
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        pytest.param(
+            "OOPS\nPC: panic+0x1/0x2\nStack:\n dump_stack+0x1/0x2\n __x64_sys_frob+0x1/0x2\n",
+            "toy: oops in sys_frob",
+            id="generic_frames_are_skipped_and_syscall_wrappers_renamed",
+        ),
+        pytest.param(
+            "OOPS\nStack:\n dump_stack+0x1/0x2\nStack:\n other_task+0x1/0x2\n",
+            "toy: oops",
+            id="frames_come_from_the_first_stack_only",
+        ),
+        pytest.param(
+            "STALL\n reporter_fn+0x1/0x2\ninterrupted:\n spin_fn+0x1/0x2\n frob_ioctl+0x1/0x2\n do_syscall+0x1/0x2\n",
+            "toy: stall in frob_ioctl",
+            id="a_stall_is_titled_above_its_first_dispatcher_after_the_interrupt",
+        ),
+        pytest.param(
+            "STALL\n reporter_fn+0x1/0x2\n", "toy: stall", id="a_stall_without_its_interrupt_line_keeps_only_its_kind"
+        ),
+        pytest.param(
+            "OOPS\nBANNER\nPC: real_fn+0x1/0x2\n",
+            "toy: oops in real_fn",
+            id="a_banner_printed_inside_a_report_does_not_cut_it_short",
+        ),
+        pytest.param(
+            "[T1] OOPS\n[T2] Stack:\n[T2]  other_fn+0x1/0x2\n[T1] Stack:\n[T1]  mine_fn+0x1/0x2\n",
+            "toy: oops in mine_fn",
+            id="other_contexts_lines_are_not_the_reports_frames",
+        ),
+        pytest.param(
+            "[T1] OOPS\n[T1] all CPUs follow\n[T2] Stack:\n[T2]  other_cpu_fn+0x1/0x2\n",
+            "toy: oops in other_cpu_fn",
+            id="after_open_after_every_context_belongs_to_the_report",
+        ),
+    ],
+)
+def test_the_fatal_report_is_titled_by_its_guilty_frame(toy: object, text: str, title: str) -> None:
+    """Each case was a test of its own (its id says what it shows); one body: the fatal report's title."""
+    obs = observe(toy, text)
+    assert obs.fatal is not None and obs.fatal.title == title
 
 
 def test_a_helper_titles_only_when_nothing_else_does(toy: object) -> None:
@@ -255,22 +294,6 @@ def test_the_header_function_stands_when_its_stack_is_all_generic(toy: object) -
     assert [i.title for i in obs.incidents] == ["toy: WARNING in memcpy"]
 
 
-def test_frames_come_from_the_first_stack_only(toy: object) -> None:
-    obs = observe(toy, "OOPS\nStack:\n dump_stack+0x1/0x2\nStack:\n other_task+0x1/0x2\n")
-    assert obs.fatal is not None and obs.fatal.title == "toy: oops"
-
-
-def test_a_stall_is_titled_above_its_first_dispatcher_after_the_interrupt(toy: object) -> None:
-    text = "STALL\n reporter_fn+0x1/0x2\ninterrupted:\n spin_fn+0x1/0x2\n frob_ioctl+0x1/0x2\n do_syscall+0x1/0x2\n"
-    obs = observe(toy, text)
-    assert obs.fatal is not None and obs.fatal.title == "toy: stall in frob_ioctl"
-
-
-def test_a_stall_without_its_interrupt_line_keeps_only_its_kind(toy: object) -> None:
-    obs = observe(toy, "STALL\n reporter_fn+0x1/0x2\n")
-    assert obs.fatal is not None and obs.fatal.title == "toy: stall"
-
-
 def test_an_anchor_frame_titles_a_hang_under_its_group_title(toy: object) -> None:
     obs = observe(toy, "HANG\nStack:\n wait_thing+0x1/0x2\n synchronize_srcu+0x1/0x2\n caller+0x1/0x2\n")
     assert [i.title for i in obs.incidents] == ["toy: hang in synchronize_rcu"]
@@ -280,23 +303,6 @@ def test_a_new_report_cuts_short_one_still_waiting_for_its_stack(toy: object) ->
     obs = observe(toy, "WARNING at memcpy\nOOPS\nStack:\n victim_fn+0x1/0x2\n")
     assert [i.title for i in obs.incidents] == ["toy: WARNING in memcpy"]  # not victim_fn: that stack is the oops'
     assert obs.fatal is not None and obs.fatal.title == "toy: oops in victim_fn"
-
-
-def test_a_banner_printed_inside_a_report_does_not_cut_it_short(toy: object) -> None:
-    obs = observe(toy, "OOPS\nBANNER\nPC: real_fn+0x1/0x2\n")
-    assert obs.fatal is not None and obs.fatal.title == "toy: oops in real_fn"
-
-
-def test_other_contexts_lines_are_not_the_reports_frames(toy: object) -> None:
-    text = "[T1] OOPS\n[T2] Stack:\n[T2]  other_fn+0x1/0x2\n[T1] Stack:\n[T1]  mine_fn+0x1/0x2\n"
-    obs = observe(toy, text)
-    assert obs.fatal is not None and obs.fatal.title == "toy: oops in mine_fn"
-
-
-def test_after_open_after_every_context_belongs_to_the_report(toy: object) -> None:
-    text = "[T1] OOPS\n[T1] all CPUs follow\n[T2] Stack:\n[T2]  other_cpu_fn+0x1/0x2\n"
-    obs = observe(toy, text)
-    assert obs.fatal is not None and obs.fatal.title == "toy: oops in other_cpu_fn"
 
 
 # ---------------------------------------------------------------- prefilter and titles

@@ -62,6 +62,30 @@ def test_bad_regex_names_the_field(tmp_path: Path) -> None:
         load_packs(["mine"], tmp_path)
 
 
+def test_every_kind_of_regex_field_is_checked_at_its_field(tmp_path: Path) -> None:
+    """packs.model's Regex/Regexes types: a single regex, an optional one and a list are all compiled at load,
+    and a bad one is reported at its field (a list at the field, not at an index)."""
+    write(
+        tmp_path,
+        "mine",
+        'name = "mine"\ndescription = "d"\nreference = "r"\nshell_prompt = "[#"\n'
+        '[ready]\nlogin = ["login:", "(oops"]\nreference = "r"\n'
+        '[[signature]]\nid = "x"\nregex = "x"\nkind = "k"\nfatal = true\ntitle = "t"\nreference = "r"\n'
+        'follow = 3\ndump_end = "end)"\n'
+        '[frames]\nskip = ["ok", "bad["]\n',
+    )
+    with pytest.raises(UsageError) as exc:
+        load_packs(["mine"], tmp_path)
+    problems = [line.strip() for line in str(exc.value).splitlines()[1:]]
+    assert [p.split(": bad regex")[0] for p in problems] == [
+        "[ready]: login",
+        "(top level): shell_prompt",
+        '[[signature]] #1 (id = "x"): dump_end',
+        "[frames]: skip",
+    ]
+    assert "'(oops'" in problems[0] and "'bad['" in problems[3]
+
+
 def test_missing_field_and_unknown_key(tmp_path: Path) -> None:
     write(tmp_path, "a", 'name = "a"\ndescription = "d"\n')
     with pytest.raises(UsageError, match=r"a\.toml: \(top level\): reference: required field missing"):

@@ -398,3 +398,76 @@ def test_other_commands_do_not_import_the_report_libraries() -> None:
     assert "bootlab.cli.main" in imported and "bootlab.profile.loader" in imported
     heavy = ("matplotlib", "jinja2", "bootlab.report.plots", "bootlab.report.render", "bootlab.report.pages")
     assert not [m for m in imported if m.startswith(heavy)]
+
+
+def test_one_percent_format_for_text_pages_and_figures() -> None:
+    """pct, rate_text and difference_text are what the terminal, the templates (the pct and rate filters) and the
+    figures print: a rate always with its counts and interval, a difference signed."""
+    from bootlab.lab.summary import Tally
+    from bootlab.report.text import difference_text, pct, rate_text
+
+    assert (pct(None), pct(0.6), pct(0.004), pct(0.05, signed=True), pct(-0.2, signed=True)) == (
+        "-", "60%", "0%", "+5%", "-20%",
+    )  # fmt: skip
+    six = Tally(6, 4).to_json()
+    assert rate_text(six) == "6/10 60% [31%-83%]" and rate_text(six, counts=False) == "60% [31%-83%]"
+    assert rate_text(Tally().to_json()) == "0 counted boots" and rate_text(Tally().to_json(), counts=False) == "-"
+    assert difference_text(0.2, (-0.05, 0.42)) == "+20% [-5%, +42%]"
+    env = render._env()
+    assert env.from_string("{{ x | pct }} {{ r | rate }}").render(x=0.25, r=six) == "25% 6/10 60% [31%-83%]"
+
+
+def test_a_verdict_reads_the_same_in_every_command() -> None:
+    """verdict_lines is the body of a verdict under boot's, show's, classify's and vm launch's headlines."""
+    from bootlab.report.text import verdict_lines
+    from bootlab.verdict import CheckResult, Death, Incident, VcpuRegisters, Verdict
+
+    v = Verdict(
+        outcome="crash",
+        title="linux: WARNING in foo",
+        fatal_line="WARNING at foo",
+        fatal_t=3.5,
+        death=Death(title="linux: kernel panic", line="Kernel panic", t=None),
+        incidents=[Incident(kind="daemon", title="pcid died", process="pcid", line="x", t=1.0)],
+        registers=[VcpuRegisters(cpu=0, pc="ffff0010", sp="1000", lr="ffff0008", raw="PC=...")],
+        checks=[CheckResult(name="net", command="ping -c1 gw", status="fail", exit_code=1, output="no route\n")],
+    )
+    data = v.model_dump(mode="json")
+    assert verdict_lines(data) == [
+        "  title: linux: WARNING in foo",
+        "  fatal line (t=3.50s): WARNING at foo",
+        "  died of: linux: kernel panic",
+        "  incident [daemon] pcid died",
+        "  cpu0: pc=ffff0010 sp=1000 lr=ffff0008",
+        "  check net: FAIL: ping -c1 gw",
+        "    | no route",
+    ]
+    assert verdict_lines(data, title=False)[0].startswith("  fatal line")
+    hang = Verdict(outcome="hang", stopped={"rule": "quiet", "flowing": False, "silent_s": 10.0, "last_lines": ["a"]})
+    assert verdict_lines(hang.model_dump(mode="json")) == [
+        "  stopped: no console output for 10.0s (quiet timeout)",
+        "  last lines:",
+        "    | a",
+    ]
+
+
+def test_a_strict_failure_is_grouped_under_the_summary_title_in_pages_and_figures() -> None:
+    """Pages and figures group failed boots by lab.summary.failure_title, as the trial's summary does: a pass with
+    incidents in a --strict trial is "incidents (strict)" there too (the page's picker called it "pass after ...")."""
+    from bootlab.verdict import Incident, Verdict
+
+    incident = Incident(kind="daemon", title="pcid died", process="pcid", line="x", t=1.0)
+    models = [
+        Verdict(outcome="pass", stage="login", incidents=[incident]),
+        Verdict(outcome="pass", stage="shell", incidents=[incident]),
+        *[Verdict(outcome="hang", stage="kernel")] * 3,
+    ]
+    views = [
+        {"idx": i, "title": v.title, "outcome": v.outcome, "stage": v.stage, "counted": True, "passed": False,
+         "model": v}
+        for i, v in enumerate(models)
+    ]  # fmt: skip
+    picked = pages._pick_failures(views, cap=3)
+    assert [b["idx"] for b in picked] == [0, 2, 3]  # round-robin over two titles, not three
+    fig = plots.failure_titles([("", "#000000", views)])
+    assert fig is not None and "incidents (strict)" in fig.svg and "hang after kernel" in fig.svg

@@ -198,3 +198,14 @@ def test_lint_reads_scripts_the_same_way(tmp_path: Path, capsys: pytest.CaptureF
 def test_odd_shell_is_reported_not_a_crash(text: str) -> None:
     with pytest.raises(UsageError, match="no qemu-system-"):
         read(text)
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [("1 + 2 * 3", "7"), ("(1+2)*3", "9"), ("10 - 4 - 3", "3"), ("100/10/5", "2"), ("2*3%4", "2"), ("7 / 2", "3")],
+)
+def test_arithmetic_levels_bind_and_associate_as_sh_does(expr: str, value: str) -> None:
+    """$((...)): * / % bind tighter than + -, and each level runs left to right (one precedence-level helper)."""
+    from bootlab.profile.sh_words import _arith
+
+    assert _arith(expr) == value

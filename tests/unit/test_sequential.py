@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_lab, make_project, use_simulated_boots
+from test_trial_support import make_lab, refused
 
 from bootlab.cli.main import main
 from bootlab.host import Host
@@ -110,12 +110,8 @@ def test_identical_arms_end_within_the_margin_or_at_the_cap(tmp_path: Path, fake
     assert c["a"]["boots"] < 400
 
 
-def test_cli_compare_until_confident(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    argv = ["compare", "sim", "--config", str(config), "--set", "cpu=max", "--a", "vars.build=icache-fix"]
+def test_cli_compare_until_confident(sim_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", "sim", "--config", str(sim_config), "--set", "cpu=max", "--a", "vars.build=icache-fix"]
     argv += ["--b", "vars.build=isb-barriers", "-n", "100", "--until-confident", "--seed-base", "3"]
     assert main(argv) == 0
     text = capsys.readouterr().out
@@ -125,12 +121,17 @@ def test_cli_compare_until_confident(
     assert json.loads(capsys.readouterr().out)["sequential"]["decision"] == "b-better"
 
 
-def test_cli_matrix_until_confident_decides_each_cell(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    argv = ["matrix", "sim", "--config", str(config), "--axis", "cpu=cortex-a72,max", "--set", "vars.build=icache-fix"]
+def test_cli_matrix_until_confident_decides_each_cell(sim_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        "matrix",
+        "sim",
+        "--config",
+        str(sim_config),
+        "--axis",
+        "cpu=cortex-a72,max",
+        "--set",
+        "vars.build=icache-fix",
+    ]
     assert main([*argv, "-n", "60", "--until-confident", "--target", "0.9", "--seed-base", "2", "--json"]) == 0
     cells = {c["axes"]["cpu"]: c for c in json.loads(capsys.readouterr().out)["cells"]}
     assert cells["cortex-a72"]["sequential"]["decision"] == "reached"
@@ -151,15 +152,9 @@ def test_cli_matrix_until_confident_decides_each_cell(
     ],
 )
 def test_bad_sequential_options(
-    tmp_path: Path,
-    fake_host: Host,
-    monkeypatch: pytest.MonkeyPatch,
+    sim_config: Path,
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
     message: str,
 ) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    assert main([*argv, "--config", str(config)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and len(err.strip().splitlines()) == 1
+    assert message in refused([*argv, "--config", str(sim_config)], capsys)

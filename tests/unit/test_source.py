@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bisect_support import make_bisect_project, use_image_boots
+from bisect_support import ImageProject, make_bisect_project, use_image_boots
 
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
@@ -200,10 +200,9 @@ def test_an_interrupted_build_leaves_the_repository_as_it_was(tmp_path: Path, ho
 
 
 def test_a_failing_build_is_a_build_error_and_changes_nothing(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, repo = make_bisect_project(tmp_path, ["a", "b"], script="echo compiling; echo 'error: no' >&2; exit 7\n")
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(["a", "b"], script="echo compiling; echo 'error: no' >&2; exit 7\n")
     before = snapshot(repo)
     assert main(["build", "sim", "--rev", "HEAD~1", "--config", str(config), "-q"]) == 3
     err = capsys.readouterr().err.strip()
@@ -217,11 +216,8 @@ def test_a_failing_build_is_a_build_error_and_changes_nothing(
     assert "build failed" in capsys.readouterr().err
 
 
-def test_build_in_place_and_of_a_revision(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config, repo = make_bisect_project(tmp_path, ["isb-barriers", "dsb-wfi", "icache-fix"])
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+def test_build_in_place_and_of_a_revision(image_project: ImageProject, capsys: pytest.CaptureFixture[str]) -> None:
+    config, repo = image_project(["isb-barriers", "dsb-wfi", "icache-fix"])
     assert main(["build", "sim", "--config", str(config), "--json", "-q"]) == 0
     here = json.loads(capsys.readouterr().out)
     assert here["outputs"] == {"out/initrd": str(repo / "out" / "initrd")}
@@ -249,10 +245,9 @@ def test_build_in_place_and_of_a_revision(
 
 
 def test_boots_record_their_revision_and_history_filters_by_it(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, repo = make_bisect_project(tmp_path, ["isb-barriers", "dsb-wfi", "icache-fix"])
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(["isb-barriers", "dsb-wfi", "icache-fix"])
     first, second, third = commits(repo)
     common = ["--config", str(config), "-n", "3", "--seed-base", "1", "-q", "--json"]
     assert main(["trial", "sim", "--rev", "HEAD~2", *common]) == 0
@@ -358,10 +353,9 @@ def test_rev_needs_a_git_repository(
 
 
 def test_compare_two_revisions_and_a_matrix_at_one(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config, repo = make_bisect_project(tmp_path, ["isb-barriers", "dsb-wfi", "icache-fix"])
-    use_image_boots(monkeypatch, fake_host, tmp_path)
+    config, repo = image_project(["isb-barriers", "dsb-wfi", "icache-fix"])
     before = snapshot(repo)
     first, second, third = commits(repo)
     argv = ["compare", "sim", "--a-rev", "HEAD~2", "--b-rev", "HEAD", "-n", "12", "--seed-base", "2", "-q"]

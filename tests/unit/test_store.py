@@ -195,3 +195,28 @@ def test_killed_writer_loses_no_finished_boot_and_corrupts_nothing(tmp_path: Pat
     assert [b["idx"] for b in boots] == list(range(len(boots)))
     assert all(store.read_log(b["log_path"]) for b in boots)
     assert store.status_of(trial) == "killed"
+
+
+def test_history_counts_a_running_trial_as_its_summary_will(tmp_path: Path) -> None:
+    """A trial without a summary yet (running, or killed) is counted from its stored boots by the same tally as
+    its summary: a --strict trial's pass with incidents is a failure there too, infra errors are left out."""
+    from bootlab.lab.summary import BootRecord, summarize
+    from bootlab.store.rows import history_rows
+    from bootlab.verdict import Incident
+
+    store = Store(tmp_path / "store")
+    profile = _profile(tmp_path)
+    incident = Incident(kind="daemon", title="redox: pcid died", process="pcid", line="x", t=1.0)
+    verdicts = [
+        Verdict(outcome="pass", seed=1),
+        Verdict(outcome="pass", seed=2, incidents=[incident]),
+        Verdict(outcome="crash", seed=3, title="boom"),
+        Verdict(outcome="infra-error", seed=4, title="no socket"),
+    ]
+    tid = store.begin_trial("sim", params={"strict": True})
+    for i, v in enumerate(verdicts):
+        store.record_boot(v, profile, trial_id=tid, idx=i)
+    [row] = history_rows(store, "sim", None)
+    final = summarize([BootRecord(i, i, v) for i, v in enumerate(verdicts)], strict=True)
+    assert (row["boots"], row["passed"], row["rate"]) == (final.boots, final.passed, final.rate) == (3, 1, 1 / 3)
+    assert row["ci95"] == list(final.ci95)

@@ -5,66 +5,16 @@ real QEMU in tests/e2e/test_gdbstub_e2e.py."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
-import stat
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fake_gdbstub import ANNEXES, FakeStub, le
+from elf_support import elf_with_function, needs_cc
+from fake_gdbstub import ANNEXES, HVF_REFUSAL, FakeQemu, FakeStub, aarch64_stub, le
 
 from bootlab.qemu.gdbstub import GdbStubError
 from bootlab.qemu.registers import parse_registers, symbolise
 from bootlab.qemu.sysregs import SystemRegisters, fill_system_registers, read_system_registers
-from prereq import requires
-
-HVF_REFUSAL = (
-    "gdbstub: current accelerator doesn't support guest debugging\r\n"
-    "Could not open gdbserver on device 'unix:/tmp/x/gdb.sock,server=on,wait=off'\r\n"
-)
-
-
-class FakeQemu:
-    """QMP as QEMU answers it, with a FakeStub listening where ``gdbserver unix:PATH,...`` says."""
-
-    def __init__(self, stub: FakeStub | None, *, refuse: str | None = None, chardevs: str = "") -> None:
-        self.stub = stub
-        self.refuse = refuse
-        self.chardevs = chardevs or "serial0: filename=unix:/x/serial.sock,server=on\n"
-        self.lines: list[str] = []
-        self.socket: Path | None = None
-
-    async def __call__(self, command: str, args: dict[str, Any] | None) -> Any:
-        assert command == "human-monitor-command" and args is not None
-        line = args["command-line"]
-        self.lines.append(line)
-        if line == "info chardev":
-            return self.chardevs
-        if line == "gdbserver none":
-            if self.stub is not None:
-                await self.stub.stop()
-            if self.socket is not None:
-                self.socket.unlink(missing_ok=True)
-            return "Disabled gdbserver\r\n"
-        if self.refuse is not None:
-            return self.refuse
-        m = re.fullmatch(r"gdbserver unix:(.+),server=on,wait=off", line)
-        assert m, line
-        self.socket = Path(m.group(1).replace(",,", ","))
-        assert stat.S_IMODE(self.socket.parent.stat().st_mode) == 0o700
-        if self.stub is not None:
-            await self.stub.start(self.socket)
-        return f"Waiting for gdb connection on device '{line.split(' ', 1)[1]}'\r\n"
-
-
-def aarch64_stub() -> FakeStub:
-    regs = {
-        "p01.01": {97: le(0x44A7CC), 188: le(0x92000047), 223: le(0x11000), 93: le(0x0), 33: le(0x3C5, 4)},
-        "p01.02": {97: le(0x400100), 188: le(0x0), 223: le(0x0), 93: le(0x3C5), 33: le(0x3C5, 4)},
-    }
-    return FakeStub(ANNEXES, ["p01.01", "p01.02"], regs)
 
 
 def test_reads_every_vcpu_and_leaves_nothing_behind() -> None:
@@ -152,17 +102,9 @@ def test_a_hung_stub_is_bounded_by_the_timeout() -> None:
     assert qemu.lines[-1] == "gdbserver none"  # stopped all the same
 
 
-@requires(shutil.which("cc") is not None, "needs a C compiler to build an ELF with symbols (make setup installs gcc)")
+@needs_cc
 def test_elr_and_lr_are_symbolised_like_pc(tmp_path: Path) -> None:
-    src = tmp_path / "k.c"
-    src.write_text("int el0_fault(int x) { return x * 3 + 1; }\nint main(void) { return el0_fault(2); }\n")
-    elf = tmp_path / "k.elf"
-    subprocess.run(["cc", "-O0", "-no-pie", "-o", str(elf), str(src)], check=True)
-    from elftools.elf.elffile import ELFFile
-
-    with elf.open("rb") as fh:
-        sym = ELFFile(fh).get_section_by_name(".symtab").get_symbol_by_name("el0_fault")[0]  # type: ignore[union-attr]
-        addr = int(sym["st_value"])
+    elf, addr = elf_with_function(tmp_path, "el0_fault")
     regs = parse_registers(0, f"PC=0000000000000010 X30={addr + 8:016x}")
     SystemRegisters(0, "aarch64", {"ELR_EL1": addr + 4, "ESR_EL1": 0x56000000}).apply(regs)
     symbolise(regs, str(elf))

@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_trial_support import make_lab, make_project, use_simulated_boots
+from test_trial_support import make_lab, make_project, refused
 
 from bootlab.cli.main import main
 from bootlab.errors import UsageError
@@ -170,12 +170,8 @@ def test_jobs_run_concurrently(tmp_path: Path, fake_host: Host) -> None:
     assert (r["boots"], most) == (8, 4)
 
 
-def test_cli_trial_json_and_exit_codes(
-    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    args = ["trial", "sim", "--config", str(config), "--set", MAX_DSB[0], "--set", MAX_DSB[1], "--json"]
+def test_cli_trial_json_and_exit_codes(sim_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["trial", "sim", "--config", str(sim_config), "--set", MAX_DSB[0], "--set", MAX_DSB[1], "--json"]
     assert main([*args, "-n", "12", "--seed-base", "3", "--note", "before the ISB fix"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= JSON_KEYS and out["trial"] == "t1" and out["boots"] == 12
@@ -201,27 +197,12 @@ def test_cli_trial_json_and_exit_codes(
     ],
 )
 def test_bad_input_is_one_line_exit_2(
-    tmp_path: Path,
-    fake_host: Host,
-    monkeypatch: pytest.MonkeyPatch,
+    sim_config: Path,
     capsys: pytest.CaptureFixture[str],
     extra: list[str],
     message: str,
 ) -> None:
-    config = make_project(tmp_path)
-    use_simulated_boots(monkeypatch, fake_host, tmp_path / "store")
-    assert run_cli(["trial", "sim", "--config", str(config), *extra]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def run_cli(argv: list[str]) -> int:
-    """main(), with argparse's own exits (bad option values) turned into their exit code."""
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    assert message in refused(["trial", "sim", "--config", str(sim_config), *extra], capsys)
 
 
 def test_unknown_profile_is_usage_error(tmp_path: Path, fake_host: Host) -> None:
@@ -441,3 +422,35 @@ def test_a_refused_login_is_a_failure_of_its_own_in_a_trial() -> None:
     assert (s["boots"], s["passed"], s["excluded"]) == (3, 1, 0)
     assert s["outcomes"] == {"pass": 1, "login-failed": 1, "crash": 1}
     assert {t["title"] for t in s["titles"]} == {"login failed", "linux: kernel panic: x"}
+
+
+def test_tally_judges_each_boot_once_for_every_count() -> None:
+    """judge: infra errors do not count, strict makes a pass with incidents a failure; Tally adds them up into
+    the rate and interval every summary, progress line, history row and export reads."""
+    from bootlab.lab.stats import wilson
+    from bootlab.lab.summary import Tally, judge, mark
+
+    clean, noisy = rec(0, "pass").verdict, rec(1, "pass", incidents=1).verdict
+    crash, infra = rec(2, "crash", "boom").verdict, rec(3, "qemu-error", "bad -M").verdict
+    assert [judge(v) for v in (clean, noisy, crash, infra)] == [True, True, False, None]
+    assert [judge(v, strict=True) for v in (clean, noisy, crash, infra)] == [True, False, False, None]
+    tally = Tally.of([clean, noisy, crash, infra, infra], strict=True)
+    assert (tally.passed, tally.failed, tally.excluded, tally.boots) == (1, 2, 2, 3)
+    assert tally.rate == 1 / 3 and tally.ci95() == wilson(1, 3)
+    assert tally.to_json() == {"passed": 1, "boots": 3, "rate": 1 / 3, "ci95": list(wilson(1, 3))}
+    assert Tally().rate is None and Tally().ci95() == (0.0, 1.0)
+    assert mark(tally.to_json()) == "flaky" and mark(Tally(2).to_json()) == "pass"
+    assert mark(Tally(0, 2).to_json()) == "fail" and mark(Tally().to_json()) == "none"
+    s = summarize([rec(i, o) for i, o in enumerate(["pass", "crash", "qemu-error"])])
+    assert (s.passed, s.boots, s.excluded, s.rate, s.ci95) == (1, 2, 1, 0.5, wilson(1, 2))
+
+
+def test_a_run_without_seed_base_draws_one_and_records_it(tmp_path: Path, fake_host: Host) -> None:
+    """seed_base_or_random is every run's seed base (trial, matrix, comparison, bisect): the given one, else drawn."""
+    from bootlab.lab.summary import seed_base_or_random
+
+    assert seed_base_or_random(0) == 0 and seed_base_or_random(7) == 7
+    drawn = {seed_base_or_random(None) for _ in range(4)}
+    assert all(0 <= s < 2**32 for s in drawn) and len(drawn) > 1
+    result = make_lab(tmp_path, fake_host).trial(ArmSpec("sim"), n=1)
+    assert isinstance(result.seed_base, int) and 0 <= result.seed_base < 2**32

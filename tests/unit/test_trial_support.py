@@ -47,3 +47,17 @@ def use_simulated_boots(monkeypatch: pytest.MonkeyPatch, host: Host, store: Path
     monkeypatch.setenv("BOOTLAB_STORE", str(store))
     monkeypatch.setattr(bootlab.host, "probe", lambda: host)
     monkeypatch.setattr(bootlab.lab.runner, "real_boot_fn", lambda host, project_dir=None: sim_boot_fn())
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """Run a command that must be refused as bad input: exit 2 (argparse's own exits included), one line on stderr
+    and no traceback. That line."""
+    from bootlab.cli.main import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's checks of option values exit from the parser
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, (code, err)
+    return err

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_gdbstub import FakeStub
-from test_sysregs import HVF_REFUSAL, FakeQemu, aarch64_stub
+from fake_gdbstub import HVF_REFUSAL, FakeQemu, FakeStub, aarch64_stub
+from vm_support import REDOX_PANIC, FakeMachine
 
 from bootlab.cli.main import main
 from bootlab.console.clock import BootClock
@@ -240,55 +240,19 @@ def test_vm_gdb_on_a_vm_without_a_stub_says_how_to_get_one(capsys: pytest.Captur
 # ------------------------------------------------------------------------------------------ the owner's conversation
 
 
-class BootMachine:
-    """What a one-shot supervisor asks of its QemuMachine once the console is up, without QEMU."""
-
-    pid = None
-    returncode = None
-
-    def __init__(self, run_dir: Path) -> None:
-        self.running = True
-        self.stopped = False
-        self.gdb_socket: Path | None = None
-        self.run_dir = run_dir
-
-    def pause_on_guest_stop(self, keep: object) -> None:
-        pass
-
-    async def registers(self, symbols: str | None = None) -> list[object]:
-        return []
-
-    async def start_gdb(self, socket: Path) -> Path:
-        self.gdb_socket = socket
-        return socket
-
-    async def stop(self, *, graceful: bool) -> None:
-        self.stopped, self.running = True, False
-
-    async def wait(self, timeout: float | None = None) -> int:
-        return 0
-
-    def stderr_text(self) -> str:
-        return ""
-
-    def kill(self) -> None:
-        self.running = False
-
-
-def one_shot(tmp_path: Path) -> tuple[Supervisor, BootMachine, object]:
+def one_shot(tmp_path: Path) -> tuple[Supervisor, FakeMachine, object]:
     """A one-shot supervisor on the recorded redox-sim kernel panic (replayed 5x faster), its boot log in tmp."""
     from bootlab.console.rawlog import read_chunks
     from bootlab.console.replay import ReplayConsole
 
-    recorded = Path(__file__).resolve().parents[1] / "replay" / "redox-sim-kernel-panic.log"
     vm = claim_vm("redox-sim")
     prepare(vm, profile(), tmp_path / "boot.log", tmp_path)
     sup = Supervisor(vm, boot=True)
     sup.run_dir = registry.make_private_dir(tmp_path / "run")
     sup.packs = load_packs(["redox"])
     sup.obs = Observer(sup.packs, variables={"user": "root", "password": "password"})
-    console = ReplayConsole(read_chunks(recorded), speed=5.0, after_end="silence")
-    return sup, BootMachine(sup.run_dir), console
+    console = ReplayConsole(read_chunks(REDOX_PANIC), speed=5.0, after_end="silence")
+    return sup, FakeMachine(sup.run_dir), console
 
 
 async def owner_pair() -> tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from vm_support import REDOX_PANIC, TESTS, FakeMachine, recorded_until
 
 from bootlab.console.observer import Observer
 from bootlab.profile.model import Profile
@@ -59,54 +60,13 @@ def test_unknown_pack_is_reported_without_waiting_for_the_start_timeout(tmp_path
     assert "Traceback" not in vm.supervisor_out.read_text()
 
 
-class FakeMachine:
-    """What the supervisor asks of a QemuMachine once the console is up, without QEMU."""
-
-    pid = None
-    returncode = None
-
-    def __init__(self) -> None:
-        self.running = True
-        self.paused = False
-        self.stopped_gracefully: bool | None = None
-
-    async def registers(self, symbols: str | None = None) -> list[object]:
-        self.paused = True
-        return []
-
-    async def stop(self, *, graceful: bool) -> None:
-        self.stopped_gracefully = graceful
-        self.running = False
-
-    async def wait(self, timeout: float | None = None) -> int:
-        return 0
-
-    def stderr_text(self) -> str:
-        return ""
-
-    def kill(self) -> None:
-        self.running = False
-
-    def pause_on_guest_stop(self, keep: object) -> None:
-        pass
-
-
 def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path: Path) -> None:
     """The recorded redox-sim kernel panic, replayed 5x faster than recorded, with the quiet-based crash clocks
     stretched to 60 s: only the pack's dump_end line (`HALT`) can end this boot within a second."""
-    from bootlab.console.rawlog import read_chunks
     from bootlab.console.replay import ReplayConsole
     from bootlab.packs.loader import load_packs
 
-    recorded = Path(__file__).resolve().parents[1] / "replay" / "redox-sim-kernel-panic.log"
-    data = read_chunks(recorded)
-    seen, halt = b"", None
-    for t, chunk in data:
-        seen += chunk
-        if b"\nHALT" in seen:
-            halt = t
-            break
-    assert halt is not None
+    data, halt = recorded_until(REDOX_PANIC, b"\nHALT")
     vm = make_vm("dumpend", tmp_path, ["redox"])
     sup = Supervisor(vm)
     sup.grace = sup.max_grace = 60.0
@@ -135,7 +95,7 @@ def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path)
     from bootlab.packs.loader import load_packs
     from bootlab.vm.state import VmState
 
-    uboot = Path(__file__).resolve().parents[1] / "packs" / "uboot"
+    uboot = TESTS / "packs" / "uboot"
     data = read_chunks(uboot / "uboot-qemu_arm64-stop-autoboot.log")
     vm = make_vm("uboot", tmp_path, ["uboot"])
     sup = Supervisor(vm)
@@ -165,19 +125,11 @@ def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path)
 def test_launch_with_a_wrong_password_is_login_failed_at_the_first_refusal(tmp_path: Path) -> None:
     """The recorded debian-amd64 console with a wrong password, replayed 50x faster: the VM's boot ends at the first
     `Login incorrect` as login-failed (live it went on for 3 minutes to `hang after login`), and the VM is stopped."""
-    from bootlab.console.rawlog import read_chunks
     from bootlab.console.replay import ReplayConsole
     from bootlab.packs.loader import load_packs
 
-    log = Path(__file__).resolve().parents[1] / "packs" / "linux" / "guest-debian-amd64-wrong-password.log"
-    data = read_chunks(log)
-    refused, seen = None, b""
-    for t, chunk in data:
-        seen += chunk
-        if b"Login incorrect" in seen:
-            refused = t
-            break
-    assert refused is not None
+    log = TESTS / "packs" / "linux" / "guest-debian-amd64-wrong-password.log"
+    data, refused = recorded_until(log, b"Login incorrect")
     vm = make_vm("wrongpw", tmp_path, ["linux"])
     sup = Supervisor(vm)
     sup.packs = load_packs(["linux"])

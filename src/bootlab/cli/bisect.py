@@ -17,18 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bootlab.cli.common import add_check_args
-from bootlab.cli.trial import _count, _seed_base, add_cluster_arg, emit_json
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability; give 0.95 or 95%") from None
-    if not 0.5 <= value < 1:
-        raise argparse.ArgumentTypeError(f"{text}: give a probability in [0.5, 1), e.g. 0.95")
-    return value
+from bootlab.cli.common import add_config_arg, add_set_arg, count, fraction
+from bootlab.cli.trial import add_lab_args, emit_json
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,30 +27,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="find the commit that made boots fail (or pass, --fixed), robust to flaky boots, with a confidence",
     )
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile with a build table")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    add_check_args(p)
+    add_config_arg(p)
+    add_set_arg(p)
     p.add_argument("--good", metavar="REV", help="a revision that boots fine (the older end, unless --fixed)")
     p.add_argument("--bad", metavar="REV", help="a revision that fails (the newer end, unless --fixed)")
     p.add_argument("--fixed", action="store_true", help="find the commit that made it pass (bad is the older end)")
     p.add_argument("--title", metavar="REGEX", help="only failures whose title matches count; others are ignored")
-    p.add_argument("--confidence", type=_probability, default=0.95, metavar="P", help="stop at this posterior")
-    p.add_argument("--max-boots", type=_count, default=200, metavar="N", help="boot budget (default 200)")
-    p.add_argument(
-        "-j",
-        "--jobs",
-        type=_count,
-        metavar="J",
-        help="boots per batch, at once (default: cores // vCPUs; on a cluster, its workers' slots)",
-    )
-    p.add_argument("--strict", action="store_true", help="a boot that passed with incidents shows the symptom")
-    p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
-    p.add_argument("--note", metavar="TEXT", help="a note stored with the bisect")
-    p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
+    p.add_argument("--confidence", type=fraction, default=0.95, metavar="P", help="stop at this posterior, in [0.5, 1)")
+    p.add_argument("--max-boots", type=count, default=200, metavar="N", help="boot budget (default 200)")
     p.add_argument("--resume", metavar="ID", help="carry on an interrupted bisect (s4) without repeating boots")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
-    add_cluster_arg(p)
+    add_lab_args(
+        p,
+        jobs_help="boots per batch, at once (default: cores // vCPUs; on a cluster, its workers' slots)",
+        strict_help="a boot that passed with incidents shows the symptom",
+        note_help="a note stored with the bisect",
+    )
     p.set_defaults(func=run_bisect)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from bootlab.cli.common import add_check_args, add_profile_args, positive_seconds
+from bootlab.cli.common import add_check_args, add_json_arg, add_profile_args, positive_seconds
 
 if TYPE_CHECKING:
     from bootlab.cli.common import Resolved
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=positive_seconds, metavar="S", help="overall limit (default: the profile's)")
     p.add_argument("--quiet-timeout", type=positive_seconds, metavar="S", help="silence that counts as a hang")
     p.add_argument("--log", type=str, metavar="FILE", help="write the raw console log here")
-    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_json_arg(p, "print the verdict as JSON")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
     p.add_argument("--no-store", action="store_true", help="do not record this boot in the results store")
     p.add_argument(
@@ -179,24 +179,8 @@ def _show(args: argparse.Namespace, verdict: Verdict) -> None:
     }.get(verdict.outcome, "bold magenta")
     dur = f"{verdict.duration_s:.2f}s" if verdict.duration_s is not None else "?"
     out.print(f"[{style}]{verdict.outcome}[/] at stage [bold]{verdict.stage or '-'}[/] after {dur}")
-    if verdict.title:
-        out.print(f"  title: {verdict.title}", markup=False)
-    if verdict.fatal_line:
-        t = f" (t={verdict.fatal_t:.2f}s)" if verdict.fatal_t is not None else ""
-        out.print(f"  fatal line{t}: {verdict.fatal_line}", markup=False)
-    if verdict.death:
-        t = f" (t={verdict.death.t:.2f}s)" if verdict.death.t is not None else ""
-        out.print(f"  died of{t}: {verdict.death.title}", markup=False)
-    for inc in verdict.incidents:
-        out.print(f"  incident [{inc.kind}] {inc.title}", markup=False)
-    from bootlab.cli.common import stopped_lines
+    from bootlab.report.text import verdict_lines
 
-    for line in stopped_lines(verdict.stopped.model_dump() if verdict.stopped else None):
+    for line in verdict_lines(verdict.model_dump(mode="json")):
         out.print(line, markup=False)
-    from bootlab.report.text import check_lines, register_lines
-
-    for line in register_lines([r.model_dump() for r in verdict.registers]):
-        out.print(f"  {line}", markup=False)
-    for line in check_lines([c.model_dump() for c in verdict.checks]):
-        out.print(f"  {line}", markup=False)
     out.print(f"  log: {verdict.log}", markup=False)

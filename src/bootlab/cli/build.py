@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bootlab.cli.common import add_profile_args
+from bootlab.cli.common import add_json_arg, add_profile_args
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,16 +22,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_profile_args(p, seed=False)
     p.add_argument("--rev", metavar="REV", help="build this revision in bootlab's own checkout (your tree untouched)")
     p.add_argument("--rebuild", action="store_true", help="with --rev: build again even when the cache has it")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream the build's output (it is still logged)")
     p.set_defaults(func=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    import hashlib
     import json
     from pathlib import Path
 
+    from bootlab.paths import sha256_file
     from bootlab.profile.loader import load_project
     from bootlab.source.build import build_at, build_in_place
 
@@ -55,13 +55,8 @@ def run_build(args: argparse.Namespace) -> int:
     data = built.to_json()
     digests = {}
     for out, path in built.outputs.items():
-        p = Path(path)
-        if p.is_file():
-            h = hashlib.sha256()
-            with p.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            digests[out] = h.hexdigest()
+        if Path(path).is_file():
+            digests[out] = sha256_file(path)
     data["sha256"] = digests
     if args.json:
         print(json.dumps(data, indent=2))

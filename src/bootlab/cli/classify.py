@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bootlab.cli.common import add_config_arg, add_json_arg, project_dir
+
 # fields that mean nothing offline (no clock, no QEMU)
 _OFFLINE_FIELDS = ("outcome", "stage", "stages", "title", "fatal_line", "incidents", "death")
 
@@ -24,18 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="NAME",
         help="pack(s) that read the log, e.g. redox or edk2,redox (project packs/ first, then shipped)",
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file whose packs/ directory to search")
-    p.add_argument("--json", action="store_true", help="JSON: one object per log (one per line for several)")
+    add_config_arg(p, "project file whose packs/ directory to search")
+    add_json_arg(p, "JSON: one object per log (one per line for several)")
     p.set_defaults(func=classify)
-
-
-def _project_dir(config: Path | None) -> Path | None:
-    if config is not None:
-        return config.resolve().parent
-    from bootlab.profile.loader import find_project_file
-
-    found = find_project_file()
-    return found.parent if found is not None else None
 
 
 def classify(args: argparse.Namespace) -> int:
@@ -44,7 +37,7 @@ def classify(args: argparse.Namespace) -> int:
     from bootlab.console.classify import classify_file
     from bootlab.packs.loader import load_packs
 
-    packs = load_packs(args.pack, _project_dir(args.config))
+    packs = load_packs(args.pack, project_dir(args.config))
     many = len(args.logs) > 1
     worst = 0
     for path in args.logs:
@@ -62,11 +55,9 @@ def classify(args: argparse.Namespace) -> int:
         if many:
             print(f"{path}: {verdict.outcome} at {stage}{title}{inc}")
         else:
+            from bootlab.report.text import verdict_lines
+
             print(f"{verdict.outcome} (stage {stage}){title}")
-            if verdict.fatal_line:
-                print(f"  fatal line: {verdict.fatal_line}")
-            if verdict.death:
-                print(f"  died of: {verdict.death.title}")
-            for i in verdict.incidents:
-                print(f"  incident [{i.kind}] {i.title}")
+            for line in verdict_lines(data, title=False):  # the offline fields: no clock, no registers
+                print(line)
     return worst

@@ -1,4 +1,5 @@
-"""What every command that takes a profile shares: --config, --set, --seed, and the resolve/lint/lock steps."""
+"""What the commands share: their options (--config, --set, --json, --seed...), the argparse types that read numbers
+(whole numbers, seconds, rates, seeds: one wording of each error), and the resolve/lint/lock steps."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bootlab.host import Host
     from bootlab.profile.loader import Project
     from bootlab.profile.model import Profile
@@ -16,19 +19,46 @@ if TYPE_CHECKING:
     from bootlab.qemu.runtime import RuntimeDir
 
 
+#: ``--config`` of a command that reads profiles, and of one that only opens the store.
+CONFIG_HELP = "project file (default: bootlab.toml here or above)"
+STORE_CONFIG_HELP = "project file (decides where the store is)"
+SET_HELP = "override a profile field (dotted keys: cpu=max, machine.highmem=off, vars.build=x); repeatable"
+
+
+def add_config_arg(parser: argparse.ArgumentParser, help: str | None = CONFIG_HELP) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE", help=help)
+
+
+def add_set_arg(
+    parser: argparse.ArgumentParser, help: str | None = SET_HELP, *, metavar: str = "KEY=VALUE", default: bool = True
+) -> None:
+    """``--set KEY=VALUE`` into ``args.sets`` (``default=False``: no default, for a second parser that fills the
+    namespace the first one made)."""
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[] if default else None, metavar=metavar, help=help
+    )
+
+
+def add_json_arg(parser: argparse.ArgumentParser, help: str | None = "print the result as JSON") -> None:
+    parser.add_argument("--json", action="store_true", help=help)
+
+
+def project_dir(config: Path | None) -> Path:
+    """Where a command that reads packs (``classify``, ``packs``) finds the project's ``packs/``: beside the project
+    file (``--config``, else bootlab.toml here or above), else here, as a boot without a project file looks for
+    them (its project root is the current directory). The file is not parsed: reading logs needs no profile."""
+    if config is not None:
+        return config.resolve().parent
+    from bootlab.profile.loader import find_project_file
+
+    found = find_project_file()
+    return found.parent if found is not None else Path.cwd()
+
+
 def add_profile_args(parser: argparse.ArgumentParser, *, seed: bool = True) -> None:
     parser.add_argument("profile", metavar="PROFILE", help="a profile from bootlab.toml or a preset")
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)"
-    )
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a profile field (dotted keys: cpu=max, machine.highmem=off, vars.build=x); repeatable",
-    )
+    add_config_arg(parser)
+    add_set_arg(parser)
     if seed:
         parser.add_argument("--seed", type=_seed, metavar="N", help="the boot's 32-bit seed (replays a boot)")
 
@@ -119,37 +149,74 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
+def _number(text: str) -> int:
+    """A whole number as Python writes one (``42``, ``0x2a``)."""
     try:
-        value = int(text, 0)
+        return int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _seed(text: str) -> int:
+    value = _number(text)
     if not 0 <= value <= 0xFFFFFFFF:
         raise argparse.ArgumentTypeError(f"{value} is not a 32-bit unsigned seed (0..4294967295)")
     return value
 
 
+def seed_base(text: str) -> int:
+    """An argparse type: ``--seed-base S``, any non-negative number (each boot's seed is derived from it)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value}: the seed base is a non-negative number")
+    return value
+
+
+def whole_number(unit: str, example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of ``unit`` (boots, vCPUs), at least 1; ``example`` shows one.
+
+    ``unit`` is plural; the error for 0 names it in the singular ("needs at least 1 slot")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {unit} (e.g. {example})") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value}: needs at least 1 {unit.removesuffix('s')}")
+        return value
+
+    return parse
+
+
+#: ``-n``, ``-j``, ``--max-boots``: boots.
+count = whole_number("boots", "-n 10")
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share written ``0.9`` or ``90%`` (its range is the caller's: see :func:`rate`; a
+    bisect's ``--confidence`` is checked where a library caller's is too, in ``lab.bisect.check_spec``)."""
+    try:
+        return float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give 0.9 or 90%") from None
+
+
+def rate(text: str) -> float:
+    """An argparse type: a pass rate or a width of one, in (0, 1] (``--target``, ``--width``, ``--margin``)."""
+    value = fraction(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: a rate is between 0 and 1 (or 0% and 100%), e.g. 0.9")
+    return value
+
+
 @dataclass
 class Resolved:
+    """A profile resolved and preflighted for one boot (:func:`prepare`), with its project and host."""
+
     project: Project
     profile: Profile
     host: Host
-
-
-def resolve(args: argparse.Namespace, *, keep_builtins: bool = False, boot_index: int = 0) -> Resolved:
-    from bootlab.host import probe
-    from bootlab.profile.loader import load_project, resolve_profile
-
-    project = load_project(args.config)
-    profile = resolve_profile(
-        args.profile,
-        project=project,
-        sets=args.sets,
-        seed=getattr(args, "seed", None),
-        boot_index=boot_index,
-        keep_builtins=keep_builtins,
-    )
-    return Resolved(project=project, profile=profile, host=probe())
 
 
 def prepare(
@@ -173,27 +240,3 @@ def prepare(
         pf.warn(sys.stderr)
     pf.refuse_on_errors(force)
     return Resolved(project=project, profile=pf.profile, host=pf.host), pf.invocation
-
-
-def stopped_lines(stopped: dict[str, object] | None, last: int = 5) -> list[str]:
-    """Where a hang or timeout stopped, for `bootlab boot` and `vm launch`: the rule that fired, whether output
-    still flowed, and the console's last lines."""
-    if not stopped:
-        return []
-    rule = stopped.get("rule")
-    flowing = "while output kept coming" if stopped.get("flowing") else f"silent for {stopped.get('silent_s')}s"
-    if rule == "quiet":
-        why = f"no console output for {stopped.get('silent_s')}s (quiet timeout)"
-    elif rule == "no-progress":
-        why = (
-            f"no new milestone and no new line for twice the quiet timeout, {flowing} "
-            f"({stopped.get('lines_since_progress')} lines repeating since t={stopped.get('progress_t')}s)"
-        )
-    else:
-        why = f"the overall timeout, {flowing}"
-    out = [f"  stopped: {why}"]
-    lines = stopped.get("last_lines") or []
-    if isinstance(lines, list) and lines:
-        out.append("  last lines:")
-        out += [f"    | {line}" for line in lines[-last:]]
-    return out

@@ -12,11 +12,11 @@ an anytime-valid test settles it (see :mod:`bootlab.lab.sequential`); exit 0 eit
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootlab.cli.common import add_config_arg, add_set_arg, rate
 from bootlab.cli.source import add_rev_arg
-from bootlab.cli.trial import _rate, add_run_args, emit_json, make_lab, progress_for
+from bootlab.cli.trial import add_run_args, emit_json, make_lab, progress_for
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("compare", help="two profiles or variants side by side: rates, difference, Fisher p-value")
     p.add_argument("profiles", nargs="*", metavar="PROFILE", help="A and B, or one profile with --a/--b variants")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="for both arms")
+    add_config_arg(p)
+    add_set_arg(p, "for both arms")
     p.add_argument("--a", dest="a_sets", action="append", default=[], metavar="KEY=VALUE", help="arm A only")
     p.add_argument("--b", dest="b_sets", action="append", default=[], metavar="KEY=VALUE", help="arm B only")
     p.add_argument("--trials", nargs=2, metavar=("ID_A", "ID_B"), help="compare two stored trials; boots nothing")
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--margin",
-        type=_rate,
+        type=rate,
         metavar="M",
         help="with --until-confident: also stop once the difference is shown to lie within ±M (default 0.10)",
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from bootlab.cli.common import add_json_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="probe this host: QEMU binaries, accelerators, firmware")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_arg(p, "machine-readable output")
     p.set_defaults(func=run)
 
 

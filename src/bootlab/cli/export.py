@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg
+
 FORMATS = ("json", "csv", "junit")
 
 
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("id", metavar="ID", help="a trial (t12) or a boot (b345)")
     p.add_argument("--format", default="json", metavar="FMT", help="json (default), csv or junit")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here instead of stdout")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.set_defaults(func=run_export)
 
 
@@ -99,13 +101,16 @@ def to_csv(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
 def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     import xml.etree.ElementTree as ET
 
-    from bootlab.lab.summary import replay_command
+    from bootlab.lab.summary import Tally, replay_command
+    from bootlab.verdict import Verdict
 
     name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
     checks = [c for b in boots for c in b["verdict"].get("checks", [])]
-    failures = sum(1 for b in boots if b["outcome"] not in ("pass", "qemu-error", "infra-error"))
-    failures += sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
-    errors = sum(1 for b in boots if b["outcome"] in ("qemu-error", "infra-error"))
+    # a boot is a failure when the guest failed, an error when QEMU or bootlab did (not counted in a rate)
+    tally = Tally()
+    judged = [tally.add(Verdict.model_validate(b["verdict"])) for b in boots]
+    failures = tally.failed + sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
+    errors = tally.excluded
     skipped = sum(1 for c in checks if c["status"] == "skipped")
     total_time = sum(float(b["verdict"].get("duration_s") or 0) for b in boots)
     suites = ET.Element("testsuites")
@@ -123,15 +128,9 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
         props = ET.SubElement(suite, "properties")
         for key in ("rate", "ci95", "seed_base", "sets"):
             ET.SubElement(props, "property", name=key, value=json.dumps(trial.get(key)))
-    for b in boots:
+    for b, passed in zip(boots, judged, strict=True):
         v = b["verdict"]
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"bootlab.{b['profile']}",
-            name=f"boot {b['idx']} seed {b['seed']} ({b['boot']})",
-            time=f"{float(v.get('duration_s') or 0):.3f}",
-        )
+        case = _testcase(suite, f"bootlab.{b['profile']}", f"boot {b['idx']} seed {b['seed']} ({b['boot']})", v)
         body = "\n".join(
             x
             for x in (
@@ -142,9 +141,9 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             )
             if x
         )
-        if b["outcome"] in ("qemu-error", "infra-error"):
+        if passed is None:
             ET.SubElement(case, "error", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
-        elif b["outcome"] != "pass":
+        elif not passed:
             ET.SubElement(case, "failure", message=b["title"] or b["outcome"], type=b["outcome"]).text = body
         if v.get("incidents"):
             ET.SubElement(case, "system-out").text = "\n".join(
@@ -156,18 +155,21 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
+def _testcase(suite: Any, classname: str, name: str, timed: dict[str, Any]) -> Any:
+    """A JUnit test case for a boot or a check (``timed``: its JSON, whose ``duration_s`` may be missing)."""
+    import xml.etree.ElementTree as ET
+
+    return ET.SubElement(
+        suite, "testcase", classname=classname, name=name, time=f"{float(timed.get('duration_s') or 0):.3f}"
+    )
+
+
 def _check_case(suite: Any, boot: dict[str, Any], check: dict[str, Any]) -> None:
     """One check of ``boot`` as a test case under the boot's class name."""
     import re
     import xml.etree.ElementTree as ET
 
-    case = ET.SubElement(
-        suite,
-        "testcase",
-        classname=f"bootlab.{boot['profile']}.{boot['boot']}",
-        name=f"check {check['name']}",
-        time=f"{float(check.get('duration_s') or 0):.3f}",
-    )
+    case = _testcase(suite, f"bootlab.{boot['profile']}.{boot['boot']}", f"check {check['name']}", check)
     status = check["status"]
     if status == "skipped":
         ET.SubElement(case, "skipped", message=check.get("reason") or "not run")

@@ -15,15 +15,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg, add_json_arg
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("history", help="stored trials and bisects, newest first: date, revision, rate, note")
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="only this profile's trials")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N lines (default 50; 0: all)")
     p.add_argument("--rev", metavar="REV", help="only trials that booted this revision (a commit, tag, branch)")
     p.add_argument("--since", metavar="REV|DATE", help="only trials of REV or later commits, or started since DATE")
-    p.add_argument("--json", action="store_true", help="one JSON list")
+    add_json_arg(p, "one JSON list")
     p.set_defaults(func=run_history)
 
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootlab.cli.common import add_config_arg, add_json_arg, add_set_arg
 from bootlab.errors import EXIT_GUEST_FAILED, EXIT_PASS, UsageError
 
 if TYPE_CHECKING:
@@ -38,11 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PROFILE | -- QEMU ARGS",
         help="a profile, or a QEMU command line after --",
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    p.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-        help="override a profile field (dotted keys: cpu=max, machine.highmem=off); repeatable",
-    )  # fmt: skip
+    add_config_arg(p)
+    add_set_arg(p)
     p.add_argument("--script", type=Path, metavar="FILE", help="lint the qemu-system command found in a sh script")
     p.add_argument("--mode", metavar="M", help="with --script: the script's first argument (its `case` over modes)")
     p.add_argument("--rules", type=Path, action="append", default=[], metavar="DIR", help="extra rule folder (*.toml)")
@@ -51,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="ignore this machine (its OS, arch, QEMU version, firmware): lint the command line on its own",
     )
-    p.add_argument("--json", action="store_true", help='print [{"id", "severity", "message", "fix", "reference"}]')
+    add_json_arg(p, 'print [{"id", "severity", "message", "fix", "reference"}]')
     p.set_defaults(func=run)
 
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("note", help="attach a note to a stored trial/boot/matrix/comparison")
     p.add_argument("id", metavar="ID", help="t12, b345, m3, c2 (a bare number is a trial)")
     p.add_argument("text", metavar="TEXT", help="the note")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.set_defaults(func=run_note)
 
 

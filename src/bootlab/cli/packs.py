@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootlab.cli.common import add_config_arg, add_json_arg, add_set_arg, project_dir
+
 if TYPE_CHECKING:
     from bootlab.console.classify import Checked
     from bootlab.packs.loader import PackSet
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("packs", help="list OS packs, start a new one, try one on saved console logs")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file whose packs/ directory to use")
-    p.add_argument("--json", action="store_true", help="JSON output")
+    add_config_arg(p, "project file whose packs/ directory to use")
+    add_json_arg(p, "JSON output")
     p.set_defaults(func=list_packs)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     new.add_argument("name", metavar="NAME", help="the pack's name (letters, digits, '.', '_', '-')")
     new.add_argument("--extends", metavar="BASE", help="add to an existing pack (e.g. linux) instead of a new OS")
     new.add_argument("-o", "--output", type=Path, metavar="FILE", help="where to write (default: packs/NAME.toml)")
-    new.add_argument("--config", type=Path, metavar="FILE", help="project file beside whose packs/ to write")
+    add_config_arg(new, "project file beside whose packs/ to write")
     new.add_argument("--force", action="store_true", help="replace an existing file")
     new.set_defaults(func=new_pack)
 
@@ -46,28 +48,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="PACKS",
         help="packs read before this one, firmware first (e.g. edk2), as in a profile's pack list",
     )
-    check.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
+    add_set_arg(
+        check,
+        "a profile var (vars.password=... makes the log a verified login: ready at the shell); repeatable",
         metavar="vars.NAME=VALUE",
-        help="a profile var (vars.password=... makes the log a verified login: ready at the shell); repeatable",
     )
-    check.add_argument("--config", type=Path, metavar="FILE", help="project file whose packs/ directory to search")
-    check.add_argument("--json", action="store_true", help="JSON: the pack, its warnings and each log's result")
+    add_config_arg(check, "project file whose packs/ directory to search")
+    add_json_arg(check, "JSON: the pack, its warnings and each log's result")
     check.set_defaults(func=check_pack)
-
-
-def _project_dir(config: Path | None) -> Path:
-    """Where the project's packs/ is: beside the project file (--config, else bootlab.toml here or above), else
-    here (as a boot without a project file looks for them)."""
-    if config is not None:
-        return config.resolve().parent
-    from bootlab.profile.loader import find_project_file
-
-    found = find_project_file()
-    return found.parent if found is not None else Path.cwd()
 
 
 def list_packs(args: argparse.Namespace) -> int:
@@ -78,7 +66,7 @@ def list_packs(args: argparse.Namespace) -> int:
 
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for d in search_path(_project_dir(args.config)):
+    for d in search_path(project_dir(args.config)):
         for path in sorted(d.glob("*.toml")) if d.is_dir() else []:
             if path.stem in seen:
                 continue
@@ -117,8 +105,8 @@ def new_pack(args: argparse.Namespace) -> int:
     if args.extends:
         from bootlab.packs.loader import check_pack_names
 
-        check_pack_names([args.extends], _project_dir(args.config))
-    out = args.output if args.output is not None else _project_dir(args.config) / "packs" / f"{name}.toml"
+        check_pack_names([args.extends], project_dir(args.config))
+    out = args.output if args.output is not None else project_dir(args.config) / "packs" / f"{name}.toml"
     if out.stem != name:
         raise UsageError(f"a pack file is named after its pack: {name}.toml, not {out.name}; fix -o")
     if out.exists() and not args.force:
@@ -147,7 +135,7 @@ def check_pack(args: argparse.Namespace) -> int:
             raise UsageError(f"--set {item!r}: packs check takes profile vars only, as vars.NAME=VALUE")
         variables[key.removeprefix("vars.")] = value
     before = [n.strip() for n in args.with_packs.split(",") if n.strip()]
-    project = _project_dir(args.config)
+    project = project_dir(args.config)
     packs = load_pack_file(args.file, project, before)
     warnings = pack_warnings(packs)
     shell = wants_shell(packs, variables) if variables else False

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bootlab.cli.common import add_config_arg, add_json_arg
 from bootlab.cli.profiles import SubParser
 from bootlab.errors import EXIT_GUEST_FAILED, EXIT_PASS, UsageError
 
@@ -47,14 +48,12 @@ def import_parser() -> argparse.ArgumentParser:
     p.add_argument("--script", type=Path, metavar="FILE", help="read the qemu-system command from this sh script")
     p.add_argument("--mode", metavar="MODE", help='the script\'s first argument (its case "$1" mode switch)')
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="as if set in the environment")
-    p.add_argument(
-        "--config", type=Path, metavar="FILE", help="project file (default: found from here, else ./bootlab.toml)"
-    )
+    add_config_arg(p, "project file (default: found from here, else ./bootlab.toml)")
     p.add_argument("--extends", metavar="PROFILE", help="write only what differs from this profile or preset")
     p.add_argument("--replace", action="store_true", help="replace an existing profile of that name")
     p.add_argument("--lock", action="store_true", help="lock the imported profile at once (bootlab lock)")
     p.add_argument("--snapshot", action="store_true", help="run images the source writes on a snapshot instead")
-    p.add_argument("--json", action="store_true", help="print the comparison, what was kept and the notes as JSON")
+    add_json_arg(p, "print the comparison, what was kept and the notes as JSON")
     return p
 
 
@@ -296,14 +295,11 @@ def _canonical(profile: Profile, host: Host) -> Any:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.import-{os.getpid()}")
+    from bootlab.paths import atomic_write
+
     try:
-        tmp.write_text(text, encoding="utf-8")
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        tmp.replace(path)
+        atomic_write(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"{path}: cannot write: {exc.strerror}") from None
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from bootlab.cli.common import add_config_arg, add_json_arg, add_set_arg
 from bootlab.errors import UsageError
 
 
@@ -35,12 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("show", nargs="?", metavar="NAME", help="show this profile fully resolved (or `import`)")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    p.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-        help="with NAME: override a profile field (dotted keys); repeatable",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="the list as JSON (a profile is always shown as JSON)")
+    add_config_arg(p)
+    add_set_arg(p, "with NAME: override a profile field (dotted keys); repeatable")
+    add_json_arg(p, "the list as JSON (a profile is always shown as JSON)")
     p.set_defaults(func=run)
 
 
@@ -50,12 +47,9 @@ def show_parser() -> argparse.ArgumentParser:
         usage="%(prog)s [--config FILE] [--set KEY=VALUE]... [--json]",
         description="print the profile NAME fully resolved (extends, --set and {templates} applied), as JSON",
     )
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    p.add_argument(
-        "--set", dest="sets", action="append", metavar="KEY=VALUE",
-        help="override a profile field (dotted keys: cpu=max, machine.highmem=off, vars.build=x); repeatable",
-    )  # fmt: skip
-    p.add_argument("--json", action="store_true", help="accepted for symmetry: the profile is printed as JSON anyway")
+    add_config_arg(p)
+    add_set_arg(p, default=False)
+    add_json_arg(p, "accepted for symmetry: the profile is printed as JSON anyway")
     return p
 
 

@@ -9,12 +9,12 @@ are imported here only, so no other command pays for them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--format", default="html", metavar="FMT", help="html (default) or md (for $GITHUB_STEP_SUMMARY)")
     p.add_argument("--open", action="store_true", help="open the written report in the web browser")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
+    add_config_arg(p, STORE_CONFIG_HELP)
     p.set_defaults(func=run_report)
 
 
@@ -106,14 +106,12 @@ def _resolve(target: Path | None, page: Page, fmt: str) -> Path | None:
 
 def _write(path: Path, text: str) -> None:
     """Write atomically (a reader never sees half a page); any OS refusal is one line and exit 2."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from bootlab.paths import atomic_write
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise UsageError(
             f"cannot write the report to {path}: {exc.strerror or exc}; give -o a writable file or directory"
         ) from None

@@ -39,19 +39,21 @@ def render_script(name: str, profile_hash: str, argv: list[str], seed: int, acce
 
 
 def run(args: argparse.Namespace) -> int:
-    from bootlab.cli.common import resolve
-    from bootlab.lab.preflight import check_lock
-    from bootlab.profile.loader import profile_hash
-    from bootlab.qemu.invocation import build_invocation
+    from bootlab.lab.preflight import preflight
+    from bootlab.profile.loader import load_project, profile_hash
 
-    if args.seed is None:
-        args.seed = 0
-    res = resolve(args)
-    check_lock(res.project, args.profile, args.sets, res.host)
-    inv = build_invocation(res.profile, res.host)
+    pf = preflight(
+        load_project(args.config),
+        args.profile,
+        sets=args.sets,
+        seed=0 if args.seed is None else args.seed,
+        observed=False,
+        booted=False,
+    )
+    inv = pf.invocation
     for problem in inv.problems:
         print(f"warning: {problem.message}", file=sys.stderr)
-    text = render_script(res.profile.name, profile_hash(res.profile), inv.argv, res.profile.seed, inv.accel_reason)
+    text = render_script(pf.profile.name, profile_hash(pf.profile), inv.argv, pf.profile.seed, inv.accel_reason)
     if args.output is None:
         sys.stdout.write(text)
         return 0

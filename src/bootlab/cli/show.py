@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
+
+from bootlab.cli.common import STORE_CONFIG_HELP, add_config_arg, add_json_arg
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,8 +17,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("id", metavar="ID", help="t12, b345, m3, c2, s4 (a bare number is a trial)")
     p.add_argument("--log", action="store_true", help="print the boot's console log (boots only)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="project file (decides where the store is)")
-    p.add_argument("--json", action="store_true", help="print as JSON")
+    add_config_arg(p, STORE_CONFIG_HELP)
+    add_json_arg(p, "print as JSON")
     p.set_defaults(func=run_show)
 
 
@@ -89,26 +90,11 @@ def _print_boot(d: dict[str, Any]) -> None:
     v = d["verdict"]
     print(f"boot {d['boot']} ({d['trial'] or 'single boot'}, index {d['idx']}): {d['profile']}, {when(d['created'])}")
     print(f"  outcome: {v['outcome']} at stage {v.get('stage') or '-'} after {v.get('duration_s')} s")
-    if v.get("title"):
-        print(f"  title: {v['title']}")
-    if v.get("fatal_line"):
-        print(f"  fatal line: {v['fatal_line']}")
-    if v.get("death"):
-        print(f"  died of: {v['death']['title']}")
-    for inc in v.get("incidents", []):
-        print(f"  incident [{inc['kind']}] {inc['title']}")
-    from bootlab.cli.common import stopped_lines
-
-    for line in stopped_lines(v.get("stopped")):
-        print(line)
     from bootlab.lab.summary import replay_command
-    from bootlab.report.text import check_lines, register_lines
+    from bootlab.report.text import verdict_lines
 
-    for line in register_lines(v.get("registers", [])):
-        print(f"  {line}")
-    for line in check_lines(v.get("checks", [])):
-        print(f"  {line}")
-
+    for line in verdict_lines(v):
+        print(line)
     print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")
     host = d["host"]
     where = f"{host['name']} " if host.get("name") else ""

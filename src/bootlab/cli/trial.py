@@ -19,7 +19,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from bootlab.cli.common import add_check_args, add_profile_args
+from bootlab.cli.common import add_check_args, add_json_arg, add_profile_args, count, rate, seed_base
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,53 +31,35 @@ if TYPE_CHECKING:
     from bootlab.vm.hold import HoldFirst
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of boots (e.g. -n 10)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: needs at least 1")
-    return value
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a rate; give 0.9 or 90%") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text}: a rate is between 0 and 1 (or 0% and 100%), e.g. 0.9")
-    return value
-
-
-def _seed_base(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value}: the seed base is a non-negative number")
-    return value
-
-
 def add_run_args(p: argparse.ArgumentParser, *, n_default: int | None = None) -> None:
-    """Options every lab command shares."""
+    """Options every trial-like command shares: -n, then :func:`add_lab_args`."""
     p.add_argument(
         "-n",
-        type=_count,
+        type=count,
         default=n_default,
         required=n_default is None,
         metavar="N",
         help="boots per trial (the cap with --until-confident)",
     )
-    p.add_argument("-j", "--jobs", type=_count, metavar="J", help="boots at a time (default: cores // vCPUs)")
+    add_lab_args(p)
+
+
+def add_lab_args(
+    p: argparse.ArgumentParser,
+    *,
+    jobs_help: str = "boots at a time (default: cores // vCPUs)",
+    strict_help: str = "count boots with incidents as failures",
+    note_help: str = "a note stored with the result",
+) -> None:
+    """Options of every command that boots through a Lab (trial, matrix, compare, bisect): -j, checks, --strict,
+    --note, --seed-base, --force, --json, -q and --cluster; the help of the first three says what they mean there."""
+    p.add_argument("-j", "--jobs", type=count, metavar="J", help=jobs_help)
     add_check_args(p)
-    p.add_argument("--strict", action="store_true", help="count boots with incidents as failures")
-    p.add_argument("--note", metavar="TEXT", help="a note stored with the result")
-    p.add_argument("--seed-base", type=_seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
+    p.add_argument("--strict", action="store_true", help=strict_help)
+    p.add_argument("--note", metavar="TEXT", help=note_help)
+    p.add_argument("--seed-base", type=seed_base, metavar="S", help="derive every boot's seed from S (replayable)")
     p.add_argument("--force", action="store_true", help="boot even when lint reports errors")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_arg(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no live progress on stderr")
     add_cluster_arg(p)
 
@@ -95,8 +77,8 @@ def add_cluster_arg(p: argparse.ArgumentParser) -> None:
 def add_confidence_args(p: argparse.ArgumentParser) -> None:
     """``--until-confident`` with ``--target``/``--width``: a trial, or each cell of a matrix."""
     p.add_argument("--until-confident", action="store_true", help="stop as soon as --target or --width is settled")
-    p.add_argument("--target", type=_rate, metavar="RATE", help="with --until-confident: SPRT of rate >= RATE")
-    p.add_argument("--width", type=_rate, metavar="W", help="with --until-confident: stop when the interval < W")
+    p.add_argument("--target", type=rate, metavar="RATE", help="with --until-confident: SPRT of rate >= RATE")
+    p.add_argument("--width", type=rate, metavar="W", help="with --until-confident: stop when the interval < W")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from bootlab.cli.common import positive_seconds, seconds, stage_line
+from bootlab.cli.common import add_config_arg, add_json_arg, add_set_arg, positive_seconds, seconds, stage_line
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,8 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     la = vsub.add_parser("launch", help="create a VM from a profile and boot it in the background")
     la.add_argument("name", metavar="NAME", help="the VM's name (lowercase letters, digits, '-')")
     la.add_argument("profile", metavar="PROFILE", help="a profile from bootlab.toml or a preset")
-    la.add_argument("--config", type=Path, metavar="FILE", help="project file (default: bootlab.toml here or above)")
-    la.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a field")
+    add_config_arg(la)
+    add_set_arg(la)
     la.add_argument(
         "--mount", dest="mounts", action="append", default=[], metavar="HOST_DIR:TAG", help="9p share; repeatable"
     )
@@ -45,11 +44,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     la.add_argument("--persistent", action="store_true", help="write to the profile's disk images (no overlay)")
     la.add_argument("--gdb", action="store_true", help="run QEMU's gdb stub on a private socket (see `vm gdb`)")
     la.add_argument("--no-wait", action="store_true", help="return at once; `bootlab vm list` shows progress")
-    la.add_argument("--json", action="store_true", help="print the final state as JSON")
+    add_json_arg(la, "print the final state as JSON")
     la.set_defaults(func=cmd_launch)
 
     ls = vsub.add_parser("list", help="the VMs: state, profile, uptime, accel, forwards, pid")
-    ls.add_argument("--json", action="store_true")
+    add_json_arg(ls, "print the VMs as JSON")
     ls.set_defaults(func=cmd_list)
 
     co = vsub.add_parser("console", help="attach this terminal to the VM's serial console (Ctrl-] detaches)")
@@ -59,7 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ex = vsub.add_parser("exec", help="run a command in the guest's shell; exits with its status")
     ex.add_argument("name", metavar="NAME")
     ex.add_argument("--timeout", type=positive_seconds, metavar="S", help="interrupt it after S seconds (exit 124)")
-    ex.add_argument("--json", action="store_true", help='print {"stdout", "exit_code", "duration_s"}')
+    add_json_arg(ex, 'print {"stdout", "exit_code", "duration_s"}')
     # everything after NAME is taken as is; options given after NAME must end with `--` (see _exec_argv)
     ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
     ex.set_defaults(func=cmd_exec)
@@ -77,7 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sa = vsub.add_parser("start", help="boot a stopped VM again (same disk overlay)")
     sa.add_argument("name", metavar="NAME")
     sa.add_argument("--no-wait", action="store_true")
-    sa.add_argument("--json", action="store_true")
+    add_json_arg(sa, "print the final state as JSON")
     sa.set_defaults(func=cmd_start)
 
     gd = vsub.add_parser("gdb", help="gdb on a VM's stub (a held crash, or launched with --gdb): run it or print how")
@@ -122,13 +121,9 @@ def _report(name: str, state: dict[str, Any], as_json: bool) -> int:
     outcome = verdict.get("outcome", "?")
     if not as_json:
         _err(f"bootlab: vm {name}: boot {outcome}" + (f": {verdict['title']}" if verdict.get("title") else ""))
-        if verdict.get("fatal_line"):
-            _err(f"  fatal line: {verdict['fatal_line']}")
-        if verdict.get("death"):
-            _err(f"  died of: {verdict['death']['title']}")
-        from bootlab.cli.common import stopped_lines
+        from bootlab.report.text import verdict_lines
 
-        for line in stopped_lines(verdict.get("stopped")):
+        for line in verdict_lines(verdict, title=False):
             _err(line)
         _err(f"  the VM is stopped; its log: {state.get('log') or verdict.get('log')}")
     from bootlab.verdict import exit_code_of

@@ -15,17 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bootlab.cli.common import whole_number
 from bootlab.errors import InfraError, UsageError
-
-
-def _slots(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of vCPUs (e.g. --slots 4)") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: a worker lends at least 1 slot")
-    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--scheduler", required=True, metavar="ADDRESS", help="the `dask scheduler` (tcp://HOST:8786, tls://...)"
     )
-    p.add_argument("--slots", type=_slots, metavar="N", help="vCPUs to lend to boots at once (default: the cores)")
+    p.add_argument(
+        "--slots",
+        type=whole_number("slots", "--slots 4"),
+        metavar="N",
+        help="vCPUs to lend to boots at once (default: the cores)",
+    )
     p.add_argument("--name", metavar="NAME", help="worker name, unique in the cluster (default: the host name)")
     p.add_argument(
         "--resources", metavar="NAME=N,...", help="extra Dask resources to advertise besides the probed ones"

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootlab.paths import sha256_file
+
 if TYPE_CHECKING:
     from bootlab.profile.model import Profile
 
@@ -67,11 +69,7 @@ class Hasher:
         with self._lock:
             if key in self._known:
                 return self._known[key]
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_file(path)
         with self._lock:
             self._known[key] = digest
         return digest

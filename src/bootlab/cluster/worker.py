@@ -43,9 +43,9 @@ class WorkerSide:
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         if cache_dir is None:
-            from platformdirs import user_cache_path
+            from bootlab.paths import cache_dir as bootlab_cache
 
-            cache_dir = user_cache_path("bootlab") / "cluster-files"
+            cache_dir = bootlab_cache() / "cluster-files"
         cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.cache = FileCache(cache_dir)
         self.boots: dict[str, BootThread] = {}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bootlab.errors import UsageError
 from bootlab.lab.changepoint import ChangePoint, Priors
-from bootlab.lab.summary import counts_as_pass, failure_title
-from bootlab.verdict import INFRA, Verdict
+from bootlab.lab.summary import failure_title, judge, seed_base_or_random
+from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -124,9 +123,10 @@ def title_pattern(text: str) -> re.Pattern[str]:
 
 def symptom(verdict: Verdict, *, strict: bool, title: re.Pattern[str] | None) -> bool | None:
     """True: the boot shows the symptom; False: it is clean; None: it says nothing (infra, or another title)."""
-    if verdict.outcome in INFRA:
+    passed = judge(verdict, strict)
+    if passed is None:
         return None
-    if counts_as_pass(verdict, strict):
+    if passed:
         return False
     if title is None:
         return True
@@ -151,7 +151,7 @@ class Tested:
 
     def add(self, verdict: Verdict, shows: bool | None) -> None:
         self.boots += 1
-        if verdict.outcome in INFRA:
+        if judge(verdict) is None:
             self.excluded += 1
         elif shows is None:
             self.ignored += 1
@@ -228,7 +228,7 @@ class Bisection:
     def start(self, spec: BisectSpec) -> dict[str, Any]:
         check_spec(spec)
         repo, commits = self.line(spec)
-        spec.seed_base = spec.seed_base if spec.seed_base is not None else secrets.randbits(32)
+        spec.seed_base = seed_base_or_random(spec.seed_base)
         params = {
             **spec.params(),
             "repo": str(repo),
@@ -280,6 +280,13 @@ class Bisection:
         self._restore(bisect_id, spec, tested, cp, title, saved)
         state = "running"
         decision = "undecided"
+
+        def save(state: str, decision: str, *, final: bool = False) -> dict[str, Any]:
+            """Store what is known so far (after every batch, so an interrupted bisect resumes from it)."""
+            result = bisect_result(bisect_id, spec, commits, info, tested, cp, state, decision)
+            self.store.update_bisect(bisect_id, state, result, finished=final and state == "done")
+            return result
+
         checkout: Checkout | None = None
         try:
             with contextlib.ExitStack() as stack:
@@ -308,10 +315,10 @@ class Bisection:
 
                         if not self._build(spec, t, open_checkout, info.get(t.commit)):
                             cp.skip(i)
-                            self._save(bisect_id, spec, commits, info, tested, cp, "running", decision)
+                            save("running", decision)
                             continue
                     interrupted = self._batch(bisect_id, spec, t, size, cp, title, info.get(t.commit))
-                    self._save(bisect_id, spec, commits, info, tested, cp, "running", decision)
+                    save("running", decision)
                     if interrupted:
                         state = "interrupted"
                         break
@@ -320,14 +327,14 @@ class Bisection:
         except BaseException:
             # an error mid-way (lint refuses a commit's image, the store is gone...): keep what was learnt,
             # resumable once fixed, then let the error say what happened
-            self._save(bisect_id, spec, commits, info, tested, cp, "interrupted", "interrupted", final=True)
+            save("interrupted", "interrupted", final=True)
             self._finish_trials(tested, spec, "interrupted")
             raise
         if state != "interrupted":
             state = "done"
             if decision == "undecided":
                 decision = "interrupted"
-        result = self._save(bisect_id, spec, commits, info, tested, cp, state, decision, final=True)
+        result = save(state, decision, final=True)
         self._finish_trials(tested, spec, state)
         return result
 
@@ -462,23 +469,6 @@ class Bisection:
             self.progress.event(text)
 
     # -- results ------------------------------------------------------------------------------------------------
-
-    def _save(
-        self,
-        bisect_id: int,
-        spec: BisectSpec,
-        commits: list[str],
-        info: dict[str, CommitInfo],
-        tested: dict[int, Tested],
-        cp: ChangePoint,
-        state: str,
-        decision: str,
-        *,
-        final: bool = False,
-    ) -> dict[str, Any]:
-        result = bisect_result(bisect_id, spec, commits, info, tested, cp, state, decision)
-        self.store.update_bisect(bisect_id, state, result, finished=final and state == "done")
-        return result
 
     def _finish_trials(self, tested: dict[int, Tested], spec: BisectSpec, state: str) -> None:
         from bootlab.lab.lab import stored_trial

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import secrets
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,15 @@ from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, Tria
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.sequential import PairStopper, sequential_sentence
 from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
-from bootlab.lab.summary import BootRecord, Stopper, derive_seed, stage_times, summarize
+from bootlab.lab.summary import (
+    BootRecord,
+    Stopper,
+    derive_seed,
+    mark,
+    seed_base_or_random,
+    stage_times,
+    summarize,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -254,7 +260,7 @@ class Lab:
         progress: Progress | None = None,
     ) -> TrialResult:
         check_count(n)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checked = self.check(spec, derive_seed(base, 0))
         checked.refuse(f"profile {spec.profile}")
         params: dict[str, Any] = {"n": n, "jobs": jobs, "strict": strict, "seed_base": base}
@@ -291,7 +297,7 @@ class Lab:
         """``stoppers`` makes a fresh stopper for each cell (``--until-confident``: each cell stops on its own)."""
         check_count(n)
         axes_map, specs = matrix_cells(profile, sets, axes)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checks = [self.check(spec, derive_seed(base, 0)) for spec in specs]
         matrix_id = (
             self.store.begin_matrix(profile, axes_map, {"n": n, "sets": sets, "seed_base": base}, note)
@@ -345,7 +351,7 @@ class Lab:
     ) -> ComparisonResult:
         """``stopper`` (``--until-confident``) is shared by both arms and sees both (a :class:`PairStopper`)."""
         check_count(n)
-        base = seed_base if seed_base is not None else secrets.randbits(32)
+        base = seed_base_or_random(seed_base)
         checks = [self.check(a, derive_seed(base, 0, "a")), self.check(b, derive_seed(base, 0, "b"))]
         for checked in checks:
             checked.refuse(checked.spec.label)
@@ -387,24 +393,6 @@ class Lab:
         return Bisection(self, progress=progress).resume(bisect_id)
 
 
-def mark(result: Mapping[str, Any]) -> str:
-    """The user's notes' marks for a trial's (or a matrix cell's) JSON: ✅ all passed, ⚠️ some failed (flaky),
-    ❌ all failed; ❔ nothing counted; 🚫 refused by lint."""
-    if result.get("refused"):
-        return "refused"
-    boots, passed = result["boots"], result["passed"]
-    if boots == 0:
-        return "none"
-    if passed == boots:
-        return "pass"
-    if passed == 0:
-        return "fail"
-    return "flaky"
-
-
-MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
-
-
 def stage_timing(
     records_a: list[BootRecord], records_b: list[BootRecord], label_a: str, label_b: str
 ) -> dict[str, Any]:
@@ -434,8 +422,7 @@ def comparison(
     """Both rates, their difference with Newcombe's interval, Fisher's two-sided p, and the sentence; ``timing``
     (from :func:`stage_timing`) is carried when the boots are at hand."""
     ka, na, kb, nb = ra.summary.passed, ra.summary.boots, rb.summary.passed, rb.summary.boots
-    pa = ka / na if na else None
-    pb = kb / nb if nb else None
+    pa, pb = ra.summary.rate, rb.summary.rate
     p = fisher_p(ka, na, kb, nb)
     lo, hi = diff_interval(ka, na, kb, nb)
     more: int | None = None

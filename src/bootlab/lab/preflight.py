@@ -149,8 +149,12 @@ def preflight(
     host: Host | None = None,
     runtime: RuntimeDir | None = None,
     observed: bool = True,
+    booted: bool = True,
 ) -> Preflight:
-    """Resolve and check ``name`` for one boot. ``observed`` (a boot bootlab watches) also checks the packs."""
+    """Resolve and check ``name`` for one boot. ``observed`` (a boot bootlab watches) also checks the packs.
+
+    ``booted=False`` is for `bootlab script`, which writes the command instead of running it: a missing file is
+    left in ``invocation.problems`` (the script may run where the file is) and lint is `bootlab lint`'s job."""
     from bootlab.lint import check_invocation
     from bootlab.profile.loader import resolve_profile
     from bootlab.qemu.invocation import build_invocation
@@ -166,6 +170,8 @@ def preflight(
         require_checks_sendable(profile)
     check_fallback(profile, project, sets)
     inv = build_invocation(profile, host, runtime)
+    if not booted:
+        return Preflight(project=project, profile=profile, host=host, invocation=inv)
     inv.require_runnable()  # a missing file is the clearer message, and --force cannot fix it
     findings = list(check_invocation(inv, profile, host, rule_dirs=lint_rule_dirs(project.path)))
     return Preflight(project=project, profile=profile, host=host, invocation=inv, findings=findings)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bootlab.lab.summary import BootRecord, Stopper, counts_as_pass, derive_seed
-from bootlab.verdict import INFRA, Verdict
+from bootlab.lab.summary import BootRecord, Stopper, Tally, derive_seed
+from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
     from bootlab.host import Host
@@ -87,11 +87,9 @@ class Arm:
     def wants_more(self) -> bool:
         return self.started < self.n
 
-    def counts(self) -> tuple[int, int]:
-        """(passes, failures) counted so far (qemu/infra errors excluded)."""
-        counted = [r for r in self.records if r.verdict.outcome not in INFRA]
-        passes = sum(1 for r in counted if counts_as_pass(r.verdict, self.strict))
-        return passes, len(counted) - passes
+    def tally(self) -> Tally:
+        """The boots finished so far, counted as the trial's summary will count them."""
+        return Tally.of((r.verdict for r in self.records), strict=self.strict)
 
 
 def default_jobs(smp: int) -> int:
@@ -202,8 +200,8 @@ async def run_arms(
                 if record.verdict.duration_s is not None:
                     arm.durations.append(record.verdict.duration_s)
                 if arm.stopper is not None and arm.stopper.decision is None:
-                    passes, fails = arm.counts()
-                    if arm.stopper.check(passes, fails):
+                    tally = arm.tally()
+                    if arm.stopper.check(tally.passed, tally.failed):
                         decided = [a for a in arms if a.stopper is arm.stopper]  # a shared stopper settles all
                         for a in decided:
                             a.stopped_early = a.started < a.n or a.running > 0

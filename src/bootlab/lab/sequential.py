@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bootlab.lab.stats import boots_per_arm
-from bootlab.lab.summary import Stopper, counts_as_pass
-from bootlab.verdict import INFRA
+from bootlab.lab.summary import Stopper, judge
 
 if TYPE_CHECKING:
     from bootlab.lab.runner import Arm
@@ -50,7 +49,8 @@ def blocks(arm_a: Arm, arm_b: Arm, strict: bool = False) -> list[tuple[int, int]
     """(pass_a, pass_b) for every index at which both arms have a counted boot, in index order."""
 
     def passes(arm: Arm) -> dict[int, int]:
-        return {r.idx: int(counts_as_pass(r.verdict, strict)) for r in arm.records if r.verdict.outcome not in INFRA}
+        judged = {r.idx: judge(r.verdict, strict) for r in arm.records}
+        return {idx: int(passed) for idx, passed in judged.items() if passed is not None}
 
     pa, pb = passes(arm_a), passes(arm_b)
     return [(pa[i], pb[i]) for i in sorted(set(pa) & set(pb))]
@@ -139,10 +139,9 @@ class PairStopper(Stopper):
         arm_a, arm_b = self.arms
         pairs = blocks(arm_a, arm_b, self.strict)
         self.evidence = e_values(pairs)
-        ka, na = arm_a.counts()[0], sum(arm_a.counts())
-        kb, nb = arm_b.counts()[0], sum(arm_b.counts())
-        lo_a, hi_a = confidence_sequence(ka, na, self.beta / 2)
-        lo_b, hi_b = confidence_sequence(kb, nb, self.beta / 2)
+        a, b = arm_a.tally(), arm_b.tally()
+        lo_a, hi_a = confidence_sequence(a.passed, a.boots, self.beta / 2)
+        lo_b, hi_b = confidence_sequence(b.passed, b.boots, self.beta / 2)
         self.diff_interval = (lo_b - hi_a, hi_b - lo_a)
         threshold = 2 / self.alpha
         if self.evidence[0] >= threshold:
@@ -174,9 +173,9 @@ class PairStopper(Stopper):
             "saved": None,
         }
         if self.arms is not None and self.decision in ("b-better", "a-better"):
-            (ka, fa), (kb, fb) = self.arms[0].counts(), self.arms[1].counts()
-            if ka + fa and kb + fb:
-                fixed = boots_per_arm(ka / (ka + fa), kb / (kb + fb), alpha=self.alpha, power=1 - self.beta)
+            rate_a, rate_b = self.arms[0].tally().rate, self.arms[1].tally().rate
+            if rate_a is not None and rate_b is not None:
+                fixed = boots_per_arm(rate_a, rate_b, alpha=self.alpha, power=1 - self.beta)
                 if fixed is not None:
                     out.update(fixed_n=fixed, saved=max(0, fixed - used))
         return out

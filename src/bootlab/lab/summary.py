@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,14 @@ def derive_seed(base: int, index: int, salt: str = "") -> int:
     get correlated neighbours; deterministic, so ``--seed-base`` replays a whole trial."""
     digest = hashlib.sha256(f"{base}:{salt}:{index}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def seed_base_or_random(seed_base: int | None) -> int:
+    """The seed base of a run (trial, matrix, comparison, bisect): the one given (``--seed-base``), else 32 random
+    bits; either way it is recorded, so the whole run replays."""
+    import secrets
+
+    return seed_base if seed_base is not None else secrets.randbits(32)
 
 
 @dataclass
@@ -88,8 +96,82 @@ def check_stats(verdicts: Iterable[Verdict]) -> list[CheckStats]:
     return out
 
 
-def counts_as_pass(verdict: Verdict, strict: bool) -> bool:
-    return verdict.passed and not (strict and verdict.incidents)
+def judge(verdict: Verdict, strict: bool = False) -> bool | None:
+    """How one boot counts in a pass rate: True a pass, False a failure, None not at all (a qemu-error or
+    infra-error says nothing about the guest). With ``strict`` a pass with incidents is a failure."""
+    if verdict.outcome in INFRA:
+        return None
+    return verdict.passed and not (strict and bool(verdict.incidents))
+
+
+@dataclass
+class Tally:
+    """Boots counted into a pass rate: passes, failures, and those left out (qemu/infra errors), with the rate
+    and its 95% Wilson interval.
+
+    The one tally of outcomes: trial summaries, running arms (progress, early stops), the store's history of a
+    trial still running, JUnit exports and report pages all count through it (each boot through :func:`judge`),
+    so that they cannot disagree on what counts, e.g. on ``--strict``."""
+
+    passed: int = 0
+    failed: int = 0
+    excluded: int = 0
+
+    @classmethod
+    def of(cls, verdicts: Iterable[Verdict], *, strict: bool = False) -> Tally:
+        tally = cls()
+        for verdict in verdicts:
+            tally.add(verdict, strict)
+        return tally
+
+    def add(self, verdict: Verdict, strict: bool = False) -> bool | None:
+        """Count one boot; returns how it counted (:func:`judge`)."""
+        judged = judge(verdict, strict)
+        if judged is None:
+            self.excluded += 1
+        else:
+            self.count(judged)
+        return judged
+
+    def count(self, passed: bool) -> None:
+        """Count a boot already judged (a report's boot view carries the judgement, not the verdict)."""
+        if passed:
+            self.passed += 1
+        else:
+            self.failed += 1
+
+    @property
+    def boots(self) -> int:
+        """Boots counted in the rate (``excluded`` ones are not)."""
+        return self.passed + self.failed
+
+    @property
+    def rate(self) -> float | None:
+        return self.passed / self.boots if self.boots else None
+
+    def ci95(self) -> tuple[float, float]:
+        """The Wilson interval of the rate; (0, 1) when nothing is counted."""
+        return wilson(self.passed, self.boots)
+
+    def to_json(self) -> dict[str, Any]:
+        """``passed``, ``boots``, ``rate``, ``ci95``: the keys of a trial's summary that a rate is printed from
+        (:func:`bootlab.report.text.rate_text`)."""
+        return {"passed": self.passed, "boots": self.boots, "rate": self.rate, "ci95": list(self.ci95())}
+
+
+def mark(result: Mapping[str, Any]) -> str:
+    """The user's notes' mark of a trial's (or a matrix cell's) JSON: pass (all passed), flaky (some failed),
+    fail (all failed), none (nothing counted), refused (by lint). ``bootlab.report.text.MARKS`` draws them."""
+    if result.get("refused"):
+        return "refused"
+    boots, passed = result["boots"], result["passed"]
+    if boots == 0:
+        return "none"
+    if passed == boots:
+        return "pass"
+    if passed == 0:
+        return "fail"
+    return "flaky"
 
 
 def failure_title(verdict: Verdict) -> str:
@@ -114,16 +196,20 @@ def _grouped(items: list[tuple[str, BootRecord]]) -> list[TitleGroup]:
 
 def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
     """The trial's numbers (the fields of ``bootlab trial --json`` after its id and profile)."""
-    counted = [r for r in records if r.verdict.outcome not in INFRA]
-    excluded = len(records) - len(counted)
-    passed = sum(1 for r in counted if counts_as_pass(r.verdict, strict))
-    n = len(counted)
-    lo, hi = wilson(passed, n)
+    tally = Tally()
+    counted: list[BootRecord] = []
+    failed: list[BootRecord] = []
+    left_out: list[BootRecord] = []
     outcomes: dict[str, int] = {}
     for r in records:
+        passed = tally.add(r.verdict, strict)
+        (left_out if passed is None else counted).append(r)
+        if passed is False:
+            failed.append(r)
         outcomes[r.verdict.outcome] = outcomes.get(r.verdict.outcome, 0) + 1
-    titles = _grouped([(failure_title(r.verdict), r) for r in counted if not counts_as_pass(r.verdict, strict)])
-    infra = _grouped([(failure_title(r.verdict), r) for r in records if r.verdict.outcome in INFRA])
+    excluded, n = tally.excluded, tally.boots
+    titles = _grouped([(failure_title(r.verdict), r) for r in failed])
+    infra = _grouped([(failure_title(r.verdict), r) for r in left_out])
     incidents = _grouped([(i.title, r) for r in records for i in r.verdict.incidents])
     stages = {
         name: StageStats(
@@ -140,9 +226,9 @@ def summarize(records: list[BootRecord], *, strict: bool = False) -> Summary:
         )
     return Summary(
         boots=n,
-        passed=passed,
-        rate=(passed / n) if n else None,
-        ci95=(lo, hi),
+        passed=tally.passed,
+        rate=tally.rate,
+        ci95=tally.ci95(),
         outcomes=outcomes,
         titles=titles,
         incidents=incidents,
@@ -176,7 +262,7 @@ class Stopper:
                 self.decision, self.decided_at = d, n
                 return True
         if self.width is not None and n >= 2:
-            lo, hi = wilson(passes, n)
+            lo, hi = Tally(passes, fails).ci95()
             if hi - lo < self.width:
                 self.decision, self.decided_at = "narrow", n
                 return True

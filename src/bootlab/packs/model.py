@@ -8,9 +8,9 @@ at validation time, so a typo in a user's pack is reported when it is loaded, no
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -25,6 +25,17 @@ def _check_regex(value: str) -> str:
     return value
 
 
+def _check_regexes(values: list[str]) -> list[str]:
+    return [_check_regex(v) for v in values]
+
+
+#: A regex field, compiled as the pack is read (a typo is found at load, not in the middle of a boot); every
+#: model's regex fields use these types rather than a validator each.
+Regex = Annotated[str, AfterValidator(_check_regex)]
+#: A list of regexes, checked as one field (a problem is reported at the field, as for a single regex).
+Regexes = Annotated[list[str], AfterValidator(_check_regexes)]
+
+
 class Milestone(_Strict):
     """A named stage of the boot; the first line matching ``regex`` marks the time it was reached.
 
@@ -33,15 +44,10 @@ class Milestone(_Strict):
     ``login``, and at the end it would never be reached (a later stage only comes after an earlier one)."""
 
     name: str
-    regex: str
+    regex: Regex
     reference: str
     after: str | None = None
     before: str | None = None
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return _check_regex(v)
 
     @model_validator(mode="after")
     def _one_place(self) -> Milestone:
@@ -56,15 +62,10 @@ class Ready(_Strict):
     guest refused the credentials bootlab typed (``Login incorrect``): before ready they end the boot at once as
     ``login-failed``."""
 
-    login: list[str] = Field(default_factory=list)
-    shell: list[str] = Field(default_factory=list)
-    login_failed: list[str] = Field(default_factory=list)
+    login: Regexes = Field(default_factory=list)
+    shell: Regexes = Field(default_factory=list)
+    login_failed: Regexes = Field(default_factory=list)
     reference: str
-
-    @field_validator("login", "shell", "login_failed")
-    @classmethod
-    def _regexes(cls, v: list[str]) -> list[str]:
-        return [_check_regex(r) for r in v]
 
 
 class Signature(_Strict):
@@ -103,44 +104,29 @@ class Signature(_Strict):
     """
 
     id: str
-    regex: str
+    regex: Regex
     kind: str
     fatal: bool
     title: str
     reference: str
     title_fallback: str | None = None
     follow: int = Field(default=0, ge=0, le=500)
-    follow_regex: list[str] = Field(default_factory=list)
+    follow_regex: Regexes = Field(default_factory=list)
     look_back: int = Field(default=0, ge=0, le=200)
-    look_back_regex: list[str] = Field(default_factory=list)
+    look_back_regex: Regexes = Field(default_factory=list)
     frame: bool = False
     fatal_when: dict[str, str] = Field(default_factory=dict)
     fatal_kind: str | None = None
     superseded_by: list[str] = Field(default_factory=list)
-    dump_end: str | None = None
+    dump_end: Regex | None = None
     synthesized: bool = False
     frame_pick: Literal["first", "anchor", "above-anchor"] = "first"
     frame_skip: list[str] = Field(default_factory=list)
     frame_anchor: list[str] = Field(default_factory=list)
-    frame_after: str | None = None
+    frame_after: Regex | None = None
     cause_window: int = Field(default=0, ge=0, le=10000)
     cause_kinds: list[str] = Field(default_factory=list)
     interrupts: bool = True
-
-    @field_validator("dump_end", "frame_after")
-    @classmethod
-    def _optional_regex(cls, v: str | None) -> str | None:
-        return None if v is None else _check_regex(v)
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return _check_regex(v)
-
-    @field_validator("follow_regex", "look_back_regex")
-    @classmethod
-    def _follow(cls, v: list[str]) -> list[str]:
-        return [_check_regex(r) for r in v]
 
     @field_validator("fatal_when")
     @classmethod
@@ -171,16 +157,11 @@ class Interaction(_Strict):
     """
 
     id: str
-    regex: str
+    regex: Regex
     send: str
     reference: str
     max: int = Field(default=1, ge=1, le=100)
     delay: float = Field(default=0.0, ge=0.0, le=10.0)
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return _check_regex(v)
 
 
 class Prompt(_Strict):
@@ -191,13 +172,8 @@ class Prompt(_Strict):
     ``[[interaction]]`` entries instead; a last line without newline that ends in ``:``, ``?``, ``>``, ``#``,
     ``$`` or ``]`` counts as a prompt without any entry."""
 
-    regex: str
+    regex: Regex
     reference: str
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return _check_regex(v)
 
 
 class FrameGroup(_Strict):
@@ -212,16 +188,11 @@ class FrameGroup(_Strict):
     """
 
     name: str
-    regex: list[str]
+    regex: Regexes
     reference: str
     skip_always: bool = False
     helper: bool = False
     title: str | None = None
-
-    @field_validator("regex")
-    @classmethod
-    def _regexes(cls, v: list[str]) -> list[str]:
-        return [_check_regex(r) for r in v]
 
     @model_validator(mode="after")
     def _one_role(self) -> FrameGroup:
@@ -234,14 +205,9 @@ class FrameRename(_Strict):
     """One function known under several names (syscall wrappers ``__x64_sys_foo``, ``__se_sys_foo``):
     ``regex`` (full match on the frame name) -> ``to`` (a template over its named groups)."""
 
-    regex: str
+    regex: Regex
     to: str
     reference: str
-
-    @field_validator("regex")
-    @classmethod
-    def _regex(cls, v: str) -> str:
-        return _check_regex(v)
 
 
 class Frames(_Strict):
@@ -254,18 +220,13 @@ class Frames(_Strict):
     with ``skip_always`` are skipped for every signature, ``helper`` groups unless nothing else is left.
     """
 
-    regex: list[str] = Field(default_factory=list)
-    pc: list[str] = Field(default_factory=list)
-    start: list[str] = Field(default_factory=list)
-    skip: list[str] = Field(default_factory=list)
+    regex: Regexes = Field(default_factory=list)
+    pc: Regexes = Field(default_factory=list)
+    start: Regexes = Field(default_factory=list)
+    skip: Regexes = Field(default_factory=list)
     group: list[FrameGroup] = Field(default_factory=list)
     rename: list[FrameRename] = Field(default_factory=list)
     reference: str = ""
-
-    @field_validator("regex", "pc", "start", "skip")
-    @classmethod
-    def _regexes(cls, v: list[str]) -> list[str]:
-        return [_check_regex(r) for r in v]
 
     @model_validator(mode="after")
     def _unique_groups(self) -> Frames:
@@ -285,22 +246,16 @@ class Context(_Strict):
     stack), lines of every context belong to it.
     """
 
-    regex: str
-    open_after: str | None = None
+    regex: Regex
+    open_after: Regex | None = None
     reference: str
 
     @field_validator("regex")
     @classmethod
-    def _regex(cls, v: str) -> str:
-        _check_regex(v)
+    def _context_group(cls, v: str) -> str:
         if "(?P<context>" not in v:
             raise ValueError("context regex needs a (?P<context>...) group")
         return v
-
-    @field_validator("open_after")
-    @classmethod
-    def _open(cls, v: str | None) -> str | None:
-        return None if v is None else _check_regex(v)
 
 
 class PackFile(_Strict):
@@ -315,17 +270,12 @@ class PackFile(_Strict):
     vars: dict[str, str] = Field(default_factory=dict)
     milestone: list[Milestone] = Field(default_factory=list)
     ready: Ready | None = None
-    shell_prompt: str | None = None
+    shell_prompt: Regex | None = None
     signature: list[Signature] = Field(default_factory=list)
     interaction: list[Interaction] = Field(default_factory=list)
     prompt: list[Prompt] = Field(default_factory=list)
     frames: Frames | None = None
     context: Context | None = None
-
-    @field_validator("shell_prompt")
-    @classmethod
-    def _prompt(cls, v: str | None) -> str | None:
-        return None if v is None else _check_regex(v)
 
     @model_validator(mode="after")
     def _unique(self) -> PackFile:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from bootlab.errors import UsageError
+from bootlab.paths import atomic_write
 from bootlab.profile.loader import Project
 
 LOCK_FILE = "bootlab.lock"
@@ -42,9 +42,7 @@ def write_lock(project: Project, name: str, argv: list[str], sha256: str) -> Pat
     path = lock_path(project)
     profiles = read_locks(project)
     profiles[name] = {"argv": argv, "sha256": sha256}
-    tmp = path.with_name(f".{LOCK_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"version": 1, "profiles": dict(sorted(profiles.items()))}, indent=2) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps({"version": 1, "profiles": dict(sorted(profiles.items()))}, indent=2) + "\n")
     return path
 
 

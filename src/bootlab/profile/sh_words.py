@@ -260,26 +260,26 @@ def _arith(expr: str) -> str:
             return atom()
         return int(tok)
 
-    def mul() -> int:
+    def level(operand: Callable[[], int], ops: str, apply: Callable[[str, int, int], int]) -> int:
+        """One precedence level: ``operand (op operand)*``, left to right."""
         nonlocal pos
-        val = atom()
-        while pos < len(tokens) and tokens[pos] in "*/%":
+        val = operand()
+        while pos < len(tokens) and tokens[pos] in ops:
             op = tokens[pos]
             pos += 1
-            rhs = atom()
-            if op != "*" and rhs == 0:
-                raise Unfollowed(f"$(({expr})) divides by zero")
-            val = val * rhs if op == "*" else int(val / rhs) if op == "/" else val % rhs
+            val = apply(op, val, operand())
         return val
 
+    def times(op: str, val: int, rhs: int) -> int:
+        if op != "*" and rhs == 0:
+            raise Unfollowed(f"$(({expr})) divides by zero")
+        return val * rhs if op == "*" else int(val / rhs) if op == "/" else val % rhs
+
+    def mul() -> int:
+        return level(atom, "*/%", times)
+
     def add() -> int:
-        nonlocal pos
-        val = mul()
-        while pos < len(tokens) and tokens[pos] in "+-":
-            op = tokens[pos]
-            pos += 1
-            val = val + mul() if op == "+" else val - mul()
-        return val
+        return level(mul, "+-", lambda op, val, rhs: val + rhs if op == "+" else val - rhs)
 
     try:
         return str(add())

@@ -6,13 +6,11 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+from bootlab.report.text import pct
+
 if TYPE_CHECKING:
     from bootlab.lab.runner import Arm
     from bootlab.lab.summary import BootRecord
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
 
 
 class _BootLines:
@@ -77,7 +75,7 @@ class _RichBoots(_BootLines):
         super().update(arm, record)
         if self.owner.status is not None:
             size = arm.n - self.first.get(id(arm), 0)
-            fails = arm.counts()[1]
+            fails = arm.tally().failed
             self.owner.status.update(
                 f"booting {arm.label}: {len(arm.records)} of {size} done ({fails} failed), {arm.running} running"
             )
@@ -149,8 +147,8 @@ def print_bisect(r: dict[str, Any], stream: IO[str] | None = None) -> None:
     if r.get("runners_up"):
         say("  runners-up: " + ", ".join(f"{x['commit'][:12]} {x['posterior']:.3f}" for x in r["runners_up"]))
     say(
-        f"  symptom rate (estimated): {_pct(r['symptom_rate_old'])} before the change, "
-        f"{_pct(r['symptom_rate_new'])} after it"
+        f"  symptom rate (estimated): {pct(r['symptom_rate_old'])} before the change, "
+        f"{pct(r['symptom_rate_new'])} after it"
     )
     say("commits tested (oldest first):")
     for row in r["commits"]:

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from bootlab.errors import UsageError
 from bootlab.lab.lab import stored_trial, timing_sentence
 from bootlab.lab.stats import compare_times
-from bootlab.lab.summary import counts_as_pass, failure_title, replay_command, stage_times
+from bootlab.lab.summary import Tally, failure_title, judge, replay_command, stage_times
 from bootlab.report.logs import excerpt, fatal_index, log_lines
 from bootlab.store.db import Ref
 from bootlab.store.rows import boot_json, history_rows, trial_sets
-from bootlab.verdict import INFRA, Verdict
+from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
     from bootlab.store.db import Store
@@ -70,7 +70,7 @@ def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[s
     verdict = Verdict.model_validate(b["verdict"])
     stages = {s.name: s.t for s in verdict.stages if s.t is not None}
     ready_t = stages.get(verdict.stage or "") if verdict.passed else None
-    counted = verdict.outcome not in INFRA
+    passed = judge(verdict, strict)
     return {
         **b,
         "sets": sets,
@@ -83,8 +83,8 @@ def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[s
         "checks": [c.model_dump() for c in verdict.checks],
         "stages": stages,
         "ready_t": ready_t,
-        "counted": counted,
-        "passed": counted and counts_as_pass(verdict, strict),
+        "counted": passed is not None,
+        "passed": bool(passed),
         "replay": replay_command(b["profile"], sets, b["seed"]),
         "model": verdict,
     }
@@ -96,7 +96,7 @@ def _pick_failures(boots: list[dict[str, Any]], cap: int) -> list[dict[str, Any]
     groups: dict[str, list[dict[str, Any]]] = {}
     for b in boots:
         if not b["passed"]:
-            groups.setdefault(b["title"] or f"{b['outcome']} after {b['stage'] or 'start'}", []).append(b)
+            groups.setdefault(failure_title(b["model"]), []).append(b)
     queues = sorted(groups.values(), key=lambda g: -len(g))
     picked: list[dict[str, Any]] = []
     depth = 0
@@ -361,9 +361,7 @@ def _evidence(shows: bool | None, boot: dict[str, Any]) -> str:
 
 def _rate(k: int, n: int) -> dict[str, Any]:
     """A count as the templates' ``rate`` filter and the plots read it (here: boots showing the symptom)."""
-    from bootlab.lab.stats import wilson
-
-    return {"passed": k, "boots": n, "rate": k / n if n else None, "ci95": list(wilson(k, n)) if n else None}
+    return Tally(passed=k, failed=n - k).to_json()
 
 
 def _bisect_replay(summary: dict[str, Any], params: dict[str, Any]) -> str:
@@ -448,7 +446,7 @@ def load_bisect(store: Store, ref: Ref) -> Page:
         titles: dict[str, Counter[str]] = {k: Counter() for k in EVIDENCE}
         for v in boots:
             if v["evidence"] != "clean":
-                titles[v["evidence"]][v["title"] or failure_title(v["model"])] += 1
+                titles[v["evidence"]][failure_title(v["model"])] += 1
         counted = c["symptom"] + c["clean"]
         commits.append(
             {
@@ -507,7 +505,6 @@ def _per_revision(store: Store, rows: list[dict[str, Any]]) -> tuple[list[dict[s
     the order each revision was first booted; and how many counted boots recorded no revision (booted before
     bootlab recorded revisions, or from a directory outside git). A trial's boots normally share one revision;
     one rebuilt in place mid-trial splits over two, and a bisect's trials are one revision each."""
-    from bootlab.lab.stats import wilson
     from bootlab.source.revision import Revision
 
     groups: dict[tuple[str, str, bool], dict[str, Any]] = {}
@@ -517,7 +514,8 @@ def _per_revision(store: Store, rows: list[dict[str, Any]]) -> tuple[list[dict[s
         strict = bool(json.loads(trial["params"] or "{}").get("strict"))
         variant = " ".join(r["sets"])
         for b in store.boots(int(trial["id"])):
-            if b["outcome"] in INFRA:
+            verdict = Verdict.model_validate_json(b["verdict"])
+            if judge(verdict) is None:
                 continue
             rev = Revision.from_json(json.loads(b["revision"])) if b["revision"] else None
             if rev is None or not rev.commit:
@@ -531,21 +529,18 @@ def _per_revision(store: Store, rows: list[dict[str, Any]]) -> tuple[list[dict[s
                     "tick": rev.commit[:8] + ("+dirty" if rev.dirty else ""),
                     "variant": variant,
                     "sets": r["sets"],
-                    "boots": 0,
-                    "passed": 0,
+                    "tally": Tally(),
                     "trials": [],
                     "first": b["created"],
                 },
             )
-            g["boots"] += 1
-            g["passed"] += counts_as_pass(Verdict.model_validate_json(b["verdict"]), strict)
+            g["tally"].add(verdict, strict)
             g["first"] = min(g["first"], b["created"])
             if r["trial"] not in g["trials"]:
                 g["trials"].append(r["trial"])
     out = sorted(groups.values(), key=lambda g: g["first"])
     for g in out:
-        g["rate"] = g["passed"] / g["boots"]
-        g["ci95"] = list(wilson(g["passed"], g["boots"]))
+        g.update(g.pop("tally").to_json())
     return out, unrecorded
 
 

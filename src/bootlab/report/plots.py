@@ -31,8 +31,10 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from bootlab.lab.stats import percentile, wilson
+from bootlab.lab.stats import percentile
+from bootlab.lab.summary import Tally, failure_title
 from bootlab.report.pages import Page
+from bootlab.report.text import difference_text, pct, rate_text
 
 OUTCOME_COLOURS = {
     "pass": "#009E73",
@@ -125,15 +127,24 @@ def _draw(name: str, draw: Callable[[], MplFigure]) -> str:
         return to_svg(draw(), name)
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
+def _drawn(*figures: Figure | None) -> list[Figure]:
+    """A page's figures, without those that had nothing to draw (each figure function returns None then)."""
+    return [f for f in figures if f is not None]
 
 
-def _rate_text(k: int, n: int) -> str:
-    if n == 0:
-        return "no boots counted"
-    lo, hi = wilson(k, n)
-    return f"{k}/{n} = {k / n:.0%} [{lo:.0%}–{hi:.0%}]"
+def _rate_point(ax: Any, x: float, r: dict[str, Any], colour: str, marker: str = "o") -> None:
+    """One rate (a trial's, a revision's, a commit's) as a point with its 95% interval as error bars."""
+    lo, hi = r["ci95"]
+    ax.errorbar(
+        [x],
+        [100 * r["rate"]],
+        yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
+        fmt=marker,
+        color=colour,
+        capsize=3,
+        markersize=5,
+        linewidth=1.4,
+    )
 
 
 def _outcome_colour(b: dict[str, Any]) -> str:
@@ -163,13 +174,13 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
     # at most ~300 points: the band is smooth, and a 1,000-boot trial need not carry 2,000 vertices
     step = max(1, math.ceil(n / 300))
     xs, ys, los, his = [], [], [], []
-    passed = 0
+    tally = Tally()
     for i, b in enumerate(counted, 1):
-        passed += b["passed"]
+        tally.count(b["passed"])
         if i % step == 0 or i == n or i == 1:
-            lo, hi = wilson(passed, i)
+            lo, hi = tally.ci95()
             xs.append(i)
-            ys.append(100 * passed / i)
+            ys.append(100 * (tally.rate or 0))
             los.append(100 * lo)
             his.append(100 * hi)
 
@@ -212,7 +223,7 @@ def running_rate(boots: list[dict[str, Any]], name: str = "rate") -> Figure | No
         ax.legend(loc="lower left", ncols=3)
         return fig
 
-    final = _rate_text(passed, n)
+    final = rate_text(tally.to_json())
     drift = (
         f" The dashed line is the rate over the last {window} boots: a slope in it is drift, which the cumulative "
         f"rate hides."
@@ -470,9 +481,7 @@ def failure_titles(series: list[tuple[str, str, list[dict[str, Any]]]], name: st
         c: dict[str, int] = {}
         for b in boots:
             if b["counted"] and not b["passed"]:
-                title = b["title"] or (
-                    "incidents (strict)" if b["outcome"] == "pass" else f"{b['outcome']} after {b['stage'] or 'start'}"
-                )
+                title = failure_title(b["model"])
                 c[title] = c.get(title, 0) + 1
         counts.append(c)
     totals: dict[str, int] = {}
@@ -530,14 +539,13 @@ def trial_figures(page: Page) -> list[Figure]:
     boots = arm["boots"]
     stages = list(arm["summary"].get("stages") or {})
     one = [("", ARM_COLOURS[0], boots)]
-    figures = [
+    return _drawn(
         running_rate(boots),
         outcome_strip([("", boots)]),
         stage_times(one, stages),
         ready_ecdf(one),
         failure_titles(one),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- matrix ------------------------------------------------------------------------------------------------------
@@ -608,7 +616,6 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
                         continue
                     colour = cmap(passed / boots)
                     ax.add_patch(Rectangle((c_i, y), 1, 1, facecolor=colour, edgecolor="#ffffff", linewidth=2))
-                    lo, hi = cell["ci95"]
                     ink = _text_colour(colour)
                     ax.text(
                         c_i + 0.5,
@@ -623,7 +630,7 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
                     ax.text(
                         c_i + 0.5,
                         y + 0.3,
-                        f"{passed / boots:.0%} [{lo:.0%}–{hi:.0%}]",
+                        rate_text(cell, counts=False),
                         ha="center",
                         va="center",
                         fontsize=8,
@@ -663,8 +670,7 @@ def matrix_heatmap(matrix: dict[str, Any], name: str = "heatmap") -> Figure | No
 
 
 def matrix_figures(page: Page) -> list[Figure]:
-    fig = matrix_heatmap(page.data["matrix"])
-    return [fig] if fig else []
+    return _drawn(matrix_heatmap(page.data["matrix"]))
 
 
 # -- comparison ----------------------------------------------------------------------------------------------------
@@ -691,7 +697,7 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
                     linewidth=2,
                     markersize=6,
                 )
-                text = f"{side['passed']}/{side['boots']} {side['rate']:.0%} [{lo:.0%}–{hi:.0%}]"
+                text = rate_text(side)
                 # above its point, anchored on the side with room, so it never runs into the axis labels
                 ha = "right" if side["rate"] > 0.75 else "left" if side["rate"] < 0.25 else "center"
                 left.annotate(
@@ -724,7 +730,7 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
                 linewidth=2,
                 markersize=5,
             )
-            right.text(100 * d, 0.25, f"{d:+.0%} [{lo:+.0%}, {hi:+.0%}]", ha="center", fontsize=8.5, color=colour)
+            right.text(100 * d, 0.25, difference_text(d, (lo, hi)), ha="center", fontsize=8.5, color=colour)
         right.set_xlim(-103, 103)
         right.set_ylim(-0.6, 0.8)
         right.set_yticks([0], ["B − A"])
@@ -763,14 +769,13 @@ def comparison_figures(page: Page) -> list[Figure]:
             f"{page.data['timing']['sentence']}. Both arms per stage (A above, B below); on the right the "
             f"Mann–Whitney rank test of each stage, two-sided: p < 0.05 says the arms' times differ."
         )
-    figures = [
+    return _drawn(
         comparison_rates(c),
         outcome_strip([("A", a["boots"]), ("B", b["boots"])]),
         stage_fig,
         ready_ecdf(series),
         failure_titles(series),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- boot ----------------------------------------------------------------------------------------------------------
@@ -831,8 +836,7 @@ def boot_timeline(boot: dict[str, Any], name: str = "timeline") -> Figure | None
 
 
 def boot_figures(page: Page) -> list[Figure]:
-    fig = boot_timeline(page.data["boot"])
-    return [fig] if fig else []
+    return _drawn(boot_timeline(page.data["boot"]))
 
 
 # -- history -------------------------------------------------------------------------------------------------------
@@ -855,18 +859,7 @@ def history_rates(rows: list[dict[str, Any]], variants: list[str], name: str = "
         for x, r in enumerate(rows):
             if not r.get("boots"):
                 continue
-            colour, marker = style(" ".join(r["sets"]))
-            lo, hi = r["ci95"]
-            ax.errorbar(
-                [x],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt=marker,
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, x, r, *style(" ".join(r["sets"])))
         step = max(1, math.ceil(len(rows) / 24))
         ax.set_xticks(
             list(range(0, len(rows), step)),
@@ -911,18 +904,7 @@ def revision_rates(revisions: list[dict[str, Any]], variants: list[str], name: s
         for r in revisions:
             x = ticks.index((r["revision"]["commit"], r["revision"]["dirty"])) + 0.0
             x += (used.index(r["variant"]) - (k - 1) / 2) * min(0.5 / k, 0.18)
-            colour, marker = style(r["variant"])
-            lo, hi = r["ci95"]
-            ax.errorbar(
-                [x],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt=marker,
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, x, r, *style(r["variant"]))
         step = max(1, math.ceil(len(ticks) / 26))
         shown = list(range(0, len(ticks), step))
         ax.set_xticks(shown, [labels[ticks[i]] for i in shown], rotation=55, ha="right", rotation_mode="anchor",
@@ -946,11 +928,10 @@ def revision_rates(revisions: list[dict[str, Any]], variants: list[str], name: s
 
 
 def history_figures(page: Page) -> list[Figure]:
-    figures = [
+    return _drawn(
         history_rates(page.data["rows"], page.data["variants"]),
         revision_rates(page.data["revisions"], page.data["variants"]),
-    ]
-    return [f for f in figures if f is not None]
+    )
 
 
 # -- bisect --------------------------------------------------------------------------------------------------------
@@ -1001,7 +982,7 @@ def bisect_posterior(page: Page, name: str = "posterior") -> Figure | None:
         ax.text(
             n - 0.5,
             100 * b["confidence"] + 2,
-            f"asked confidence {b['confidence']:.0%}",
+            f"asked confidence {pct(b['confidence'])}",
             ha="right",
             va="bottom",
             fontsize=8,
@@ -1080,19 +1061,7 @@ def bisect_rates(page: Page, name: str = "rates") -> Figure | None:
         ax.text(-0.4, old + 2.5, f"p_old ≈ {old:.0f}%", fontsize=8, color=MUTED, va="bottom")
         ax.text(n - 0.6, new + 2.5, f"p_new ≈ {new:.0f}%", fontsize=8, color=MUTED, va="bottom", ha="right")
         for c in rows:
-            r = c["symptom_rate"]
-            lo, hi = r["ci95"]
-            colour = FAIL if c["index"] == best else ARM_COLOURS[0]
-            ax.errorbar(
-                [c["index"]],
-                [100 * r["rate"]],
-                yerr=[[100 * (r["rate"] - lo)], [100 * (hi - r["rate"])]],
-                fmt="o",
-                color=colour,
-                capsize=3,
-                markersize=5,
-                linewidth=1.4,
-            )
+            _rate_point(ax, c["index"], c["symptom_rate"], FAIL if c["index"] == best else ARM_COLOURS[0])
         ticks = _commit_ticks(data["line"], best, {c["index"] for c in rows})
         ax.set_xticks(ticks, [data["line"][i]["commit"][:7] for i in ticks], rotation=55, ha="right",
                       rotation_mode="anchor", fontsize=7.5)  # fmt: skip
@@ -1107,8 +1076,8 @@ def bisect_rates(page: Page, name: str = "rates") -> Figure | None:
         name,
         "The symptom's rate per commit",
         f"Each point is a tested commit: the share of its counted boots that showed the symptom, with its 95% "
-        f"Wilson interval. The dashed step is what the search estimates: about {b['symptom_rate_old']:.0%} before "
-        f"the change and {b['symptom_rate_new']:.0%} after it. A commit with few boots has a wide interval: that "
+        f"Wilson interval. The dashed step is what the search estimates: about {pct(b['symptom_rate_old'])} before "
+        f"the change and {pct(b['symptom_rate_new'])} after it. A commit with few boots has a wide interval: that "
         f"is why one clean batch does not clear a commit of a flaky regression.",
         _draw(name, draw),
     )
@@ -1198,8 +1167,7 @@ def bisect_boots(page: Page, name: str = "commits") -> Figure | None:
 
 
 def bisect_figures(page: Page) -> list[Figure]:
-    figures = [bisect_posterior(page), bisect_boots(page), bisect_rates(page)]
-    return [f for f in figures if f is not None]
+    return _drawn(bisect_posterior(page), bisect_boots(page), bisect_rates(page))
 
 
 #: kind of page -> its figures.

@@ -11,18 +11,11 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
-from bootlab.lab.stats import wilson
 from bootlab.lab.summary import BootRecord, failure_title
+from bootlab.report.text import rate_text
 
 if TYPE_CHECKING:
     from bootlab.lab.runner import Arm
-
-
-def _fmt_rate(passes: int, n: int) -> str:
-    if n == 0:
-        return "-"
-    lo, hi = wilson(passes, n)
-    return f"{passes / n:.0%} [{lo:.0%}-{hi:.0%}]"
 
 
 def _eta(seconds: float | None) -> str:
@@ -70,7 +63,7 @@ class PlainProgress(_Base):
     def update(self, arm: Arm, record: BootRecord | None) -> None:
         if record is None:
             return
-        passes, fails = arm.counts()
+        tally = arm.tally()
         v = record.verdict
         what = v.outcome if v.passed else f"{v.outcome}: {failure_title(v)}"
         if v.passed and v.incidents:
@@ -80,7 +73,7 @@ class PlainProgress(_Base):
         where = f" on {v.worker.name}" if v.worker is not None else ""
         print(
             f"  {label}boot {len(arm.records)}/{arm.n} seed {record.seed}{where}: {what} | "
-            f"{passes} passed, {fails} failed, {_fmt_rate(passes, passes + fails)} | "
+            f"{tally.passed} passed, {tally.failed} failed, {rate_text(tally.to_json(), counts=False)} | "
             f"{per_min:.1f} boots/min, ETA {_eta(eta)}",
             file=self.stream,
             flush=True,
@@ -120,7 +113,7 @@ class RichProgress(_Base):
         for col in ("", "boots", "pass", "fail", "rate [95% CI]", "running", "last"):
             table.add_column(col)
         for arm in self.arms:
-            passes, fails = arm.counts()
+            tally = arm.tally()
             last = arm.records[-1] if arm.records else None
             last_text = (
                 "" if last is None else (last.verdict.outcome if last.verdict.passed else failure_title(last.verdict))
@@ -128,9 +121,9 @@ class RichProgress(_Base):
             table.add_row(
                 Text(arm.label),
                 f"{len(arm.records)}/{arm.n}",
-                str(passes),
-                str(fails),
-                _fmt_rate(passes, passes + fails),
+                str(tally.passed),
+                str(tally.failed),
+                rate_text(tally.to_json(), counts=False),
                 str(arm.running),
                 Text(last_text[:50]),
             )

@@ -16,9 +16,8 @@ from typing import Any
 import jinja2
 
 from bootlab import __version__
-from bootlab.lab.lab import MARKS
 from bootlab.report.pages import Page
-from bootlab.report.text import decision_text, rate_text, when
+from bootlab.report.text import MARKS, decision_text, pct, rate_text, when
 from bootlab.store.rows import revision_text
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -64,6 +63,7 @@ def _env() -> jinja2.Environment:
     )
     env.filters.update(
         rate=rate_text,
+        pct=pct,
         when=when,
         secs=_secs,
         pval=_pval,

@@ -8,22 +8,39 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bootlab.lab.lab import MARKS
-from bootlab.lab.summary import replay_command
+#: How a trial's mark (:func:`bootlab.lab.summary.mark`) is drawn: the user's notes' emoji.
+MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
 
 
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0%}"
+def pct(x: float | None, *, signed: bool = False) -> str:
+    """A share as a whole percentage (``60%``; ``signed``: ``+5%``, for a difference); ``-`` when unknown. The one
+    percent format of the terminal, the report pages (the ``pct`` filter) and their figures."""
+    if x is None:
+        return "-"
+    return f"{x:+.0%}" if signed else f"{x:.0%}"
 
 
-def rate_text(r: dict[str, Any]) -> str:
-    """``6/10 60% [31-83%]``."""
+def rate_text(r: Mapping[str, Any], *, counts: bool = True) -> str:
+    """A rate with its 95% interval, from a summary's (or :meth:`bootlab.lab.summary.Tally.to_json`'s) keys:
+    ``6/10 60% [31%-83%]``; without ``counts`` (shown beside it already) ``60% [31%-83%]``."""
     if not r.get("boots"):
-        return "0 counted boots"
+        return "0 counted boots" if counts else "-"
     lo, hi = r["ci95"]
-    return f"{r['passed']}/{r['boots']} {pct(r['rate'])} [{pct(lo)}-{pct(hi)}]"
+    text = f"{pct(r['rate'])} [{pct(lo)}-{pct(hi)}]"
+    return f"{r['passed']}/{r['boots']} {text}" if counts else text
+
+
+def signed_interval(ci: Sequence[float]) -> str:
+    """An interval of a difference of rates: ``[-5%, +42%]`` (a comma: a hyphen would read as a minus)."""
+    return f"[{pct(ci[0], signed=True)}, {pct(ci[1], signed=True)}]"
+
+
+def difference_text(d: float, ci: Sequence[float]) -> str:
+    """A difference of two rates with its interval: ``+20% [-5%, +42%]``."""
+    return f"{pct(d, signed=True)} {signed_interval(ci)}"
 
 
 def _console() -> Any:
@@ -66,6 +83,8 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     if r.get("warning"):
         lines.append(f"{indent}WARNING: {r['warning']}")
     if r.get("titles"):
+        from bootlab.lab.summary import replay_command
+
         replay = replay_command(r["profile"], r.get("sets", []), None)
         lines.append(f"{indent}failures by title (replay one: `{replay}`):")
         for t in r["titles"]:
@@ -162,8 +181,8 @@ def print_comparison(c: dict[str, Any]) -> None:
     out.print(f"  A {a['label']}: {rate_text(a)}  ({a.get('trial') or '-'})", markup=False)
     out.print(f"  B {b['label']}: {rate_text(b)}  ({b.get('trial') or '-'})", markup=False)
     if c.get("difference") is not None:
-        lo, hi = c["difference_ci95"]
-        out.print(f"  difference B - A: {c['difference']:+.0%} [{lo:+.0%}, {hi:+.0%}] (95% Newcombe)", markup=False)
+        diff = difference_text(c["difference"], c["difference_ci95"])
+        out.print(f"  difference B - A: {diff} (95% Newcombe)", markup=False)
     out.print(f"  Fisher exact two-sided p = {c['p_value']:.3g}", markup=False)
     mark = MARKS["pass"] if c.get("significant") else MARKS["flaky"]
     out.print(f"  {mark} {c['sentence']}", markup=False)
@@ -177,16 +196,16 @@ def print_comparison(c: dict[str, Any]) -> None:
         out.print(f"  until-confident: {decision_text(seq, interrupted=interrupted)}{when_text}", markup=False)
         out.print(
             f"    e-values: B better {seq['e_b_better']:.3g}, A better {seq['e_a_better']:.3g} (decide at "
-            f"{seq['threshold']:g}); B - A within [{seq['difference_cs'][0]:+.0%}, {seq['difference_cs'][1]:+.0%}] "
-            f"at every step with {1 - seq['beta']:.0%} confidence",
+            f"{seq['threshold']:g}); B - A within {signed_interval(seq['difference_cs'])} "
+            f"at every step with {pct(1 - seq['beta'])} confidence",
             markup=False,
         )
         out.print(f"    {seq['describe']}", markup=False)
         if seq.get("fixed_n") is not None:
             saved = f": {seq['saved']} saved" if seq.get("saved") is not None else ""
             out.print(
-                f"    a fixed-N Fisher test with the same alpha and {1 - seq['beta']:.0%} power needs {seq['fixed_n']} "
-                f"boots each{saved}",
+                f"    a fixed-N Fisher test with the same alpha and {pct(1 - seq['beta'])} power needs "
+                f"{seq['fixed_n']} boots each{saved}",
                 markup=False,
             )
     for side in (a, b):
@@ -228,6 +247,56 @@ def register_lines(registers: list[dict[str, Any]]) -> list[str]:
         if r.get("exception"):
             el = f" (cpu at EL{r['el']})" if r.get("el") is not None else ""
             lines.append(f"cpu{r['cpu']}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{el}")
+    return lines
+
+
+def stopped_lines(stopped: dict[str, object] | None, last: int = 5) -> list[str]:
+    """Where a hang or timeout stopped, in :func:`verdict_lines`: the rule that fired, whether output
+    still flowed, and the console's last lines."""
+    if not stopped:
+        return []
+    rule = stopped.get("rule")
+    flowing = "while output kept coming" if stopped.get("flowing") else f"silent for {stopped.get('silent_s')}s"
+    if rule == "quiet":
+        why = f"no console output for {stopped.get('silent_s')}s (quiet timeout)"
+    elif rule == "no-progress":
+        why = (
+            f"no new milestone and no new line for twice the quiet timeout, {flowing} "
+            f"({stopped.get('lines_since_progress')} lines repeating since t={stopped.get('progress_t')}s)"
+        )
+    else:
+        why = f"the overall timeout, {flowing}"
+    out = [f"  stopped: {why}"]
+    lines = stopped.get("last_lines") or []
+    if isinstance(lines, list) and lines:
+        out.append("  last lines:")
+        out += [f"    | {line}" for line in lines[-last:]]
+    return out
+
+
+def _at(t: float | None) -> str:
+    return f" (t={t:.2f}s)" if t is not None else ""
+
+
+def verdict_lines(v: Mapping[str, Any], *, title: bool = True) -> list[str]:
+    """What a verdict (a ``Verdict`` as JSON) says under the headline each command writes itself (a boot's outcome
+    and time, a stored boot's ids, a VM's name): its title (unless the headline has it), the fatal line and the
+    death with their times when known, the incidents, where a hang stopped, the crash's registers and the checks;
+    each line indented two spaces. ``boot``, ``show BOOT``, ``classify`` and ``vm launch``/``start`` print it, so
+    a verdict reads the same wherever it is shown."""
+    lines = []
+    if title and v.get("title"):
+        lines.append(f"  title: {v['title']}")
+    if v.get("fatal_line"):
+        lines.append(f"  fatal line{_at(v.get('fatal_t'))}: {v['fatal_line']}")
+    death = v.get("death")
+    if death:
+        lines.append(f"  died of{_at(death.get('t'))}: {death['title']}")
+    for inc in v.get("incidents") or []:
+        lines.append(f"  incident [{inc['kind']}] {inc['title']}")
+    lines += stopped_lines(v.get("stopped"))
+    lines += [f"  {line}" for line in register_lines(v.get("registers") or [])]
+    lines += [f"  {line}" for line in check_lines(v.get("checks") or [])]
     return lines
 
 

@@ -144,9 +144,9 @@ def output_map(profile: Profile, repo: Path, artifacts: Path) -> dict[str, str]:
 
 
 def _state_log(name: str) -> Path:
-    from platformdirs import user_state_path
+    from bootlab.paths import state_dir
 
-    folder = user_state_path("bootlab") / "builds"
+    folder = state_dir() / "builds"
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
@@ -281,9 +281,9 @@ def _cache_key(profile: Profile, repo: Path, commit: str) -> str:
 
 
 def builds_root() -> Path:
-    from bootlab.source.checkout import cache_root
+    from bootlab.paths import cache_dir
 
-    return cache_root() / "builds"
+    return cache_dir() / "builds"
 
 
 def build_revision(

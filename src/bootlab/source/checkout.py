@@ -16,7 +16,6 @@ by name) and removes the worktree, saying so in one line.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -26,19 +25,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-
-def cache_root() -> Path:
-    """bootlab's cache directory ($BOOTLAB_CACHE, else the platformdirs user cache dir)."""
-    env = os.environ.get("BOOTLAB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("bootlab"))
+from bootlab.paths import atomic_write
 
 
 def journal_dir() -> Path:
-    return cache_root() / "checkouts"
+    from bootlab.paths import cache_dir
+
+    return cache_dir() / "checkouts"
 
 
 def _start_time(pid: int) -> int | None:
@@ -55,6 +48,8 @@ class Checkout:
     """
 
     def __init__(self, repo: Path) -> None:
+        import hashlib
+
         self.repo = repo.resolve()
         tag = hashlib.sha256(str(self.repo).encode()).hexdigest()[:8]
         self.name = f"{self.repo.name}-{tag}-{os.getpid()}"
@@ -77,9 +72,7 @@ class Checkout:
             "build": {"pid": build[0], "start": build[1]} if build else None,
             "created": time.time(),
         }
-        tmp = self.journal.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.journal)
+        atomic_write(self.journal, json.dumps(data))
 
     def building(self, pid: int | None) -> None:
         """Record (or clear, with None) the process group of the build running in this checkout."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bootlab.errors import UsageError
+from bootlab.paths import atomic_open, sha256_file
 from bootlab.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -85,9 +85,9 @@ def store_dir(project: Project | None = None) -> Path:
                     f'{project.path}: [store] needs `path = "DIR"` (e.g. path = ".bootlab"); fix the [store] table'
                 )
             return (project.root / table["path"]).resolve()
-    from platformdirs import user_data_dir
+    from bootlab.paths import data_dir
 
-    return Path(user_data_dir("bootlab", appauthor=False))
+    return data_dir()
 
 
 def _now() -> float:
@@ -180,11 +180,7 @@ class Store:
         row = self.db.execute("SELECT mtime_ns, size, sha256 FROM file_hashes WHERE path = ?", (key,)).fetchone()
         if row and row["mtime_ns"] == st.st_mtime_ns and row["size"] == st.st_size:
             return str(row["sha256"])
-        h = hashlib.sha256()
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        digest = h.hexdigest()
+        digest = sha256_file(p)
         with self.tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO file_hashes(path, mtime_ns, size, sha256) VALUES (?, ?, ?, ?)",
@@ -206,10 +202,12 @@ class Store:
         rel = f"logs/{time.strftime('%Y-%m')}/{uuid.uuid4().hex}.log.gz"
         dest = self.root / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        with path.open("rb") as fin, gzip.open(tmp, "wb", compresslevel=6) as fout:
+        with (
+            path.open("rb") as fin,
+            atomic_open(dest, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as fout,
+        ):
             shutil.copyfileobj(fin, fout)
-        tmp.replace(dest)
         return rel
 
     def read_log(self, rel: str) -> bytes:

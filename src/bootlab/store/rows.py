@@ -76,14 +76,14 @@ def history_rows(
         if summary:
             boots, passed = summary.get("boots"), summary.get("passed")
             rate, ci = summary.get("rate"), summary.get("ci95")
-        else:  # still running (or killed): count what is stored so far
-            from bootlab.lab.stats import wilson
+        else:  # still running (or killed): count what is stored so far, as its summary will
+            from bootlab.lab.summary import Tally
+            from bootlab.verdict import Verdict
 
-            outcomes = [b["outcome"] for b in store.boots(row["id"])]
-            counted = [o for o in outcomes if o not in ("qemu-error", "infra-error")]
-            boots, passed = len(counted), counted.count("pass")
-            rate = passed / boots if boots else None
-            ci = list(wilson(passed, boots))
+            strict = bool(json.loads(row["params"] or "{}").get("strict"))
+            verdicts = (Verdict.model_validate_json(b["verdict"]) for b in store.boots(row["id"]))
+            tally = Tally.of(verdicts, strict=strict)
+            boots, passed, rate, ci = tally.boots, tally.passed, tally.rate, list(tally.ci95())
         rows.append(
             {
                 "kind": "trial",

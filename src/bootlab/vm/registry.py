@@ -49,9 +49,9 @@ def vm_home() -> Path:
     env = os.environ.get("BOOTLAB_VM_HOME")
     if env:
         return Path(env)
-    import platformdirs
+    from bootlab.paths import data_dir
 
-    return Path(platformdirs.user_data_dir("bootlab")) / "vms"
+    return data_dir() / "vms"
 
 
 def runtime_home() -> Path:
@@ -60,9 +60,9 @@ def runtime_home() -> Path:
     env = os.environ.get("BOOTLAB_VM_HOME")
     if env:
         return Path(env) / ".run"
-    import platformdirs
+    from bootlab.paths import runtime_dir
 
-    return Path(platformdirs.user_runtime_dir("bootlab")) / "vms"
+    return runtime_dir() / "vms"
 
 
 def make_private_dir(path: Path) -> Path:
@@ -180,10 +180,9 @@ class VmDir:
 
     def write(self, which: str, data: Any) -> None:
         """Atomic write (rename), so a reader never sees half a file."""
-        path = self.path / which
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        from bootlab.paths import atomic_write
+
+        atomic_write(self.path / which, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def meta(self) -> dict[str, Any]:
         data = self.read("vm.json")

@@ -1,0 +1,61 @@
+"""Shared set-up for the VM supervisor unit tests (no tests here): a QemuMachine stand-in and recorded consoles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bootlab.console.rawlog import read_chunks
+
+TESTS = Path(__file__).resolve().parents[1]
+#: The recorded redox-sim kernel panic every supervisor test replays.
+REDOX_PANIC = TESTS / "replay" / "redox-sim-kernel-panic.log"
+
+
+class FakeMachine:
+    """What a supervisor (a named VM's or a one-shot boot's) asks of its QemuMachine once the console is up,
+    without QEMU; it records what was asked (registers read, how it was stopped, the gdb stub started)."""
+
+    pid = None
+    returncode = None
+
+    def __init__(self, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir
+        self.running = True
+        self.paused = False
+        self.stopped = False
+        self.stopped_gracefully: bool | None = None
+        self.gdb_socket: Path | None = None
+
+    def pause_on_guest_stop(self, keep: object) -> None:
+        pass
+
+    async def registers(self, symbols: str | None = None) -> list[object]:
+        self.paused = True
+        return []
+
+    async def start_gdb(self, socket: Path) -> Path:
+        self.gdb_socket = socket
+        return socket
+
+    async def stop(self, *, graceful: bool) -> None:
+        self.stopped, self.stopped_gracefully, self.running = True, graceful, False
+
+    async def wait(self, timeout: float | None = None) -> int:
+        return 0
+
+    def stderr_text(self) -> str:
+        return ""
+
+    def kill(self) -> None:
+        self.running = False
+
+
+def recorded_until(log: Path, marker: bytes) -> tuple[list[tuple[float, bytes]], float]:
+    """A recorded console's chunks, and the time at which ``marker`` had been printed (a test's yardstick)."""
+    data = read_chunks(log)
+    seen = b""
+    for t, chunk in data:
+        seen += chunk
+        if marker in seen:
+            return data, t
+    raise AssertionError(f"{marker!r} is not in {log}")
