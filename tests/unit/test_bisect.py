@@ -210,7 +210,10 @@ def test_symptom_rules() -> None:
 def test_bad_bisect_input_is_one_line(
     env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
+    from bootlab.store.db import open_store
+
     config, repo, _ = env
+    open_store().close()  # an empty store (a missing one is test_report's)
     before = snapshot(repo)
     assert message in refused(["bisect", *args, "--config", str(config)], capsys)
     assert snapshot(repo) == before

@@ -94,4 +94,7 @@ def test_compare_bad_input(
     argv: list[str],
     message: str,
 ) -> None:
+    from bootlab.store.db import open_store
+
+    open_store().close()  # an empty store (a missing one is test_report's)
     assert message in refused(["compare", "--config", str(sim_config), *argv], capsys)

@@ -373,11 +373,30 @@ def test_report_bad_input(
 def test_report_of_an_empty_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from bootlab.store.db import open_store
+
     monkeypatch.setenv("BOOTLAB_STORE", str(tmp_path / "store"))
     monkeypatch.chdir(tmp_path)
+    open_store(root=tmp_path / "store").close()
     assert main(["report", "t1"]) == 2
     err = capsys.readouterr().err
     assert "is empty: nothing to report" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["report", "t1"], ["show", "t1"], ["history"], ["export", "t1"], ["note", "t1", "x"], ["bisect", "--resume", "s1"]],
+)
+def test_commands_that_read_the_store_do_not_create_a_missing_one(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BOOTLAB_STORE with a typo: one line naming the path, exit 2, and nothing created there."""
+    monkeypatch.setenv("BOOTLAB_STORE", str(tmp_path / "stroe"))
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"no store at {tmp_path / 'stroe'}" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "stroe").exists()
 
 
 def test_report_without_the_extra_says_how_to_install_it(

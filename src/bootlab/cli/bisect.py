@@ -69,7 +69,7 @@ def run_bisect(args: argparse.Namespace) -> int:
                 f"--resume {args.resume}: {ref} is a {ref.kind}; give a bisect id like s4 (`bootlab history`)"
             )
         project = load_project(args.config)
-        with open_store(project) as store:
+        with open_store(project, existing=True) as store:
             row = store.require(ref)
         config = json.loads(row["params"] or "{}").get("config")
         if args.config is None and config and Path(config).is_file():

@@ -134,7 +134,7 @@ def _compare_stored(args: argparse.Namespace) -> int:
     for ref in refs:
         if ref.kind != "trial":
             raise UsageError(f"compare --trials: {ref} is a {ref.kind}, not a trial; give two trial ids like t12 t13")
-    with open_store(load_project(args.config)) as store:
+    with open_store(load_project(args.config), existing=True) as store:
         ra, records_a = stored_trial(store, refs[0].id)
         rb, records_b = stored_trial(store, refs[1].id)
     label_a = " ".join([ra.profile, *[s for s in ra.sets if s not in rb.sets]])

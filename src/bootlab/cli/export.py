@@ -41,7 +41,7 @@ def run_export(args: argparse.Namespace) -> int:
     ref = parse_ref(args.id)
     if ref.kind not in ("trial", "boot"):
         raise UsageError(f"export {ref}: a {ref.kind} cannot be exported; export its trials (see `bootlab show {ref}`)")
-    with open_store(load_project(args.config)) as store:
+    with open_store(load_project(args.config), existing=True) as store:
         trial, boots = collect(store, ref)
     text = {"json": to_json, "csv": to_csv, "junit": to_junit}[fmt](trial, boots)
     if args.output:

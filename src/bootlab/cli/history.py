@@ -120,7 +120,7 @@ def run_history(args: argparse.Namespace) -> int:
     from bootlab.store.rows import bisect_rows, history_rows, revision_text
 
     project = load_project(args.config)
-    with open_store(project) as store:
+    with open_store(project, existing=True) as store:
         commits, since = _commits(args, project, store)
         rows = history_rows(store, args.profile, args.limit, commits=commits, since=since)
         if commits is None:  # bisects span many revisions: a revision filter lists trials only

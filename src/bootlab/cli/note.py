@@ -23,7 +23,7 @@ def run_note(args: argparse.Namespace) -> int:
     ref = parse_ref(args.id)
     if not args.text.strip():
         raise UsageError("note: the text is empty; give the note in quotes, e.g. bootlab note t12 'after ISB fix'")
-    with open_store(load_project(args.config)) as store:
+    with open_store(load_project(args.config), existing=True) as store:
         store.add_note(ref, args.text.strip())
     print(f"noted on {ref}")
     return 0

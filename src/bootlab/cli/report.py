@@ -136,7 +136,7 @@ def run_report(args: argparse.Namespace) -> int:
     from bootlab.report import pages, render
 
     written: list[Path] = []
-    with open_store(load_project(args.config)) as store:
+    with open_store(load_project(args.config), existing=True) as store:
         _check_not_empty(store)
         loaded = [pages.load_history(store, args.history)] if args.history is not None else []
         loaded += [pages.load(store, ref) for ref in refs]

@@ -31,7 +31,7 @@ def run_show(args: argparse.Namespace) -> int:
     ref = parse_ref(args.id)
     if args.log and ref.kind != "boot":
         raise UsageError(f"show --log: {ref} is a {ref.kind}; logs belong to boots (see `bootlab show {ref}` for ids)")
-    with open_store(load_project(args.config)) as store:
+    with open_store(load_project(args.config), existing=True) as store:
         row = store.require(ref)
         if ref.kind == "boot":
             if args.log:

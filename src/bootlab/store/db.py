@@ -476,8 +476,17 @@ def _split_sql(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def open_store(project: Project | None = None, root: Path | None = None) -> Store:
-    return Store(root or store_dir(project))
+def open_store(project: Project | None = None, root: Path | None = None, *, existing: bool = False) -> Store:
+    """The project's store (``$BOOTLAB_STORE`` wins), created on first use. ``existing=True`` is for commands that
+    only read it (show, history, report, export, note, compare --trials): a store that is not there is a mistyped
+    path, not one to create, so it is one line and exit 2 and nothing is written."""
+    root = root or store_dir(project)
+    if existing and not (root / DB_NAME).is_file():
+        raise UsageError(
+            f"no store at {root}: nothing has been recorded there; run `bootlab trial PROFILE -n 10` first, or "
+            f"point BOOTLAB_STORE (or --config) at the store you meant"
+        )
+    return Store(root)
 
 
 def record_boot(
