@@ -287,8 +287,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     from bootlab.vm import manager
 
-    res = manager.stop(args.name, grace=args.grace)
-    _err(f"bootlab: vm {args.name} stopped ({res.get('how', 'ok')})")
+    how = manager.stop(args.name, grace=args.grace)
+    _err(f"bootlab: vm {args.name} stopped ({how})")
     return 0
 
 

@@ -18,7 +18,6 @@ closes and the supervisor ends the boot: no QEMU outlives it. Boots that never a
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import shlex
 import time
@@ -223,20 +222,22 @@ async def _converse(
     on_event: EventHook | None,
 ) -> SupervisedBoot:
     while line := await reader.readline():
-        msg = json.loads(line)
-        if msg.get("event") == "loop":
+        try:
+            msg = protocol.parse_message(line)
+        except ValueError as exc:
+            raise InfraError(f"vm {vm.name}: the supervisor said something unexpected: {exc}") from None
+        if isinstance(msg, protocol.LoopEvent):
             if on_event is not None:
-                on_event(msg["kind"], msg["text"], float(msg["t"]))
-        elif msg.get("event") == "hold?":
-            answer = hold is not None and hold(Verdict.model_validate(msg["verdict"]))
+                on_event(msg.kind, msg.text, msg.t)
+        elif isinstance(msg, protocol.HoldQuestion):
+            answer = hold is not None and hold(Verdict.model_validate(msg.verdict))
             writer.write(protocol.HoldAnswer(hold=answer).encode())
             await writer.drain()
-        elif "error" in msg:
-            raise InfraError(f"vm {vm.name}: {msg['error']}")
-        else:
-            status = protocol.Status.model_validate(msg)
-            verdict = Verdict.model_validate(status.verdict or {"outcome": "infra-error"})
-            held = GdbTarget.from_status(status.model_dump()) if status.state == "held" else None
+        elif isinstance(msg, protocol.ErrorReply):
+            raise InfraError(f"vm {vm.name}: {msg.error}")
+        elif isinstance(msg, protocol.Status):
+            verdict = Verdict.model_validate(msg.verdict or {"outcome": "infra-error"})
+            held = GdbTarget.from_status(msg.model_dump()) if msg.state == "held" else None
             return SupervisedBoot(verdict, held)
     raise InfraError(f"vm {vm.name}: the supervisor of this boot ended without a verdict; see {vm.supervisor_out}")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import shutil
 import socket
@@ -100,8 +99,8 @@ class LaunchRequest:
 # ---------------------------------------------------------------------------------------------- control socket
 
 
-def request(vm: VmDir, req: protocol._Message, timeout: float | None = 30.0) -> dict[str, Any]:
-    """One request/reply with the VM's supervisor (the reply's JSON object; see :mod:`bootlab.vm.protocol`)."""
+def request(vm: VmDir, req: protocol._Message, timeout: float | None = 30.0) -> protocol.Reply:
+    """One request/reply with the VM's supervisor, the reply typed (see :mod:`bootlab.vm.protocol`)."""
     sock = connect(vm, timeout)
     try:
         sock.sendall(req.encode())
@@ -110,9 +109,18 @@ def request(vm: VmDir, req: protocol._Message, timeout: float | None = 30.0) -> 
         sock.close()
     if not line:
         raise InfraError(f"vm {vm.name}: the supervisor closed the connection (see {vm.supervisor_out})")
-    data = json.loads(line)
-    assert isinstance(data, dict)
-    return data
+    reply = _message(vm, line)
+    if isinstance(reply, protocol.Event):
+        raise InfraError(f"vm {vm.name}: the supervisor sent an event where a reply was due: {line[:80]!r}")
+    return reply
+
+
+def _message(vm: VmDir, line: bytes) -> protocol.Event | protocol.Reply:
+    """A supervisor's line, typed; one that bootlab does not understand is the infrastructure's fault."""
+    try:
+        return protocol.parse_message(line)
+    except ValueError as exc:
+        raise InfraError(f"vm {vm.name}: the supervisor said something unexpected: {exc}") from None
 
 
 def connect(vm: VmDir, timeout: float | None = 30.0) -> socket.socket:
@@ -361,14 +369,14 @@ def wait_settled(
                 sock.sendall(protocol.WaitRequest(timeout=timeout, events=True).encode())
                 reader = sock.makefile("rb")
                 for line in reader:
-                    msg = json.loads(line)
-                    if msg.get("event") == "stage":
+                    msg = _message(vm, line)
+                    if isinstance(msg, protocol.StageEvent):
                         if on_stage is not None:
-                            on_stage(msg["name"], msg.get("t"))
+                            on_stage(msg.name, msg.t)
                         continue
-                    assert isinstance(msg, dict)
-                    msg["streamed"] = on_stage is not None
-                    return msg
+                    if isinstance(msg, protocol.Event):
+                        continue  # a one-shot boot's events are its owner's, not a waiter's
+                    return {**msg.model_dump(mode="json"), "streamed": on_stage is not None}
             finally:
                 sock.close()
     # the supervisor finished (failed boot) before we asked: its last published state says how
@@ -398,17 +406,20 @@ def start(
     return wait_settled(vm, on_stage=on_stage) if wait else info(vm)
 
 
-def stop(name: str, grace: float = 10.0) -> dict[str, Any]:
+def stop(name: str, grace: float = 10.0) -> str:
+    """Stop a VM; how it went (``powerdown``, ``quit``, ``killed``, ``already stopped``...)."""
     reap()
     vm = get(name)
     if not vm.supervisor_alive():
-        return {"ok": True, "how": "already stopped"}
+        return "already stopped"
     sup = vm.supervisor() or {}
     res = request(vm, protocol.StopRequest(grace=grace), timeout=grace + 30)
+    if isinstance(res, protocol.ErrorReply):
+        raise InfraError(f"vm {name}: {res.error}")
     deadline = time.monotonic() + 10
     while same_process(sup.get("pid"), sup.get("start")) and time.monotonic() < deadline:
         time.sleep(0.02)
-    return res
+    return res.how if isinstance(res, protocol.StopReply) else "ok"
 
 
 def delete(name: str) -> None:
@@ -423,9 +434,11 @@ def guest_running(name: str, *, resume: bool = False) -> bool:
     """Whether the VM's guest runs (a debugger may have paused it); ``resume`` lets a booting or ready VM's
     guest run on again (never a held one)."""
     reply = request(get(name), protocol.GuestRequest(resume=resume))
-    if "error" in reply:
-        raise InfraError(str(reply["error"]))
-    return bool(reply["running"])
+    if isinstance(reply, protocol.ErrorReply):
+        raise InfraError(reply.error)
+    if not isinstance(reply, protocol.GuestReply):
+        raise InfraError(f"vm {name}: unexpected reply from the supervisor: {reply}")
+    return reply.running
 
 
 def gdb_target(name: str) -> Any:
@@ -467,7 +480,7 @@ def exec_command(name: str, argv: list[str], timeout: float | None = None) -> Ex
         raise UsageError(f"vm {name} is stopped; start it with `bootlab vm start {name}`")
     if (vm.read("state.json") or {}).get("state") == "booting":
         wait_settled(vm)  # after `launch --no-wait`: run once it is ready (or report how the boot ended)
-    res = protocol.parse_reply(request(vm, protocol.ExecRequest(argv=argv, timeout=timeout), timeout=None))
+    res = request(vm, protocol.ExecRequest(argv=argv, timeout=timeout), timeout=None)
     if isinstance(res, protocol.ErrorReply):
         if res.usage or res.state in ("booting", "stopped", "stopping"):
             hint = "; wait for it with `bootlab vm list`" if res.state == "booting" else ""

@@ -11,6 +11,7 @@ supervisor writes to ``state.json`` on every change, so `vm list` can answer wit
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -174,13 +175,36 @@ class StopReply(_Message):
     how: str
 
 
-Reply = ExecReply | ErrorReply | StopReply
+Event = StageEvent | LoopEvent | HoldQuestion
+Reply = ExecReply | ErrorReply | StopReply | GuestReply | AttachReply | Status
+_EVENTS: dict[str, type[_Message]] = {"stage": StageEvent, "loop": LoopEvent, "hold?": HoldQuestion}
+#: Replies carry no tag (Status is also state.json, read by `vm list` without a supervisor): each is told apart by
+#: a field only it has, tried in this order (an ErrorReply may also name a state, a Status also has one).
+_REPLIES: tuple[tuple[str, type[_Message]], ...] = (
+    ("error", ErrorReply),
+    ("how", StopReply),
+    ("stdout_b64", ExecReply),
+    ("running", GuestReply),
+    ("name", Status),
+    ("state", AttachReply),
+)
 
 
-def parse_reply(data: dict[str, Any]) -> Reply:
-    """An exec or stop reply (or an error) as the client reads it."""
-    if "error" in data:
-        return ErrorReply.model_validate(data)
-    if "how" in data:
-        return StopReply.model_validate(data)
-    return ExecReply.model_validate(data)
+def parse_message(line: bytes | str) -> Event | Reply:
+    """One line a supervisor sent, as its type: an event (by its ``event`` field) or a reply. ValueError (with
+    what was wrong) for anything else, so the client never reads a half-understood dict."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        raise ValueError(f"not a JSON line: {line[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object: {line[:80]!r}")
+    if "event" in data:
+        event = _EVENTS.get(data["event"])
+        if event is None:
+            raise ValueError(f"unknown event {data['event']!r}")
+        return event.model_validate(data)  # type: ignore[return-value]
+    for field, reply in _REPLIES:
+        if field in data:
+            return reply.model_validate(data)  # type: ignore[return-value]
+    raise ValueError(f"not a reply bootlab knows: {line[:80]!r}")
