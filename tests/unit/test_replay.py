@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vm_support import lines_from
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.loop import BootLoop
@@ -191,26 +192,12 @@ def test_eof_before_ready_is_closed_and_after_a_fatal_line_a_crash() -> None:
     assert replay([c for c in panic if c[0] <= fatal_t], ["linux"], after_end="eof").ending == "crash"
 
 
-def lines_from(name: str, needle: bytes, start: float) -> list[tuple[float, bytes]]:
-    """A recording's chunks from the start of the line holding ``needle`` on, moved to begin at ``start``."""
-    data = chunks(name)
-    stream = b"".join(d for _, d in data)
-    cut = stream.rfind(b"\n", 0, stream.index(needle)) + 1
-    out: list[tuple[float, bytes]] = []
-    offset = 0
-    for t, d in data:
-        if offset + len(d) > cut:
-            out.append((t, d[max(0, cut - offset) :]))
-        offset += len(d)
-    return [(start + t - out[0][0], d) for t, d in out]
-
-
 def test_a_crash_after_ready_ends_at_the_dump_end_line_without_waiting_for_quiet() -> None:
     """After ready (a named VM, a boot running checks) the loop watches for crashes as it does while booting: a
     redox shell reached, then the recorded kernel panic; with the grace clocks stretched to 60 s, only the
     pack's dump_end line (`HALT`) can end the crash when it does."""
     shell = chunks("redox-sim-shell")
-    panic = lines_from("redox-sim-kernel-panic", b"KERNEL PANIC", shell[-1][0] + 5.0)
+    panic = lines_from(log_of("redox-sim-kernel-panic"), b"KERNEL PANIC", shell[-1][0] + 5.0)
     console = ReplayConsole(shell + panic, after_end="silence")
     obs = Observer(load_packs(["redox"]), variables=REDOX_VARS, wait_for_shell=True)
     loop = BootLoop(console, obs, BootClock(120.0, 30.0, 0.0, 60.0, 60.0))
