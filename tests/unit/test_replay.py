@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,32 @@ def test_rawlog_round_trip(tmp_path: Path) -> None:
 # linux pack still got them wrong (tests/packs/linux/*.toml say how and what the verdict was then).
 
 DEBIAN_VARS = {"user": "root", "password": "bootlab"}
+UBOOT_DIR = GOLDEN / "uboot"  # the pack a user wrote, in that golden folder's packs/
+
+# goldens recorded live with their .times whose .toml keeps the live verdict (outcome, title, incidents, live_stage):
+# name -> (packs, folder of a user's packs, vars, ready at the shell, quiet timeout, timeout) as the live boot had them
+GOLDEN_LIVE: dict[str, tuple[list[str], Path | None, dict[str, str] | None, bool, float, float]] = {
+    "linux/guest-debian-amd64-login": (["linux"], None, None, False, 150.0, 600.0),
+    "linux/guest-debian-amd64-shell": (["linux"], None, DEBIAN_VARS, True, 150.0, 600.0),
+    "uboot/uboot-qemu_arm64-32M-out-of-memory": (["uboot"], UBOOT_DIR, None, False, 15.0, 30.0),
+    "uboot/uboot-qemu_arm64-autoboot-net": (["uboot"], UBOOT_DIR, None, False, 15.0, 120.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_LIVE))
+def test_replayed_golden_reproduces_its_live_verdict(name: str) -> None:
+    """Replayed with the live clocks and answers, the boot is decided as it was live, at the chunk it ended on."""
+    packs, folder, variables, shell, quiet, timeout = GOLDEN_LIVE[name]
+    live = tomllib.loads(log_of(name).with_suffix(".toml").read_text())
+    r = replay(
+        name, load_packs(packs, folder), variables=variables, shell=shell, quiet=quiet, timeout=timeout, after_end="eof"
+    )
+    got = r.verdict
+    assert (got.outcome, got.title, got.fatal_line) == (live["outcome"], live.get("title"), live.get("fatal_line"))
+    assert [(i.kind, i.title) for i in got.incidents] == [(i["kind"], i["title"]) for i in live.get("incidents", [])]
+    if "live_stage" in live:
+        assert got.stage == live["live_stage"]
+    assert r.ending == live["outcome"] and r.console.now() == pytest.approx(chunks(name)[-1][0])
 
 
 def test_a_slow_systemd_boot_still_printing_is_not_a_hang() -> None:
