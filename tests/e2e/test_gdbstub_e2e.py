@@ -226,7 +226,7 @@ def test_a_guest_that_resets_without_a_crash_still_reboots() -> None:
                     seen += chunk.data if chunk is not None else b""
             assert m.pauses_on_guest_stop and asked == ["guest-reset", "guest-reset"]
             assert seen.count(b"Booting Linux") == 2 and seen.count(b"Kernel panic - not syncing") == 2
-            await asyncio.sleep(0.3)
-            assert not await m.guest_running() and m.running  # kept: paused at the second reset request
+            await wait_paused_by_reset(await m.qmp())  # kept: paused at the second reset request (bounded wait)
+            assert not await m.guest_running() and m.running
 
     asyncio.run(go())

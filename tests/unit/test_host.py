@@ -94,7 +94,9 @@ def test_smoke_runs_only_for_hardware_accels_that_pass_static_checks(monkeypatch
 
     usable, why = accel_reasons("x86_64", ["kvm", "tcg"], "linux", "x86_64", smoke=smoke)
     assert usable == ["tcg"] and asked == ["kvm"]
-    assert why["kvm"].startswith("QEMU could not start a vCPU")
+    # QEMU's words, then why that happens on a host where /dev/kvm opens: a user must learn it is nested KVM
+    assert why["kvm"].startswith("QEMU could not start a vCPU with -cpu host (x); ")
+    assert "nested KVM (this host is a VM)" in why["kvm"]
     asked.clear()
     accel_reasons("aarch64", ["kvm", "tcg"], "linux", "x86_64", smoke=smoke)
     assert asked == []  # arch mismatch already rules kvm out: no QEMU started

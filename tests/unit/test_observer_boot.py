@@ -38,6 +38,22 @@ def test_exit_reason_bad_machine() -> None:
     assert exit_reason("") == (None, None)
 
 
+@pytest.mark.parametrize("refused", ['"no-such-machine"', "'virt-9'"])
+def test_exit_reason_title_is_the_same_whether_qemu_quotes_the_refused_value(refused: str) -> None:
+    """QEMU 10.x appends the value it refuses (`unsupported machine type: "x"`), 7.2 did not: the qemu pack's
+    trailing-quote group leaves it out of the reason, so the title is 7.2's, while the line stays QEMU's own."""
+    line, title = exit_reason(f"qemu-system-aarch64: unsupported machine type: {refused}\nUse -machine help\n")
+    assert line == f"qemu-system-aarch64: unsupported machine type: {refused}"
+    assert title == "qemu: unsupported machine type"
+
+
+def test_exit_reason_title_has_quoted_values_inside_the_line_as_value() -> None:
+    _, title = exit_reason("qemu-system-aarch64: Property 'virt-machine.foo' not found\n")
+    assert title == "qemu: Property VALUE not found"
+    _, title = exit_reason('qemu-system-aarch64: -cpu "max": bad value "y" for it\n')
+    assert title == "qemu: -cpu VALUE: bad value VALUE for it"
+
+
 def _observed(text: str) -> Observer:
     obs = Observer(load_packs(["linux"]))
     obs.feed_text(text, 1.0)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bootlab.console.classify import classify_text
+from bootlab.console.classify import check_log, classify_text
 from bootlab.console.observer import Observer, wants_shell
 from bootlab.packs.loader import PackSet, load_packs
 
@@ -61,14 +61,17 @@ def test_golden(log: Path) -> None:
     assert verdict.outcome == exp["outcome"]
     assert verdict.title == exp.get("title")
     assert (verdict.death.title if verdict.death else None) == exp.get("death")
-    if "fatal_line" in exp:
-        assert verdict.fatal_line == exp["fatal_line"]
+    # TOML has no null: a golden without fatal_line expects none, so a crash golden must name the line that decided it
+    assert verdict.fatal_line == exp.get("fatal_line")
     got = [(i.kind, i.title, i.process) for i in verdict.incidents]
     want = [(i["kind"], i["title"], i.get("process")) for i in exp.get("incidents", [])]
     assert got == want
     for inc, want_inc in zip(verdict.incidents, exp.get("incidents", []), strict=True):
         if "line" in want_inc:
             assert inc.line == want_inc["line"]
+    if "live_stage" in exp:  # recorded with `bootlab boot`: read as `packs check` does (with the .times index)
+        checked = check_log(log, packs_of(log, exp), wait_for_shell=shell_wanted(log, exp), variables=exp.get("vars"))
+        assert checked.verdict.stage == exp["live_stage"]
     if "stopped_prompt" in exp:  # where an incomplete log stopped: the prompt a live hang would be titled by
         assert observe(log, exp).stopped_view()[1] == exp["stopped_prompt"]
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from vm_support import lines_from
 
 from bootlab.console.clock import GRACE, MAX_GRACE, BootClock
 from bootlab.console.loop import BootLoop
@@ -191,6 +193,22 @@ def test_eof_before_ready_is_closed_and_after_a_fatal_line_a_crash() -> None:
     assert replay([c for c in panic if c[0] <= fatal_t], ["linux"], after_end="eof").ending == "crash"
 
 
+def test_a_crash_after_ready_ends_at_the_dump_end_line_without_waiting_for_quiet() -> None:
+    """After ready (a named VM, a boot running checks) the loop watches for crashes as it does while booting: a
+    redox shell reached, then the recorded kernel panic; with the grace clocks stretched to 60 s, only the
+    pack's dump_end line (`HALT`) can end the crash when it does."""
+    shell = chunks("redox-sim-shell")
+    panic = lines_from(log_of("redox-sim-kernel-panic"), b"KERNEL PANIC", shell[-1][0] + 5.0)
+    console = ReplayConsole(shell + panic, after_end="silence")
+    obs = Observer(load_packs(["redox"]), variables=REDOX_VARS, wait_for_shell=True)
+    loop = BootLoop(console, obs, BootClock(120.0, 30.0, 0.0, 60.0, 60.0))
+    assert asyncio.run(loop.until_verdict()) == "pass" and console.now() < panic[0][0]
+    assert asyncio.run(loop.until_crash()) == "crash" and obs.dump_ended
+    assert obs.fatal is not None and obs.fatal.title == "redox: kernel panic at src/context/memory.rs:LINE"
+    halt = next(t for t, d in panic if b"HALT" in d)
+    assert console.now() == pytest.approx(halt)
+
+
 # ---------------------------------------------------------------------------------------------- interactions
 
 
@@ -248,6 +266,32 @@ def test_rawlog_round_trip(tmp_path: Path) -> None:
 # linux pack still got them wrong (tests/packs/linux/*.toml say how and what the verdict was then).
 
 DEBIAN_VARS = {"user": "root", "password": "bootlab"}
+UBOOT_DIR = GOLDEN / "uboot"  # the pack a user wrote, in that golden folder's packs/
+
+# goldens recorded live with their .times whose .toml keeps the live verdict (outcome, title, incidents, live_stage):
+# name -> (packs, folder of a user's packs, vars, ready at the shell, quiet timeout, timeout) as the live boot had them
+GOLDEN_LIVE: dict[str, tuple[list[str], Path | None, dict[str, str] | None, bool, float, float]] = {
+    "linux/guest-debian-amd64-login": (["linux"], None, None, False, 150.0, 600.0),
+    "linux/guest-debian-amd64-shell": (["linux"], None, DEBIAN_VARS, True, 150.0, 600.0),
+    "uboot/uboot-qemu_arm64-32M-out-of-memory": (["uboot"], UBOOT_DIR, None, False, 15.0, 30.0),
+    "uboot/uboot-qemu_arm64-autoboot-net": (["uboot"], UBOOT_DIR, None, False, 15.0, 120.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_LIVE))
+def test_replayed_golden_reproduces_its_live_verdict(name: str) -> None:
+    """Replayed with the live clocks and answers, the boot is decided as it was live, at the chunk it ended on."""
+    packs, folder, variables, shell, quiet, timeout = GOLDEN_LIVE[name]
+    live = tomllib.loads(log_of(name).with_suffix(".toml").read_text())
+    r = replay(
+        name, load_packs(packs, folder), variables=variables, shell=shell, quiet=quiet, timeout=timeout, after_end="eof"
+    )
+    got = r.verdict
+    assert (got.outcome, got.title, got.fatal_line) == (live["outcome"], live.get("title"), live.get("fatal_line"))
+    assert [(i.kind, i.title) for i in got.incidents] == [(i["kind"], i["title"]) for i in live.get("incidents", [])]
+    if "live_stage" in live:
+        assert got.stage == live["live_stage"]
+    assert r.ending == live["outcome"] and r.console.now() == pytest.approx(chunks(name)[-1][0])
 
 
 def test_a_slow_systemd_boot_still_printing_is_not_a_hang() -> None:

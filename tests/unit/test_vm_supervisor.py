@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from vm_support import REDOX_PANIC, TESTS, FakeMachine, recorded_until
+from vm_support import REDOX_PANIC, REDOX_SHELL, TESTS, FakeMachine, lines_from, recorded_until
 
 from bootlab.console.observer import Observer
 from bootlab.profile.model import Profile
@@ -84,6 +84,48 @@ def test_supervisor_ends_a_crash_on_the_dump_end_line_like_bootlab_boot(tmp_path
     assert sup.verdict.duration_s is not None and halt <= sup.verdict.duration_s < halt + 5.0  # not +60
     assert machine.paused and machine.stopped_gracefully is True  # registers, then a clean quit (overlays)
     assert sup.state == "stopped" and vm.read("state.json")["state"] == "stopped"
+
+
+def test_a_named_vm_crashing_after_ready_is_crashed_at_the_dump_end_line(tmp_path: Path) -> None:
+    """A named VM ready at its redox shell, then the recorded kernel panic, replayed 5x faster than recorded with
+    the crash clocks stretched to 60 s: the watch after ready ends the crash at `HALT` (the pack's dump_end), as
+    `bootlab boot` does, and the VM is crashed with the panic's title; its registers are not read (it runs on,
+    attachable, until stopped)."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+    from bootlab.vm.state import VmState
+
+    shell = read_chunks(REDOX_SHELL)
+    panic = lines_from(REDOX_PANIC, b"KERNEL PANIC", shell[-1][0] + 1.0)
+    vm = make_vm("later", tmp_path, ["redox"])
+    sup = Supervisor(vm)
+    sup.grace = sup.max_grace = 60.0
+    sup.packs = load_packs(["redox"])
+    sup.obs = Observer(sup.packs, variables={"user": "root", "password": "password"}, wait_for_shell=True)
+    machine = FakeMachine()
+    console = ReplayConsole(shell + panic, speed=5.0, after_end="silence")
+
+    async def go() -> float:
+        life = asyncio.create_task(sup._life(machine, console))
+        try:
+            while sup.state != VmState.CRASHED:  # only a ready VM becomes crashed (a boot's crash stops it)
+                assert not life.done(), "the watch ended without a crash"
+                await asyncio.sleep(0.01)
+            return console.now()
+        finally:
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+
+    crashed_at = asyncio.run(asyncio.wait_for(go(), 20.0))
+    halt = next(t for t, d in panic if b"HALT" in d)
+    assert halt <= crashed_at < halt + 5.0  # not after the 60 s grace
+    assert sup.crash is not None and sup.crash["title"] == "redox: kernel panic at src/context/memory.rs:LINE"
+    assert sup.verdict is not None and sup.verdict.outcome == "crash"
+    assert sup.verdict.title == sup.crash["title"] and sup.verdict.fatal_line == sup.crash["line"]
+    assert not machine.paused and not machine.stopped
+    assert vm.read("state.json")["state"] == "crashed"
 
 
 def test_launch_is_ready_at_the_prompt_without_probing_the_shell(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ from bootlab.console.rawlog import read_chunks
 TESTS = Path(__file__).resolve().parents[1]
 #: The recorded redox-sim kernel panic every supervisor test replays.
 REDOX_PANIC = TESTS / "replay" / "redox-sim-kernel-panic.log"
+#: A recorded redox-sim boot that logs in and ends at the shell's prompt.
+REDOX_SHELL = TESTS / "replay" / "redox-sim-shell.log"
 
 
 class FakeMachine:
@@ -59,3 +61,18 @@ def recorded_until(log: Path, marker: bytes) -> tuple[list[tuple[float, bytes]],
         if marker in seen:
             return data, t
     raise AssertionError(f"{marker!r} is not in {log}")
+
+
+def lines_from(log: Path, needle: bytes, start: float) -> list[tuple[float, bytes]]:
+    """A recorded console's chunks from the start of the line holding ``needle`` on, moved to begin at ``start``:
+    a recorded crash that can follow another recording (a crash after ready)."""
+    data = read_chunks(log)
+    stream = b"".join(d for _, d in data)
+    cut = stream.rfind(b"\n", 0, stream.index(needle)) + 1
+    out: list[tuple[float, bytes]] = []
+    offset = 0
+    for t, d in data:
+        if offset + len(d) > cut:
+            out.append((t, d[max(0, cut - offset) :]))
+        offset += len(d)
+    return [(start + t - out[0][0], d) for t, d in out]

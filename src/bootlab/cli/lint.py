@@ -125,21 +125,21 @@ def lint_raw(argv: list[str], *, use_host: bool, rule_dirs: list[Path]) -> list[
 
 
 def lint_profile(args: argparse.Namespace, rule_dirs: list[Path]) -> list[Finding]:
-    """Lint the argv that `bootlab run PROFILE` would use (console on stdio, `{seed}` left unfilled)."""
+    """Lint the argv that `bootlab run PROFILE` would use: the canonical one that `lock` and `script` record
+    (console on stdio, `{seed}` and `{boot}` left unfilled)."""
     from bootlab.host import probe
-    from bootlab.lab.preflight import check_fallback
+    from bootlab.lab.preflight import canonical_invocation, check_fallback
     from bootlab.lint import check_invocation
     from bootlab.packs.loader import check_pack_names
-    from bootlab.profile.loader import load_project, resolve_profile
-    from bootlab.qemu.invocation import build_invocation
+    from bootlab.profile.loader import load_project
 
     project = load_project(args.config)
-    profile = resolve_profile(args.target[0], project=project, sets=args.sets, seed=0, keep_builtins=True)
+    host = probe()
+    invocation = canonical_invocation(project, args.target[0], args.sets, host)
+    profile = invocation.profile
     if profile.pack:
         check_pack_names(profile.pack, project.root)  # an unknown pack is bad input, as at boot
     check_fallback(profile, project, args.sets)
-    host = probe()
-    invocation = build_invocation(profile, host)
     return check_invocation(invocation, profile, host, rule_dirs=rule_dirs)
 
 

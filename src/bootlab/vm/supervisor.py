@@ -287,11 +287,13 @@ class Supervisor:
         await self._become_ready(finish_verdict(self._base(), self.obs, "pass", console.now()))
         ending = await self.session.ending()
         if ending == "crash":
-            loop.finish()
+            # concluded as every boot is; no registers: the crashed VM runs on as it is, to be looked at
+            verdict = await conclude(machine, loop, ending, self._base(), symbols=p.symbols, registers=False)
+            await loop.stop_drain()  # the pump below takes the console over
             fatal = self.obs.fatal
             self.crash = {"title": fatal.title if fatal else "crash", "line": fatal.line if fatal else None,
                           "t": fatal.t if fatal else None}  # fmt: skip
-            self._record_verdict(finish_verdict(self._base(), self.obs, "crash", console.now()))
+            self._record_verdict(verdict)
             self.publish(VmState.CRASHED)
             await loop.pump()  # the crashed guest stays attachable until stopped
         if not self.stopping:
