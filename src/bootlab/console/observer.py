@@ -427,8 +427,8 @@ class Observer:
         False when there is no report to blame: the line is a report itself."""
         cause = self._cause_of(consequence)
         current = self._fatal_pending or self.fatal
-        if cause is None and current is None:
-            return False
+        if cause is None and (current is None or _key(current) == (consequence.sig.pack, consequence.sig.spec.id)):
+            return False  # a report itself, or its own repeat ('---[ end Kernel panic - ...'), not a second death
         self.death = self._finding(consequence, fatal=True)
         self._dump_end = consequence.sig.dump_end or self._dump_end
         if cause is None or cause is current or (current is not None and cause.lineno >= current.lineno):
@@ -653,6 +653,13 @@ class Observer:
                 self.incidents.sort(key=lambda f: f.seq)
             else:
                 self.incidents_dropped += 1
+
+
+def _key(report: Finding | _Pending) -> tuple[str, str]:
+    """(pack, signature id) of a report, resolved or still pending."""
+    if isinstance(report, _Pending):
+        return report.sig.pack, report.sig.spec.id
+    return report.pack, report.signature
 
 
 class _Default(dict[str, str]):
