@@ -19,12 +19,18 @@ def write(d: Path, name: str, text: str) -> Path:
 
 
 def test_shipped_packs_load_and_every_entry_has_a_reference() -> None:
+    """Every fact a shipped pack holds says where it comes from: entries, tables, frame groups and renames (the
+    model requires the field; this requires it to say something, and [frames] to have one at all)."""
     assert {"edk2", "linux", "qemu", "redox"} <= set(available([SHIPPED_DIR]))
     for name in ("edk2", "linux", "qemu", "redox"):
         pack = read_pack_file(SHIPPED_DIR / f"{name}.toml")
-        assert pack.reference
-        for entry in [*pack.milestone, *pack.signature, *pack.interaction]:
+        assert pack.reference.strip(), f"{name} has no reference"
+        tables = [t for t in (pack.ready, pack.context, pack.frames) if t is not None]
+        groups = [*pack.frames.group, *pack.frames.rename] if pack.frames is not None else []
+        for entry in [*pack.milestone, *pack.signature, *pack.interaction, *pack.prompt, *tables, *groups]:
             assert entry.reference.strip(), f"{name}: {entry} has no reference"
+    linux = read_pack_file(SHIPPED_DIR / "linux.toml")
+    assert linux.frames and linux.frames.group and linux.frames.rename and linux.prompt and linux.context
 
 
 def test_packs_compose_in_order() -> None:
