@@ -32,7 +32,11 @@ from collections import Counter
 from itertools import combinations
 from pathlib import Path
 
+# bench/bisect.py is named like the standard library's `bisect` (which `random`, and so `tempfile` and `secrets`,
+# import): keep this folder off the path, or a tree timed with --against whose import chain reaches `random` runs
+# bench/bisect.py instead (it imports modules that tree may not have)
 ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from linux_samples import Sample, read_samples, report_title, samples_dir  # noqa: E402
@@ -94,8 +98,11 @@ def cli_round(src: Path | None, files: list[Path]) -> float:
 def other_tree_round(src: Path, directory: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(src), "BOOTLAB_LINUX_SAMPLES": str(directory)}
     out = subprocess.run(
-        [sys.executable, __file__, "--time-one-round"], env=env, capture_output=True, text=True, check=True
+        [sys.executable, __file__, "--time-one-round"], env=env, capture_output=True, text=True, check=False
     )
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"--against {src}: timing that tree failed ({last}); is it a bootlab src/ directory?")
     return float(out.stdout.strip())
 
 
@@ -113,6 +120,9 @@ def main() -> int:
     directory = args.dir or samples_dir()
     if not directory.is_dir():
         print(f"no dev set at {directory}; set BOOTLAB_LINUX_SAMPLES or pass --dir", file=sys.stderr)
+        return 2
+    if args.against is not None and not (args.against / "bootlab").is_dir():
+        print(f"--against {args.against}: no bootlab package there; pass a tree's src/ directory", file=sys.stderr)
         return 2
     samples = read_samples(directory)
     if args.time_one_round:

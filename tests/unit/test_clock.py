@@ -34,6 +34,26 @@ def test_output_without_progress_is_a_hang_after_twice_quiet_timeout() -> None:
     assert stopped.last_lines[-1] == "[ 19.019] noise noise noise"
 
 
+def test_a_flood_that_differs_only_in_addresses_is_no_progress() -> None:
+    """A driver repeating one error with a new pointer each time ('at ffff8881...a1c0', 'cookie 0xffffb2...') is
+    stuck, not booting: its hex tokens vary like numbers do."""
+    clock = BootClock(timeout=100, quiet_timeout=10, start=0)
+    obs = observer()
+    for t in range(1, 25):
+        addr = 0xFFFF888100A1C000 + t * 0xB2C0
+        obs.feed(f"[ {t}.0] virtio_blk: bad descriptor at {addr:x} (cookie 0x{addr ^ 0xDEAD:x})\n".encode(), t)
+        clock.observe(t, obs)
+    assert clock.wait(24) == 0 and clock.expired(24) == "hang" and clock.rule == "no-progress"
+    assert clock.stopped(obs, 24).lines_since_progress == 23
+
+
+def test_names_that_end_in_a_number_stay_distinct() -> None:
+    """Only whole hex tokens vary: 'vda1' and 'vdb1' are two devices found, not one line repeated."""
+    obs = observer()
+    obs.feed(b"Found device /dev/vda1\nFound device /dev/vdb1\nFound device /dev/vdb1\n", 1)
+    assert obs.distinct_lines == 2
+
+
 def test_new_distinct_lines_are_progress_without_a_milestone() -> None:
     """A slow systemd boot prints one status line after another for a minute between milestones: alive."""
     clock = BootClock(timeout=1000, quiet_timeout=10, start=0)

@@ -19,12 +19,18 @@ def write(d: Path, name: str, text: str) -> Path:
 
 
 def test_shipped_packs_load_and_every_entry_has_a_reference() -> None:
+    """Every fact a shipped pack holds says where it comes from: entries, tables, frame groups and renames (the
+    model requires the field; this requires it to say something, and [frames] to have one at all)."""
     assert {"edk2", "linux", "qemu", "redox"} <= set(available([SHIPPED_DIR]))
     for name in ("edk2", "linux", "qemu", "redox"):
         pack = read_pack_file(SHIPPED_DIR / f"{name}.toml")
-        assert pack.reference
-        for entry in [*pack.milestone, *pack.signature, *pack.interaction]:
+        assert pack.reference.strip(), f"{name} has no reference"
+        tables = [t for t in (pack.ready, pack.context, pack.frames) if t is not None]
+        groups = [*pack.frames.group, *pack.frames.rename] if pack.frames is not None else []
+        for entry in [*pack.milestone, *pack.signature, *pack.interaction, *pack.prompt, *tables, *groups]:
             assert entry.reference.strip(), f"{name}: {entry} has no reference"
+    linux = read_pack_file(SHIPPED_DIR / "linux.toml")
+    assert linux.frames and linux.frames.group and linux.frames.rename and linux.prompt and linux.context
 
 
 def test_packs_compose_in_order() -> None:
@@ -175,25 +181,80 @@ def test_every_problem_of_a_pack_in_one_run(tmp_path: Path) -> None:
     ]
 
 
-def test_a_top_level_key_after_a_table_is_named_as_the_toml_trap(tmp_path: Path) -> None:
-    write(
-        tmp_path,
-        "t",
-        'name = "t"\ndescription = "d"\nreference = "r"\n'
-        '[[signature]]\nid = "x"\nregex = "x"\nkind = "k"\nfatal = true\ntitle = "t"\nreference = "r"\n'
-        "shell_prompt = '=> $'\n",
-    )
+TOP = 'name = "t"\ndescription = "d"\nreference = "r"\n'
+SIG = '[[signature]]\nid = "x"\nregex = "x"\nkind = "k"\nfatal = true\ntitle = "t"\n'
+MOVE = "move `{}` above the first [table] or [[table]] header"
+TRAP = "a top-level key written after the {} header belongs to that table (TOML); " + MOVE
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # a strict table refuses the key: named as the trap, not as an unknown field
+        (
+            TOP + SIG + 'reference = "r"\n' + "shell_prompt = '=> $'\n",
+            '[[signature]] #1 (id = "x"): shell_prompt: ' + TRAP.format("[[signature]]", "shell_prompt = ..."),
+        ),
+        (
+            TOP + '[ready]\nreference = "r"\nextends = "linux"\n',
+            "[ready]: extends: " + TRAP.format("[ready]", "extends = ..."),
+        ),
+        # [vars] takes any name: `extends` there would silently be a var and the pack extend nothing
+        (
+            TOP + '[vars]\nuser = "root"\nextends = "linux"\n',
+            "[vars]: extends: " + TRAP.format("[vars]", "extends = ..."),
+        ),
+        # the table has a field of that name: the top level misses it
+        (
+            'name = "t"\ndescription = "d"\n' + SIG + '\nreference = "r"\n',
+            "(top level): reference: required field missing; `reference = ...` appears only under [table] or "
+            "[[table]] headers, and a key written after a header belongs to that table (TOML): "
+            + MOVE.format("reference = ..."),
+        ),
+        # ... and already has it: TOML itself refuses the second one
+        (
+            TOP + SIG + 'reference = "r"\n\nreference = "top"\n',
+            "not valid TOML: Cannot overwrite a value (at line 12, column 18): `reference` is given twice in the "
+            "[[signature]] table (its header is on line 4); if line 12 is meant for the top level, "
+            + MOVE.format("reference = ..."),
+        ),
+    ],
+    ids=["strict-array-table", "strict-table", "vars", "missing-at-top", "given-twice"],
+)
+def test_a_top_level_key_after_a_table_is_named_as_the_toml_trap(tmp_path: Path, text: str, said: str) -> None:
+    write(tmp_path, "t", text)
     with pytest.raises(UsageError) as exc:
         load_packs(["t"], tmp_path)
-    msg = str(exc.value)
-    assert '[[signature]] #1 (id = "x"): shell_prompt: a top-level key written after the [[signature]] header' in msg
-    assert "move `shell_prompt = ...` above the first [table] or [[table]] header" in msg
-    # the same in [ready], a plain table
+    assert said in str(exc.value) and "\n" not in str(exc.value)  # one problem, one line
+
+
+def test_a_var_may_share_a_top_level_key_name(tmp_path: Path) -> None:
+    """Only a key the top level lacks is the trap: a pack's own `name` var beside its top-level name is a var."""
+    write(tmp_path, "t", TOP + '[vars]\nname = "box"\n[ready]\nlogin = ["login:"]\nreference = "r"\n')
+    assert load_packs(["t"], tmp_path).vars == {"name": "box"}
+
+
+def test_problems_across_fields_join_the_one_run_list(tmp_path: Path) -> None:
+    """The name, `after` without `extends` and an unknown frame group are said together, one line each."""
     write(
-        tmp_path, "u", 'name = "u"\ndescription = "d"\nreference = "r"\n[ready]\nreference = "r"\nextends = "linux"\n'
+        tmp_path,
+        "f",
+        'name = "e"\ndescription = "d"\nreference = "r"\n'
+        '[[milestone]]\nname = "m"\nregex = "m"\nreference = "r"\nafter = "kernel"\n'
+        + SIG
+        + 'reference = "r"\nfollow = 5\nframe = true\nframe_skip = ["nope"]\n',
     )
-    with pytest.raises(UsageError, match=r"\[ready\]: extends: a top-level key written after the \[ready\] header"):
-        load_packs(["u"], tmp_path)
+    with pytest.raises(UsageError) as exc:
+        load_packs(["f"], tmp_path)
+    lines = str(exc.value).splitlines()
+    assert "f.toml has 3 problems" in lines[0]
+    assert lines[1:] == [
+        "  (top level): name: says 'e'; it must match the file name 'f'",
+        '  [[milestone]] #1 (name = "m"): after: only places a milestone among those of the pack it extends, and '
+        "this pack extends none; order milestones by where they are in the file",
+        "  [[signature]] #1 (id = \"x\"): frame_skip: names frame group 'nope', which [frames] lacks; add a "
+        "[[frames.group]] with that name or fix the name",
+    ]
 
 
 SYSTEMD = 'name = "{name}"\nregex = "Welcome to"\nreference = "r"\n'

@@ -11,9 +11,9 @@ whatever fired on the partial line is remembered so it does not fire again when 
 signatures need whole lines.
 
 Besides findings it keeps what the clocks and a hang's verdict need: a count of lines not seen before (numbers
-aside: the no-progress rule's sign of life, kept as a bounded set of hashes), a refused login before ready (the
-packs' ``[ready] login_failed``), and the console's last few KB, from which :meth:`Observer.stopped_view` reads the
-last lines and the prompt a boot stopped on.
+and addresses aside: the no-progress rule's sign of life, kept as a bounded set of hashes), a refused login before
+ready (the packs' ``[ready] login_failed``), and the console's last few KB, from which
+:meth:`Observer.stopped_view` reads the last lines and the prompt a boot stopped on.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 LOOK_BACK_CHARS = 1024
 # distinct lines remembered for the no-progress rule (a flood repeats itself; a booting system does not)
 MAX_DISTINCT = 4096
-# what varies between two prints of "the same" line: timestamps, counters, clocks, most of an address (runs of
-# digits; a fuller hex match costs 2.5x more on every console line, measured on syzkaller's logs)
-_VARYING = re.compile(r"\d+")
+# what varies between two prints of "the same" line: timestamps, counters, clocks (runs of digits) and addresses,
+# pointers, cookies (a token of hex digits with at least one decimal digit, or 0x-prefixed): a flood whose lines
+# differ only in 'at ffffa1c0...' is one line repeated. A token only: 'vda1' and 'vdb1' stay two devices.
+_VARYING = re.compile(r"(?<!\w)(?:0[xX])?[0-9a-fA-F]*\d[0-9a-fA-F]*|\d+")
 # the console text kept for where a hang stopped (its last lines and prompt)
 TAIL = 8192
 # the last lines of the console a verdict quotes
@@ -129,8 +130,12 @@ class Observer:
         *,
         variables: dict[str, str] | None = None,
         wait_for_shell: bool = False,
+        count_distinct: bool = True,
     ) -> None:
+        """``count_distinct = False`` skips counting distinct lines (:attr:`distinct_lines` stays 0): only the
+        clocks of a live boot read it, and offline classification is a fifth faster without it."""
         self.packs = packs
+        self.count_distinct = count_distinct
         self.vars = {**packs.vars, **(variables or {})}
         self.ready_patterns = packs.shell if wait_for_shell else (*packs.login, *packs.shell)
         self.stages: list[Stage] = []
@@ -266,7 +271,8 @@ class Observer:
         self._fired_on_line.clear()
         self._partial_clean = ""
         line = line.rstrip()
-        self._count_distinct(line)
+        if self.count_distinct:
+            self._count_distinct(line)
         if self.ready_t is None and self.login_failed is None and not self.fatal_seen:
             self._match_login_failed(line, t)
         self._match_signatures(line, t)
@@ -427,8 +433,8 @@ class Observer:
         False when there is no report to blame: the line is a report itself."""
         cause = self._cause_of(consequence)
         current = self._fatal_pending or self.fatal
-        if cause is None and current is None:
-            return False
+        if cause is None and (current is None or _key(current) == (consequence.sig.pack, consequence.sig.spec.id)):
+            return False  # a report itself, or its own repeat ('---[ end Kernel panic - ...'), not a second death
         self.death = self._finding(consequence, fatal=True)
         self._dump_end = consequence.sig.dump_end or self._dump_end
         if cause is None or cause is current or (current is not None and cause.lineno >= current.lineno):
@@ -653,6 +659,13 @@ class Observer:
                 self.incidents.sort(key=lambda f: f.seq)
             else:
                 self.incidents_dropped += 1
+
+
+def _key(report: Finding | _Pending) -> tuple[str, str]:
+    """(pack, signature id) of a report, resolved or still pending."""
+    if isinstance(report, _Pending):
+        return report.sig.pack, report.sig.spec.id
+    return report.pack, report.signature
 
 
 class _Default(dict[str, str]):

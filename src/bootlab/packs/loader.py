@@ -172,29 +172,125 @@ def _unknown_pack(name: str, dirs: list[Path]) -> UsageError:
 
 def read_pack_file(path: Path) -> PackFile:
     """Parse and validate one pack file. Every problem is reported at once, one line each, naming the file, the
-    table (``[[signature]] #3 (id = "x")``) and the field, so a pack author fixes them in one go."""
+    table (``[[signature]] #3 (id = "x")``) and the field, so a pack author fixes them in one go: field errors,
+    top-level keys caught by the TOML ordering trap, and what can be checked across fields within the file (the
+    name, ``after``/``before`` without ``extends``, frame groups a signature names)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read pack {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"pack {path} is not valid TOML: {exc}; fix the file") from exc
+        raise UsageError(f"pack {path} is not valid TOML: {_toml_error(text, exc)}; fix the file") from exc
+    trapped = _trapped_in_vars(data)
+    problems = [f"[vars]: {key}: {_trap('[vars]', key)}" for key in trapped]
     data.setdefault("name", path.stem)
     from pydantic import ValidationError
 
     from bootlab.packs.model import PackFile
 
+    pack: PackFile | None = None
     try:
         pack = PackFile.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(data, err) for err in exc.errors()]
-        if len(problems) == 1:
-            raise UsageError(f"pack {path}: {problems[0]}; fix the file") from exc
+        problems += [
+            _describe(data, err)
+            for err in exc.errors()
+            if not (err["type"] == "missing" and len(err["loc"]) == 1 and err["loc"][0] in trapped)
+        ]
+    problems += _cross_field(data, path.stem)
+    if len(problems) == 1:
+        raise UsageError(f"pack {path}: {problems[0]}; fix the file")
+    if problems:
         lines = "\n".join(f"  {p}" for p in problems)
-        raise UsageError(f"pack {path} has {len(problems)} problems; fix them:\n{lines}") from exc
-    if pack.name != path.stem:
-        raise UsageError(f"pack {path} says name = {pack.name!r}; it must match the file name {path.stem!r}")
+        raise UsageError(f"pack {path} has {len(problems)} problems; fix them:\n{lines}")
+    assert pack is not None
     return pack
+
+
+def _trap(header: str, key: str) -> str:
+    """What a key written after a header and meant for the top level is told: the TOML ordering trap."""
+    return f"a top-level key written after the {header} header belongs to that table (TOML); {_move(key)}"
+
+
+def _move(key: str) -> str:
+    return f"move `{key} = ...` above the first [table] or [[table]] header"
+
+
+def _toml_error(text: str, exc: tomllib.TOMLDecodeError) -> str:
+    """TOML's own message, with the ordering trap named when a key is given twice in one table: a top-level
+    ``reference`` written after a ``[[signature]]`` that has one lands in that signature."""
+    m = re.match(r"Cannot overwrite a value \(at line (\d+), column \d+\)", str(exc))
+    if m is None:
+        return str(exc)
+    lines = text.splitlines()
+    n = int(m.group(1))
+    key = re.match(r"\s*([\w.\"'-]+)\s*=", lines[n - 1]) if n <= len(lines) else None
+    name = key.group(1) if key else "a key"
+    headers = [(i + 1, h.strip()) for i, h in enumerate(lines[: n - 1]) if re.match(r"\s*\[", h)]
+    if not headers:
+        return f"{exc}: `{name}` is given twice; keep one"
+    at, header = headers[-1]
+    return (
+        f"{exc}: `{name}` is given twice in the {header} table (its header is on line {at}); if line {n} is meant "
+        f"for the top level, {_move(name)}"
+    )
+
+
+def _trapped_in_vars(data: dict[str, Any]) -> list[str]:
+    """Top-level keys (``extends``, ``description``...) the TOML trap put in ``[vars]``: vars take any name, so
+    validation alone would take ``extends = "linux"`` written after ``[vars]`` for a var and the pack would
+    silently extend nothing. Only keys missing from the top level: a var may share a top-level key's name."""
+    from bootlab.packs.model import PackFile
+
+    variables = data.get("vars")
+    if not isinstance(variables, dict):
+        return []
+    return [key for key in variables if key in PackFile.model_fields and key != "vars" and key not in data]
+
+
+def _cross_field(data: dict[str, Any], stem: str) -> list[str]:
+    """What one field cannot say alone, checked on the raw file (so it joins the field errors' list): the name
+    against the file name, ``after``/``before`` in a pack that extends none, and frame groups a signature names
+    that its own ``[frames]`` lacks (a pack that extends another may name the base's: checked when merged)."""
+    out: list[str] = []
+    name = data.get("name")
+    if isinstance(name, str) and name != stem:
+        out.append(f"(top level): name: says {name!r}; it must match the file name {stem!r}")
+    extends = data.get("extends")
+    for i, m in enumerate(_tables(data.get("milestone"))):
+        for place in ("after", "before"):
+            if place in m and extends is None:
+                out.append(
+                    f"{_label('milestone', i, m)}: {place}: only places a milestone among those of the pack it "
+                    "extends, and this pack extends none; order milestones by where they are in the file"
+                )
+    if extends is None:
+        frames = data.get("frames")
+        groups = {g.get("name") for g in _tables(frames.get("group") if isinstance(frames, dict) else None)}
+        for i, sig in enumerate(_tables(data.get("signature"))):
+            for option in ("frame_skip", "frame_anchor"):
+                names = sig.get(option)
+                for unknown in [n for n in names if n not in groups] if isinstance(names, list) else []:
+                    out.append(f"{_label('signature', i, sig)}: {option}: {_unknown_group(unknown)}")
+    return out
+
+
+def _tables(value: Any) -> list[dict[str, Any]]:
+    """An array of tables as read, its non-table items left out (validation reports those)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _label(table: str, index: int, item: dict[str, Any]) -> str:
+    """How a problem names an entry of an array of tables: ``[[signature]] #3 (id = "x")``."""
+    label = f"[[{table}]] #{index + 1}"
+    ident = next((k for k in ("id", "name") if isinstance(item.get(k), str)), None)
+    return label + (f' ({ident} = "{item[ident]}")' if ident is not None else "")
+
+
+def _unknown_group(name: str) -> str:
+    return f"names frame group {name!r}, which [frames] lacks; add a [[frames.group]] with that name or fix the name"
 
 
 def _describe(data: dict[str, Any], err: Any) -> str:
@@ -216,11 +312,7 @@ def _describe(data: dict[str, Any], err: Any) -> str:
         item = items[nxt] if isinstance(items, list) and isinstance(nxt, int) and nxt < len(items) else None
         if isinstance(item, dict):  # an array of tables: [[signature]], [[frames.group]]
             table = f"{table}.{key}" if table else key
-            label = f"[[{table}]] #{int(nxt or 0) + 1}"
-            ident = next((k for k in ("id", "name") if isinstance(item.get(k), str)), None)
-            if ident is not None:
-                label += f' ({ident} = "{item[ident]}")'
-            where, rest = [label], []
+            where, rest = [_label(table, int(nxt or 0), item)], []
             node = item
             i += 2
             continue
@@ -235,16 +327,23 @@ def _describe(data: dict[str, Any], err: Any) -> str:
     head = where[0] if where else "(top level)"
     field = "".join(rest).lstrip(".") or None
     if err["type"] == "extra_forbidden" and table and field in PackFile.model_fields:
-        return (
-            f"{head}: {field}: a top-level key written after the {head.split(' #')[0]} header belongs to that table "
-            "(TOML); "
-            f"move `{field} = ...` above the first [table] or [[table]] header"
-        )
+        return f"{head}: {field}: {_trap(head.split(' #')[0], field)}"
     if err["type"] == "missing":
         msg = "required field missing"
+        if not table and field is not None and _in_a_table(data, field):
+            msg += (
+                f"; `{field} = ...` appears only under [table] or [[table]] headers, and a key written after a "
+                f"header belongs to that table (TOML): {_move(field)}"
+            )
     elif err["type"] == "extra_forbidden":
         msg = "unknown field (a typo, or a field of another table)"
     return f"{head}: {field}: {msg}" if field else f"{head}: {msg}"
+
+
+def _in_a_table(node: Any, key: str) -> bool:
+    """Whether ``key`` is set in some table below the top level of ``node`` (the file as read)."""
+    values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    return any((isinstance(v, dict) and key in v) or _in_a_table(v, key) for v in values)
 
 
 def _merge(base: PackFile, ext: PackFile) -> PackFile:
@@ -323,12 +422,6 @@ def resolve_pack(name: str, dirs: list[Path], _seen: tuple[str, ...] = ()) -> Pa
         if path.is_file():
             pack = read_pack_file(path)
             if pack.extends is None:
-                placed = [m.name for m in pack.milestone if m.after or m.before]
-                if placed:
-                    raise UsageError(
-                        f"pack {path}: milestone {placed[0]!r} sets after/before, which only places a milestone "
-                        "among those of the pack it extends; order milestones by where they are in the file"
-                    )
                 return pack
             if pack.extends in (*_seen, name) and pack.extends == name:
                 base = resolve_pack(name, dirs[i + 1 :], (*_seen, name))
@@ -446,11 +539,8 @@ def _frame_rule(pack: PackFile, sig: Signature) -> FrameRule | None:
     frames = pack.frames or Frames()
     groups = {g.name: g for g in frames.group}
     unknown = [n for n in (*sig.frame_skip, *sig.frame_anchor) if n not in groups]
-    if unknown:
-        raise UsageError(
-            f"pack {pack.name}: signature {sig.id!r} names frame group {unknown[0]!r}, which [frames] lacks; "
-            "add a [[frames.group]] with that name or fix the signature"
-        )
+    if unknown:  # a pack that extends another, merged (a pack on its own is checked as it is read)
+        raise UsageError(f"pack {pack.name}: signature {sig.id!r} {_unknown_group(unknown[0])}")
     skip = list(frames.skip)
     helpers: list[str] = []
     for g in frames.group:

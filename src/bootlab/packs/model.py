@@ -88,7 +88,9 @@ class Signature(_Strict):
     syncing: panic_on_warn set``, ``Fatal exception``): when a report of the same pack (of one of the
     ``cause_kinds``, if given) began at most that many lines before, the earliest such report titles the boot
     and this line becomes the verdict's ``death``; with none, this line is the report. After a fatal report it
-    is the death in any case.
+    is the death in any case, unless that report is this signature's own earlier line (a panic's closing
+    ``---[ end Kernel panic ...`` repeats it). Name the kinds that can cause it: without ``cause_kinds`` any
+    earlier report is blamed, a harmless WARNING included.
 
     A report that begins while an earlier one still waits for its guilty frame cuts that one short (its stack
     would mix with the new report's): the earlier one keeps the frames seen so far. ``interrupts = false`` is
