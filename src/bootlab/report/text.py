@@ -239,14 +239,23 @@ def when(ts: float | None) -> str:
 
 def register_lines(registers: list[dict[str, Any]]) -> list[str]:
     """The registers of a crash (a verdict's ``registers``, as dicts), two lines per vCPU at most: PC/SP/LR with
-    their symbols, then the last exception decoded from ESR_EL1 with ESR and ELR (and the EL the vCPU is at)."""
+    their symbols, then what the gdb stub added: on aarch64 the last exception decoded from ESR_EL1 with ESR, ELR
+    and SPSR (and the EL the vCPU is at), on x86_64 CR2 and CR3; or, when the stub could not be read, why (so a
+    missing fault line is never mistaken for "no fault")."""
     lines = []
     for r in registers:
+        cpu = f"cpu{r['cpu']}"
         sym = "  ".join(f"{k}={v}" for k, v in (r.get("symbols") or {}).items())
-        lines.append(f"cpu{r['cpu']}: pc={r.get('pc')} sp={r.get('sp')} lr={r.get('lr')} {sym}".rstrip())
+        lines.append(f"{cpu}: pc={r.get('pc')} sp={r.get('sp')} lr={r.get('lr')} {sym}".rstrip())
         if r.get("exception"):
+            spsr = f" spsr={r['spsr']}" if r.get("spsr") else ""
             el = f" (cpu at EL{r['el']})" if r.get("el") is not None else ""
-            lines.append(f"cpu{r['cpu']}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{el}")
+            lines.append(f"{cpu}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{spsr}{el}")
+        x86 = " ".join(f"{k}={r[k]}" for k in ("cr2", "cr3") if r.get(k))
+        if x86:
+            lines.append(f"{cpu}: {x86}")
+        if r.get("stub_error"):
+            lines.append(f"{cpu}: no fault registers: {r['stub_error']}")
     return lines
 
 
