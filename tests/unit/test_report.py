@@ -248,6 +248,32 @@ def test_boot_page(filled: Filled) -> None:
     assert whole.count("<mark>") == 1
 
 
+def test_boot_page_shows_the_decoded_fault(tmp_path: Path) -> None:
+    """The fault registers the gdb stub read (and the exception decoded from them) are in both formats."""
+    from bootlab.verdict import VcpuRegisters
+
+    lab = make_report_lab(tmp_path, make_fake_host())
+    assert lab.store is not None
+    profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 5, 0)
+    verdict = asyncio.run(replay_boot_fn()(profile, tmp_path / "fault.log"))
+    assert verdict.outcome == "crash"
+    fault = "data abort from EL0: translation fault, level 3, write, FAR 0x11000"
+    regs = [
+        VcpuRegisters(cpu=0, pc="4005d0", esr="92000047", far="11000", spsr="80000000", el=1, exception=fault, raw=""),
+        VcpuRegisters(cpu=1, pc="ffffffff81000000", cr2="1379b0d8", cr3="1070000", raw=""),
+        VcpuRegisters(cpu=2, pc="10", stub_error="current accelerator doesn't support guest debugging", raw=""),
+    ]
+    ref = Ref("boot", lab.store.record_boot(verdict.model_copy(update={"registers": regs}), profile, lab.host))
+    page = pages.load(lab.store, ref)
+    part = text_of(section(render.html(page, plots.figures(page), store=lab.store.root), "registers"))
+    assert f"last exception taken: {fault} (the vCPU is at EL1)" in part
+    for value in ("80000000", "1379b0d8", "1070000", "no fault registers: current accelerator"):
+        assert value in part
+    md = render.markdown(page)
+    assert f"cpu0: last exception: {fault}; esr=92000047 elr=None spsr=80000000 (cpu at EL1)" in md
+    assert "cpu1: cr2=1379b0d8 cr3=1070000" in md and "cpu2: no fault registers: current accelerator" in md
+
+
 def test_single_boot_page(filled: Filled) -> None:
     page = filled.html(filled.page(filled.single))
     text = text_of(page)

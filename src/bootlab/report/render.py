@@ -17,7 +17,7 @@ import jinja2
 
 from bootlab import __version__
 from bootlab.report.pages import Page
-from bootlab.report.text import MARKS, decision_text, pct, rate_text, when
+from bootlab.report.text import MARKS, decision_text, pct, rate_text, register_lines, when
 from bootlab.store.rows import revision_text
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -48,8 +48,11 @@ def _md_cell(value: Any) -> str:
 
 
 def _register_keys(regs: list[dict[str, Any]]) -> list[str]:
-    """The register columns worth a column: those QEMU showed for some vCPU (aarch64 7.2 has no ELR/ESR/FAR)."""
-    return [k for k in ("pc", "sp", "lr", "elr", "esr", "far") if any(r.get(k) for r in regs)]
+    """The register columns worth a column: those some vCPU has (``info registers`` gives PC/SP/LR; the fault
+    registers come from the gdb stub, aarch64's ELR/ESR/FAR/SPSR or x86_64's CR2/CR3, and are absent when it
+    could not be read)."""
+    keys = ("pc", "sp", "lr", "elr", "esr", "far", "spsr", "cr2", "cr3")
+    return [k for k in keys if any(r.get(k) for r in regs)]
 
 
 def _env() -> jinja2.Environment:
@@ -72,7 +75,13 @@ def _env() -> jinja2.Environment:
         revision=revision_text,
         prob=_prob,
     )
-    env.globals.update(version=__version__, mark_names=MARK_NAMES, marks=MARKS, register_keys=_register_keys)
+    env.globals.update(
+        version=__version__,
+        mark_names=MARK_NAMES,
+        marks=MARKS,
+        register_keys=_register_keys,
+        register_lines=register_lines,
+    )
     return env
 
 
