@@ -100,7 +100,7 @@ class Filled:
         # a single boot, as `bootlab boot` stores it: no trial
         profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 77, 0)
         verdict = asyncio.run(replay_boot_fn()(profile, root / "single.log"))
-        self.single = f"b{self.store.record_boot(verdict, profile, lab.host)}"
+        self.single = f"b{self.store.record_boot(verdict, profile, lab.host, sets=['cpu=max', 'smp=4'])}"
 
     def page(self, ref: str) -> pages.Page:
         from bootlab.store.db import parse_ref
@@ -277,9 +277,38 @@ def test_boot_page_shows_the_decoded_fault(tmp_path: Path) -> None:
 def test_single_boot_page(filled: Filled) -> None:
     page = filled.html(filled.page(filled.single))
     text = text_of(page)
-    assert "a single boot" in text and "bootlab boot sim --seed 77" in text
-    assert "the store keeps no list of the --set values it ran with" in text
+    assert "a single boot" in text and "bootlab boot sim --set cpu=max --set smp=4 --seed 77" in text
+    assert "add them" not in text  # its --set values are stored with it
     assert '"smp": 4' in text  # the resolved profile says what it ran with
+
+
+def test_a_single_boot_replays_with_its_sets_in_show_export_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bootlab boot --set ...` stores its --set values: every replay hint of the boot carries them; a single boot
+    stored before they were recorded replays without them, and its page says to add them."""
+    import bootlab.lab.boot
+    from test_trial_support import make_project, use_simulated_boots
+
+    from bootlab.verdict import Verdict
+
+    config = str(make_project(tmp_path))
+    use_simulated_boots(monkeypatch, make_fake_host(), tmp_path / "store")
+    monkeypatch.setattr(bootlab.lab.boot, "boot", lambda profile, **kw: Verdict(outcome="crash", seed=profile.seed))
+    assert main(["boot", "sim", "--config", config, "--set", "cpu=max", "--set", "smp=4", "--seed", "77"]) == 1
+    replay = "bootlab boot sim --set cpu=max --set smp=4 --seed 77"
+    capsys.readouterr()
+    assert main(["show", "b1", "--config", config]) == 0
+    assert f"(replay: {replay})" in capsys.readouterr().out
+    assert main(["export", "b1", "--config", config, "--format", "junit"]) == 0
+    assert f"replay: {replay}" in capsys.readouterr().out
+    with Store(tmp_path / "store") as store:
+        page = pages.load(store, Ref("boot", 1))
+        assert page.data["boot"]["replay"] == replay and replay in render.markdown(page)
+        store.db.execute("UPDATE boots SET sets = NULL")  # as a boot stored before bootlab recorded them
+        store.db.commit()
+        old = render.html(p := pages.load(store, Ref("boot", 1)), plots.figures(p), store=store.root)
+    assert "bootlab boot sim --seed 77" in text_of(old) and "add them" in text_of(old)
 
 
 def test_history_page(filled: Filled) -> None:

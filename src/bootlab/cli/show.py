@@ -26,7 +26,7 @@ def run_show(args: argparse.Namespace) -> int:
     from bootlab.errors import UsageError
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store, parse_ref
-    from bootlab.store.rows import boot_json, trial_sets
+    from bootlab.store.rows import boot_json, boot_sets
 
     ref = parse_ref(args.id)
     if args.log and ref.kind != "boot":
@@ -40,7 +40,7 @@ def run_show(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(store.read_log(row["log_path"]))
                 return 0
             data = boot_json(row)
-            data["sets"] = trial_sets(store, row["trial_id"])
+            data["sets"] = boot_sets(store, row) or []
             data["notes"] = [n["text"] for n in store.notes(ref)]
             if args.json:
                 print(json.dumps(data, indent=2))

@@ -28,7 +28,7 @@ from bootlab.lab.stats import compare_times
 from bootlab.lab.summary import Tally, failure_title, judge, replay_command, stage_times
 from bootlab.report.logs import excerpt, fatal_index, log_lines
 from bootlab.store.db import Ref
-from bootlab.store.rows import boot_json, history_rows, trial_sets
+from bootlab.store.rows import boot_json, boot_sets, history_rows
 from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -310,8 +310,8 @@ MAX_LOG_LINES = 4000
 
 def load_boot(store: Store, ref: Ref) -> Page:
     row = store.require(ref)
-    sets = trial_sets(store, row["trial_id"])
-    boot = boot_view(row, sets)
+    sets = boot_sets(store, row)
+    boot = {**boot_view(row, sets or []), "sets_recorded": sets is not None}
     lines = _read_lines(store, boot)
     log = None
     if lines is not None:

@@ -36,13 +36,14 @@ def boot_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def trial_sets(store: Store, trial_id: int | None) -> list[str]:
-    """The ``--set`` values a trial's boots ran with (a single boot's own are in its resolved profile)."""
-    if trial_id is None:
-        return []
+def boot_sets(store: Store, row: sqlite3.Row) -> list[str] | None:
+    """The ``--set`` values a stored boot ran with: its trial's, or a single boot's own; None for a single boot
+    stored before bootlab recorded them (its resolved profile still says what it ran with)."""
+    if row["trial_id"] is None:
+        return list(json.loads(row["sets"])) if row["sets"] is not None else None
     from bootlab.store.db import Ref
 
-    return list(json.loads(store.require(Ref("trial", trial_id))["sets"] or "[]"))
+    return list(json.loads(store.require(Ref("trial", row["trial_id"]))["sets"] or "[]"))
 
 
 def revision_text(revisions: list[dict[str, Any]]) -> str:
