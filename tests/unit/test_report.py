@@ -311,6 +311,46 @@ def test_a_single_boot_replays_with_its_sets_in_show_export_and_report(
     assert "bootlab boot sim --seed 77" in text_of(old) and "add them" in text_of(old)
 
 
+def test_a_rev_trial_replays_that_build_and_shows_its_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Boots of a build bootlab made apart (`trial --rev v0.9`): the trial's replay carries --rev, each boot's
+    replay says which build to put in place first (`bootlab boot` boots the user's tree), the environment names
+    the revision; a comparison gives each arm its own."""
+    from bootlab.source.revision import Revision
+
+    lab = make_report_lab(tmp_path, make_fake_host())
+    assert lab.store is not None
+    commit = "0123456789ab" + "c" * 28
+    v09 = Revision(dir=str(tmp_path), commit=commit, rev="v0.9", checkout=True)
+    sets = ["cpu=max", "vars.build=never"]
+    lab.trial(ArmSpec("sim", sets, revision=v09), n=4, seed_base=3)  # t1
+    page = pages.load(lab.store, Ref("trial", 1))
+    arm = page.data["arm"]
+    assert arm["replay_trial"] == "bootlab trial sim --set cpu=max --set vars.build=never -n 4 --seed-base 3 --rev 0123456789ab"
+    put = "# with the build of 0123456789ab (v0.9) in place (git switch --detach 0123456789ab && bootlab build sim"
+    put += " --set cpu=max --set vars.build=never):\nbootlab boot sim --set cpu=max --set vars.build=never --seed "
+    assert arm["failures"] and all(b["replay"] == f"{put}{b['seed']}" for b in arm["failures"])
+    html_page = render.html(page, plots.figures(page), store=lab.store.root)
+    assert "Source revision: 0123456789ab (v0.9) in bootlab's build of it" in text_of(section(html_page, "environment"))
+    assert "```sh\n# with the build of 0123456789ab (v0.9)" in render.markdown(page)
+    # show and the JUnit export carry the same note
+    monkeypatch.setenv("BOOTLAB_STORE", str(lab.store.root))
+    boot = arm["failures"][0]["boot"]
+    assert main(["show", boot]) == 0
+    assert "\n    with the build of 0123456789ab (v0.9) in place (git switch" in capsys.readouterr().out
+    assert main(["export", "t1", "--format", "junit"]) == 0
+    assert "replay: # with the build of 0123456789ab (v0.9)" in capsys.readouterr().out
+    # a comparison of that build against the user's tree: --a-rev only
+    lab.compare(ArmSpec("sim", sets, label="v0.9", revision=v09), ArmSpec("sim", sets, label="here"), n=2, seed_base=1)
+    replay = pages.load(lab.store, Ref("comparison", 1)).data["replay"]
+    assert replay == (
+        "bootlab compare sim --a cpu=max --a vars.build=never --b cpu=max --b vars.build=never --a-rev 0123456789ab "
+        "-n 2 --seed-base 1"
+    )
+    lab.store.close()
+
+
 def test_history_page(filled: Filled) -> None:
     page = filled.html(pages.load_history(filled.store, "sim"))
     text = text_of(page)

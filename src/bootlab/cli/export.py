@@ -136,7 +136,7 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             for x in (
                 f"outcome: {b['outcome']} at stage {v.get('stage')}",
                 f"fatal line: {v['fatal_line']}" if v.get("fatal_line") else "",
-                f"replay: {replay_command(b['profile'], b['sets'], b['seed'])}",
+                f"replay: {replay_command(b['profile'], b['sets'], b['seed'], b.get('revision'))}",
                 f"log: bootlab show {b['boot']} --log",
             )
             if x

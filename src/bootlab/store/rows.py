@@ -56,6 +56,17 @@ def revision_text(revisions: list[dict[str, Any]]) -> str:
     return text + (f" +{len(revisions) - 1} more" if len(revisions) > 1 else "")
 
 
+def revision_line(data: dict[str, Any] | None) -> str:
+    """Where a boot's images came from, in one line: the revision, and whether bootlab built it apart."""
+    from bootlab.source.revision import Revision
+
+    rev = Revision.from_json(data)
+    if rev is None or not rev.commit:
+        return "unknown (the images are not in a git working tree)"
+    where = "bootlab's build of it" if rev.checkout else rev.dir
+    return f"{rev.short()} in {where}"
+
+
 def history_rows(
     store: Store,
     profile: str | None,
