@@ -287,9 +287,9 @@ def test_a_single_boot_replays_with_its_sets_in_show_export_and_report(
 ) -> None:
     """`bootlab boot --set ...` stores its --set values: every replay hint of the boot carries them; a single boot
     stored before they were recorded replays without them, and its page says to add them."""
-    import bootlab.lab.boot
     from test_trial_support import make_project, use_simulated_boots
 
+    import bootlab.lab.boot
     from bootlab.verdict import Verdict
 
     config = str(make_project(tmp_path))
@@ -327,7 +327,10 @@ def test_a_rev_trial_replays_that_build_and_shows_its_revision(
     lab.trial(ArmSpec("sim", sets, revision=v09), n=4, seed_base=3)  # t1
     page = pages.load(lab.store, Ref("trial", 1))
     arm = page.data["arm"]
-    assert arm["replay_trial"] == "bootlab trial sim --set cpu=max --set vars.build=never -n 4 --seed-base 3 --rev 0123456789ab"
+    assert (
+        arm["replay_trial"]
+        == "bootlab trial sim --set cpu=max --set vars.build=never -n 4 --seed-base 3 --rev 0123456789ab"
+    )
     put = "# with the build of 0123456789ab (v0.9) in place (git switch --detach 0123456789ab && bootlab build sim"
     put += " --set cpu=max --set vars.build=never):\nbootlab boot sim --set cpu=max --set vars.build=never --seed "
     assert arm["failures"] and all(b["replay"] == f"{put}{b['seed']}" for b in arm["failures"])
@@ -480,7 +483,14 @@ def test_report_of_an_empty_store(
 
 @pytest.mark.parametrize(
     "argv",
-    [["report", "t1"], ["show", "t1"], ["history"], ["export", "t1"], ["note", "t1", "x"], ["bisect", "--resume", "s1"]],
+    [
+        ["report", "t1"],
+        ["show", "t1"],
+        ["history"],
+        ["export", "t1"],
+        ["note", "t1", "x"],
+        ["bisect", "--resume", "s1"],
+    ],
 )
 def test_commands_that_read_the_store_do_not_create_a_missing_one(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -89,7 +89,8 @@ def test_a_store_of_the_previous_version_keeps_its_boots_and_gains_their_sets(tm
     db = sqlite3.connect(tmp_path / "s" / "bootlab.db")
     db.executescript("".join(MIGRATIONS[:2]) + ";PRAGMA user_version = 2;")
     db.execute(
-        "INSERT INTO boots(profile, profile_json, outcome, verdict, created, seed) VALUES ('sim', '{}', 'crash', '{}', 1, 9)"
+        "INSERT INTO boots(profile, profile_json, outcome, verdict, created, seed)"
+        " VALUES ('sim', '{}', 'crash', '{}', 1, 9)"
     )
     db.commit()
     db.close()

@@ -133,9 +133,9 @@ def test_register_lines_show_spsr_x86_fault_registers_and_why_the_stub_failed() 
     from bootlab.report.text import register_lines
 
     arm = parse_registers(0, "PC=ffff000000001000 SP=ffff000000002000 X30=ffff000000000ff0")
-    SystemRegisters(0, "aarch64", {"ESR_EL1": 0x92000047, "FAR_EL1": 0x11000, "SPSR_EL1": 0x80000000, "cpsr": 0x3C5}).apply(
-        arm
-    )
+    SystemRegisters(
+        0, "aarch64", {"ESR_EL1": 0x92000047, "FAR_EL1": 0x11000, "SPSR_EL1": 0x80000000, "cpsr": 0x3C5}
+    ).apply(arm)
     assert register_lines([arm.model_dump()])[1].endswith("esr=92000047 elr=None spsr=80000000 (cpu at EL1)")
     x86 = SystemRegisters(1, "i386:x86-64", {"cr2": 0x1379B0D8, "cr3": 0x1070000}).apply(
         parse_registers(1, "RIP=ffffffff81000000 RSP=0000000000001000")

@@ -53,9 +53,7 @@ class BootRecord:
     ref: str | None = None
 
 
-def replay_command(
-    profile: str, sets: list[str], seed: int | None, revision: Mapping[str, Any] | None = None
-) -> str:
+def replay_command(profile: str, sets: list[str], seed: int | None, revision: Mapping[str, Any] | None = None) -> str:
     """The command that boots one boot of a trial again: its profile, every ``--set`` of the trial, its seed.
 
     Shown by ``show``, ``trial``, ``export --format junit`` and reports; without the trial's ``--set`` values the

@@ -324,7 +324,9 @@ def _replay_comparison(c: dict[str, Any], arm_a: dict[str, Any], arm_b: dict[str
     if build_a and build_b and build_a.commit == build_b.commit:
         words += ["--rev", str(build_a.commit)]
     else:
-        words += [w for flag, rev in (("--a-rev", build_a), ("--b-rev", build_b)) if rev for w in (flag, str(rev.commit))]
+        words += [
+            w for flag, rev in (("--a-rev", build_a), ("--b-rev", build_b)) if rev for w in (flag, str(rev.commit))
+        ]
     return f"{shlex.join(words)} -n {n} --seed-base {a['seed_base']}{strict}"
 
 
