@@ -231,6 +231,12 @@ def test_comparison_rates_difference_and_rank_test(filled: Filled) -> None:
     assert test is not None and test[0] < 0.05 and test[1] == 1  # B boots 0.4 s slower at every stage after menu
     timing = section(page, "timing")
     assert f"{test[0]:.3g}" in timing and "B slower" in timing
+    # one p format wherever a p is printed (the table, the figure's notes, the sentences): three significant digits
+    svg = "".join(re.findall(r"<svg.*?</svg>", page, re.S))
+    for row in filled.page("c1").data["timing"]["stages"]:
+        assert row["p_value"] is None or f"p = {row['p_value']:.3g}" in svg, row
+    assert f"Mann–Whitney p = {test[0]:.3g}" in text and f"p = {c['p_value']:.3g}" in c["sentence"]
+    assert "Mann-Whitney" not in page
     assert "isb-barriers reaches login later than dsb-wfi" in text
     assert page.count('<svg class="plot"') == 5
     assert "bootlab compare sim --a cpu=max --a vars.build=dsb-wfi --b cpu=max" in text
@@ -426,7 +432,7 @@ def test_compare_prints_stage_medians_and_rank_test(
     monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
     assert main(["compare", "--trials", "t13", "t14"]) == 0
     out = capsys.readouterr().out
-    assert "stage times, median A vs B (n), Mann-Whitney two-sided p:" in out
+    assert "stage times, median A vs B (n), Mann–Whitney two-sided p:" in out
     login = next(line for line in out.splitlines() if line.strip().startswith("login"))
     assert re.search(r"login\s+\d+\.\d\d s \(\d+\) vs\s+\d+\.\d\d s \(\d+\)\s+p = \S+\s+B slower", login)
     assert "reaches login later than" in out

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from bootlab import __version__
+from bootlab.lab.stats import p_text
 from bootlab.report.pages import Page
 from bootlab.report.text import MARKS, decision_text, pct, rate_text, register_lines, when
 from bootlab.store.rows import revision_text
@@ -28,10 +29,6 @@ def _secs(value: float | None, unit: bool = True) -> str:
     if value is None:
         return "-" if unit else ""
     return f"{value:.2f} s" if unit else f"{value:.2f}"
-
-
-def _pval(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def _prob(value: float | None) -> str:
@@ -69,7 +66,7 @@ def _env() -> jinja2.Environment:
         pct=pct,
         when=when,
         secs=_secs,
-        pval=_pval,
+        pval=p_text,
         decision=lambda seq, status: decision_text(seq, interrupted=status == "interrupted"),
         md=_md_cell,
         revision=revision_text,

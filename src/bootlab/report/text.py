@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bootlab.lab.stats import p_text
+
 #: How a trial's mark (:func:`bootlab.lab.summary.mark`) is drawn: the user's notes' emoji.
 MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
 
@@ -183,7 +185,7 @@ def print_comparison(c: dict[str, Any]) -> None:
     if c.get("difference") is not None:
         diff = difference_text(c["difference"], c["difference_ci95"])
         out.print(f"  difference B - A: {diff} (95% Newcombe)", markup=False)
-    out.print(f"  Fisher exact two-sided p = {c['p_value']:.3g}", markup=False)
+    out.print(f"  Fisher exact two-sided p = {p_text(c['p_value'])}", markup=False)
     mark = MARKS["pass"] if c.get("significant") else MARKS["flaky"]
     out.print(f"  {mark} {c['sentence']}", markup=False)
     for line in timing_lines(c.get("timing"), indent="  "):
@@ -219,9 +221,9 @@ def timing_lines(timing: dict[str, Any] | None, *, indent: str = "") -> list[str
         return []
     rows = timing["stages"]
     width = max(len(r["stage"]) for r in rows)
-    lines = [f"{indent}stage times, median A vs B (n), Mann-Whitney two-sided p:"]
+    lines = [f"{indent}stage times, median A vs B (n), Mann–Whitney two-sided p:"]
     for r in rows:
-        p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        p = p_text(r["p_value"])
         how = ""
         if r["p_value"] is not None and r["p_value"] < 0.05 and r["direction"]:
             how = "  B slower" if r["direction"] > 0 else "  B faster"
