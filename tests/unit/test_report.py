@@ -337,19 +337,19 @@ def test_a_rev_trial_replays_that_build_and_shows_its_revision(
         arm["replay_trial"]
         == "bootlab trial sim --set cpu=max --set vars.build=never -n 4 --seed-base 3 --rev 0123456789ab"
     )
-    put = "# with the build of 0123456789ab (v0.9) in place (git switch --detach 0123456789ab && bootlab build sim"
-    put += " --set cpu=max --set vars.build=never):\nbootlab boot sim --set cpu=max --set vars.build=never --seed "
+    put = "# first put the build of 0123456789ab (v0.9) in place: git switch --detach 0123456789ab && bootlab build sim"
+    put += " --set cpu=max --set vars.build=never\nbootlab boot sim --set cpu=max --set vars.build=never --seed "
     assert arm["failures"] and all(b["replay"] == f"{put}{b['seed']}" for b in arm["failures"])
     html_page = render.html(page, plots.figures(page), store=lab.store.root)
     assert "Source revision: 0123456789ab (v0.9) in bootlab's build of it" in text_of(section(html_page, "environment"))
-    assert "```sh\n# with the build of 0123456789ab (v0.9)" in render.markdown(page)
+    assert "```sh\n# first put the build of 0123456789ab (v0.9) in place" in render.markdown(page)
     # show and the JUnit export carry the same note
     monkeypatch.setenv("BOOTLAB_STORE", str(lab.store.root))
     boot = arm["failures"][0]["boot"]
     assert main(["show", boot]) == 0
-    assert "\n    with the build of 0123456789ab (v0.9) in place (git switch" in capsys.readouterr().out
+    assert "\n    first put the build of 0123456789ab (v0.9) in place: git switch" in capsys.readouterr().out
     assert main(["export", "t1", "--format", "junit"]) == 0
-    assert "replay: # with the build of 0123456789ab (v0.9)" in capsys.readouterr().out
+    assert "replay: # first put the build of 0123456789ab (v0.9)" in capsys.readouterr().out
     # a comparison of that build against the user's tree: --a-rev only
     lab.compare(ArmSpec("sim", sets, label="v0.9", revision=v09), ArmSpec("sim", sets, label="here"), n=2, seed_base=1)
     replay = pages.load(lab.store, Ref("comparison", 1)).data["replay"]

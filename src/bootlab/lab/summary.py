@@ -70,7 +70,7 @@ def replay_command(profile: str, sets: list[str], seed: int | None, revision: Ma
         return command
     commit = str(built.commit)[:12]
     how = f"git switch --detach {commit} && bootlab build {shlex.quote(profile)}{sets_text}"
-    return f"# with the build of {built.short()} in place ({how}):\n{command}"
+    return f"# first put the build of {built.short()} in place: {how}\n{command}"
 
 
 def stage_times(verdicts: Iterable[Verdict]) -> dict[str, list[float]]:
