@@ -141,7 +141,7 @@ def environment(boots: list[dict[str, Any]]) -> dict[str, Any]:
     images: Counter[tuple[str, Any]] = Counter()
     revisions: Counter[str] = Counter()
     for b in boots:
-        revisions[revision_line(b["revision"]) if b["revision"] else "not recorded"] += 1
+        revisions[revision_line(b["revision"])] += 1
         h = b["host"]
         hosts[(h.get("bootlab"), h.get("os"), h.get("arch"), h.get("qemu"), h.get("qemu_version"), h.get("accel"))] += 1
         for key, digest in b["images"].items():
