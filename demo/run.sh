@@ -32,7 +32,7 @@ say "2/4  The notes' claim: '10/10 = 100% success rate (up from 60%)'. The same 
 interleaved (A, B, A, B, ...) so that anything else happening on this machine hits both alike."
 bl compare redox-sim --set "cpu=$MAX" --a vars.build=dsb-wfi --b vars.build=isb-barriers -n 10 \
     --seed-base 1 --note "the notes' 10 boots"
-say "6/10 against 10/10 looks decisive, but Fisher's exact test gives p = 0.087: ten boots each cannot yet tell \
+say "6/10 against 10/10 looks decisive, but Fisher's exact test gives p = 0.0867: ten boots each cannot yet tell \
 60% from 100% at the usual 5% level. bootlab says how many more boots would settle it."
 
 say "3/4  So boot more: 20 of each."
@@ -40,8 +40,10 @@ bl compare redox-sim --set "cpu=$MAX" --a vars.build=dsb-wfi --b vars.build=isb-
     --seed-base 5 --note "enough boots"
 say "Now the difference holds up (p well under 0.01), with an interval for how big it is."
 
-say "4/4  Everything above is in the store: every boot with its seed (replay one with \
-\`bootlab boot redox-sim --seed N\`), its console log, the image hashes and the QEMU version."
+say "4/4  Everything above is in the store: every boot with its seed and --set values, its console log, the image \
+hashes and the QEMU version. \`bootlab show bN\` (with the BOOTLAB_STORE printed at the end) prints the command that \
+replays a boot, and the report below has it for each failed boot; add --config $CONFIG to it, where the demo's \
+profiles live."
 bl history
 
 # the comparison just run (the newest trial is its arm B): its id is c2 in a fresh store, but not in a reused one

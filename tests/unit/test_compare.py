@@ -28,7 +28,7 @@ def test_the_users_ten_boots_are_not_enough() -> None:
     assert c["p_value"] == pytest.approx(0.0867, abs=1e-4)
     assert not c["significant"]
     assert c["more_boots_each"] is not None and 5 <= c["more_boots_each"] <= 20
-    assert c["sentence"].startswith("not distinguishable yet (p = 0.087): about ")
+    assert c["sentence"].startswith("not distinguishable yet (p = 0.0867): about ")
     assert "more boots each would settle a difference this size" in c["sentence"]
     assert c["difference"] == pytest.approx(0.4)
 

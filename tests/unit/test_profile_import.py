@@ -158,7 +158,7 @@ def test_redox_qemu_mk_x86_64_round_trip(project: Path, capsys: pytest.CaptureFi
 
 
 @requires(GUESTS.is_file(), "test guests not built: run `bash guests/build.sh`")
-@pytest.mark.parametrize("guest", ["linux-arm64", "linux-arm64-uefi", "linux-x86_64", "redox-sim"])
+@pytest.mark.parametrize("guest", ["linux-arm64", "linux-arm64-uefi", "linux-x86_64", "redox-sim", "debian-amd64"])
 def test_exported_guest_script_round_trip(guest: str, project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`bootlab script` -> `profiles import --script` -> `bootlab script` again: the very same argv."""
     script = project / "run.sh"

@@ -100,7 +100,7 @@ class Filled:
         # a single boot, as `bootlab boot` stores it: no trial
         profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 77, 0)
         verdict = asyncio.run(replay_boot_fn()(profile, root / "single.log"))
-        self.single = f"b{self.store.record_boot(verdict, profile, lab.host)}"
+        self.single = f"b{self.store.record_boot(verdict, profile, lab.host, sets=['cpu=max', 'smp=4'])}"
 
     def page(self, ref: str) -> pages.Page:
         from bootlab.store.db import parse_ref
@@ -231,6 +231,12 @@ def test_comparison_rates_difference_and_rank_test(filled: Filled) -> None:
     assert test is not None and test[0] < 0.05 and test[1] == 1  # B boots 0.4 s slower at every stage after menu
     timing = section(page, "timing")
     assert f"{test[0]:.3g}" in timing and "B slower" in timing
+    # one p format wherever a p is printed (the table, the figure's notes, the sentences): three significant digits
+    svg = "".join(re.findall(r"<svg.*?</svg>", page, re.S))
+    for row in filled.page("c1").data["timing"]["stages"]:
+        assert row["p_value"] is None or f"p = {row['p_value']:.3g}" in svg, row
+    assert f"Mann–Whitney p = {test[0]:.3g}" in text and f"p = {c['p_value']:.3g}" in c["sentence"]
+    assert "Mann-Whitney" not in page
     assert "isb-barriers reaches login later than dsb-wfi" in text
     assert page.count('<svg class="plot"') == 5
     assert "bootlab compare sim --a cpu=max --a vars.build=dsb-wfi --b cpu=max" in text
@@ -248,12 +254,110 @@ def test_boot_page(filled: Filled) -> None:
     assert whole.count("<mark>") == 1
 
 
+def test_boot_page_shows_the_decoded_fault(tmp_path: Path) -> None:
+    """The fault registers the gdb stub read (and the exception decoded from them) are in both formats."""
+    from bootlab.verdict import VcpuRegisters
+
+    lab = make_report_lab(tmp_path, make_fake_host())
+    assert lab.store is not None
+    profile = lab.resolve(ArmSpec("sim", ["cpu=max", "smp=4"]), 5, 0)
+    verdict = asyncio.run(replay_boot_fn()(profile, tmp_path / "fault.log"))
+    assert verdict.outcome == "crash"
+    fault = "data abort from EL0: translation fault, level 3, write, FAR 0x11000"
+    regs = [
+        VcpuRegisters(cpu=0, pc="4005d0", esr="92000047", far="11000", spsr="80000000", el=1, exception=fault, raw=""),
+        VcpuRegisters(cpu=1, pc="ffffffff81000000", cr2="1379b0d8", cr3="1070000", raw=""),
+        VcpuRegisters(cpu=2, pc="10", stub_error="current accelerator doesn't support guest debugging", raw=""),
+    ]
+    ref = Ref("boot", lab.store.record_boot(verdict.model_copy(update={"registers": regs}), profile, lab.host))
+    page = pages.load(lab.store, ref)
+    part = text_of(section(render.html(page, plots.figures(page), store=lab.store.root), "registers"))
+    assert f"last exception taken: {fault} (the vCPU is at EL1)" in part
+    for value in ("80000000", "1379b0d8", "1070000", "no fault registers: current accelerator"):
+        assert value in part
+    md = render.markdown(page)
+    assert f"cpu0: last exception: {fault}; esr=92000047 elr=None spsr=80000000 (cpu at EL1)" in md
+    assert "cpu1: cr2=1379b0d8 cr3=1070000" in md and "cpu2: no fault registers: current accelerator" in md
+
+
 def test_single_boot_page(filled: Filled) -> None:
     page = filled.html(filled.page(filled.single))
     text = text_of(page)
-    assert "a single boot" in text and "bootlab boot sim --seed 77" in text
-    assert "the store keeps no list of the --set values it ran with" in text
+    assert "a single boot" in text and "bootlab boot sim --set cpu=max --set smp=4 --seed 77" in text
+    assert "add them" not in text  # its --set values are stored with it
     assert '"smp": 4' in text  # the resolved profile says what it ran with
+
+
+def test_a_single_boot_replays_with_its_sets_in_show_export_and_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bootlab boot --set ...` stores its --set values: every replay hint of the boot carries them; a single boot
+    stored before they were recorded replays without them, and its page says to add them."""
+    from test_trial_support import make_project, use_simulated_boots
+
+    import bootlab.lab.boot
+    from bootlab.verdict import Verdict
+
+    config = str(make_project(tmp_path))
+    use_simulated_boots(monkeypatch, make_fake_host(), tmp_path / "store")
+    monkeypatch.setattr(bootlab.lab.boot, "boot", lambda profile, **kw: Verdict(outcome="crash", seed=profile.seed))
+    assert main(["boot", "sim", "--config", config, "--set", "cpu=max", "--set", "smp=4", "--seed", "77"]) == 1
+    replay = "bootlab boot sim --set cpu=max --set smp=4 --seed 77"
+    capsys.readouterr()
+    assert main(["show", "b1", "--config", config]) == 0
+    assert f"(replay: {replay})" in capsys.readouterr().out
+    assert main(["export", "b1", "--config", config, "--format", "junit"]) == 0
+    assert f"replay: {replay}" in capsys.readouterr().out
+    with Store(tmp_path / "store") as store:
+        page = pages.load(store, Ref("boot", 1))
+        assert page.data["boot"]["replay"] == replay and replay in render.markdown(page)
+        store.db.execute("UPDATE boots SET sets = NULL")  # as a boot stored before bootlab recorded them
+        store.db.commit()
+        old = render.html(p := pages.load(store, Ref("boot", 1)), plots.figures(p), store=store.root)
+    assert "bootlab boot sim --seed 77" in text_of(old) and "add them" in text_of(old)
+
+
+def test_a_rev_trial_replays_that_build_and_shows_its_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Boots of a build bootlab made apart (`trial --rev v0.9`): the trial's replay carries --rev, each boot's
+    replay says which build to put in place first (`bootlab boot` boots the user's tree), the environment names
+    the revision; a comparison gives each arm its own."""
+    from bootlab.source.revision import Revision
+
+    lab = make_report_lab(tmp_path, make_fake_host())
+    assert lab.store is not None
+    commit = "0123456789ab" + "c" * 28
+    v09 = Revision(dir=str(tmp_path), commit=commit, rev="v0.9", checkout=True)
+    sets = ["cpu=max", "vars.build=never"]
+    lab.trial(ArmSpec("sim", sets, revision=v09), n=4, seed_base=3)  # t1
+    page = pages.load(lab.store, Ref("trial", 1))
+    arm = page.data["arm"]
+    assert (
+        arm["replay_trial"]
+        == "bootlab trial sim --set cpu=max --set vars.build=never -n 4 --seed-base 3 --rev 0123456789ab"
+    )
+    put = "# first put the build of 0123456789ab (v0.9) in place: git switch --detach 0123456789ab && bootlab build sim"
+    put += " --set cpu=max --set vars.build=never\nbootlab boot sim --set cpu=max --set vars.build=never --seed "
+    assert arm["failures"] and all(b["replay"] == f"{put}{b['seed']}" for b in arm["failures"])
+    html_page = render.html(page, plots.figures(page), store=lab.store.root)
+    assert "Source revision: 0123456789ab (v0.9) in bootlab's build of it" in text_of(section(html_page, "environment"))
+    assert "```sh\n# first put the build of 0123456789ab (v0.9) in place" in render.markdown(page)
+    # show and the JUnit export carry the same note
+    monkeypatch.setenv("BOOTLAB_STORE", str(lab.store.root))
+    boot = arm["failures"][0]["boot"]
+    assert main(["show", boot]) == 0
+    assert "\n    first put the build of 0123456789ab (v0.9) in place: git switch" in capsys.readouterr().out
+    assert main(["export", "t1", "--format", "junit"]) == 0
+    assert "replay: # first put the build of 0123456789ab (v0.9)" in capsys.readouterr().out
+    # a comparison of that build against the user's tree: --a-rev only
+    lab.compare(ArmSpec("sim", sets, label="v0.9", revision=v09), ArmSpec("sim", sets, label="here"), n=2, seed_base=1)
+    replay = pages.load(lab.store, Ref("comparison", 1)).data["replay"]
+    assert replay == (
+        "bootlab compare sim --a cpu=max --a vars.build=never --b cpu=max --b vars.build=never --a-rev 0123456789ab "
+        "-n 2 --seed-base 1"
+    )
+    lab.store.close()
 
 
 def test_history_page(filled: Filled) -> None:
@@ -328,7 +432,7 @@ def test_compare_prints_stage_medians_and_rank_test(
     monkeypatch.setenv("BOOTLAB_STORE", str(filled.store.root))
     assert main(["compare", "--trials", "t13", "t14"]) == 0
     out = capsys.readouterr().out
-    assert "stage times, median A vs B (n), Mann-Whitney two-sided p:" in out
+    assert "stage times, median A vs B (n), Mann–Whitney two-sided p:" in out
     login = next(line for line in out.splitlines() if line.strip().startswith("login"))
     assert re.search(r"login\s+\d+\.\d\d s \(\d+\) vs\s+\d+\.\d\d s \(\d+\)\s+p = \S+\s+B slower", login)
     assert "reaches login later than" in out

@@ -80,6 +80,28 @@ def test_migration_from_version_zero_keeps_unrelated_tables(tmp_path: Path) -> N
     assert {"mine", "boots", "trials", "matrices", "comparisons", "notes", "file_hashes"} <= names
 
 
+def test_a_store_of_the_previous_version_keeps_its_boots_and_gains_their_sets(tmp_path: Path) -> None:
+    """Migration 3 (a single boot's --set values) on a store written by the bootlab before it: the old boot stays,
+    with no sets recorded (NULL, not "none"), and boots stored from then on keep theirs."""
+    from bootlab.store.schema import MIGRATIONS
+
+    (tmp_path / "s").mkdir()
+    db = sqlite3.connect(tmp_path / "s" / "bootlab.db")
+    db.executescript("".join(MIGRATIONS[:2]) + ";PRAGMA user_version = 2;")
+    db.execute(
+        "INSERT INTO boots(profile, profile_json, outcome, verdict, created, seed)"
+        " VALUES ('sim', '{}', 'crash', '{}', 1, 9)"
+    )
+    db.commit()
+    db.close()
+    store = Store(tmp_path / "s")
+    assert store.version() == SCHEMA_VERSION == 3
+    assert store.require(Ref("boot", 1))["sets"] is None and store.require(Ref("boot", 1))["seed"] == 9
+    new = store.record_boot(Verdict(outcome="pass", seed=3), _profile(tmp_path), sets=["smp=4"])
+    assert json.loads(store.require(Ref("boot", new))["sets"]) == ["smp=4"]
+    assert store.require(Ref("boot", store.record_boot(Verdict(outcome="pass"), _profile(tmp_path))))["sets"] is None
+
+
 def test_record_boot_round_trip_with_log_and_hashes(tmp_path: Path) -> None:
     profile = _profile(tmp_path)
     log = tmp_path / "boot.log"

@@ -127,3 +127,21 @@ def test_register_lines_show_the_decoded_exception() -> None:
     assert register_lines([{"cpu": 1, "pc": "10", "sp": None, "lr": None, "symbols": {}, "raw": ""}]) == [
         "cpu1: pc=10 sp=None lr=None"
     ]
+
+
+def test_register_lines_show_spsr_x86_fault_registers_and_why_the_stub_failed() -> None:
+    from bootlab.report.text import register_lines
+
+    arm = parse_registers(0, "PC=ffff000000001000 SP=ffff000000002000 X30=ffff000000000ff0")
+    SystemRegisters(
+        0, "aarch64", {"ESR_EL1": 0x92000047, "FAR_EL1": 0x11000, "SPSR_EL1": 0x80000000, "cpsr": 0x3C5}
+    ).apply(arm)
+    assert register_lines([arm.model_dump()])[1].endswith("esr=92000047 elr=None spsr=80000000 (cpu at EL1)")
+    x86 = SystemRegisters(1, "i386:x86-64", {"cr2": 0x1379B0D8, "cr3": 0x1070000}).apply(
+        parse_registers(1, "RIP=ffffffff81000000 RSP=0000000000001000")
+    )
+    assert register_lines([x86.model_dump()])[1:] == ["cpu1: cr2=1379b0d8 cr3=1070000"]
+    regs = [parse_registers(0, "PC=ffff000000001000")]
+    asyncio.run(fill_system_registers(FakeQemu(None, refuse=HVF_REFUSAL), regs))
+    (why,) = register_lines([regs[0].model_dump()])[1:]
+    assert why.startswith("cpu0: no fault registers: ") and "guest debugging" in why

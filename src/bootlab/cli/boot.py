@@ -157,7 +157,7 @@ def _observed_boot(
     if not args.no_store:
         from bootlab.store import record_boot
 
-        ref = record_boot(verdict, profile, res.host, project=res.project)
+        ref = record_boot(verdict, profile, res.host, project=res.project, sets=list(args.sets))
         print(f"bootlab: stored as {ref} (bootlab show {ref})", file=err, flush=True)
     return verdict, held
 

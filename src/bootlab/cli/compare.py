@@ -1,7 +1,7 @@
 """`bootlab compare A B` / `compare P --a k=v --b k=v` / `compare --trials ID_A ID_B`: is B really better?
 
 Two trials, booted interleaved (A, B, A, B, ...) so that drift on the host hits both alike, then Fisher's exact
-test and a sentence: "B passes more often than A (p = 0.003)" or "not distinguishable yet: about K more boots
+test and a sentence: "B passes more often than A (p = 0.00328)" or "not distinguishable yet: about K more boots
 each would settle a difference this size". With ``--trials`` nothing boots: two stored trials are compared.
 
 ``--rev REV`` boots both arms from a build of REV, ``--a-rev``/``--b-rev`` each arm from its own revision (the

@@ -52,12 +52,12 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The trial (None for a single boot) and its boots, each with the ``sets`` of its trial (for replay)."""
-    from bootlab.store.rows import boot_json, trial_sets
+    """The trial (None for a single boot) and its boots, each with the ``sets`` it ran with (for replay)."""
+    from bootlab.store.rows import boot_json, boot_sets
 
     if ref.kind == "boot":
         row = store.require(ref)
-        return None, [{**boot_json(row), "sets": trial_sets(store, row["trial_id"])}]
+        return None, [{**boot_json(row), "sets": boot_sets(store, row) or []}]
     from bootlab.lab.lab import stored_trial
     from bootlab.lab.results import to_json
 
@@ -136,7 +136,7 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
             for x in (
                 f"outcome: {b['outcome']} at stage {v.get('stage')}",
                 f"fatal line: {v['fatal_line']}" if v.get("fatal_line") else "",
-                f"replay: {replay_command(b['profile'], b['sets'], b['seed'])}",
+                f"replay: {replay_command(b['profile'], b['sets'], b['seed'], b.get('revision'))}",
                 f"log: bootlab show {b['boot']} --log",
             )
             if x

@@ -7,7 +7,8 @@ The command (or the one the script runs, see :mod:`bootlab.profile.script_reader
 (:mod:`bootlab.profile.importer`), written into bootlab.toml with the user's comments kept
 (:mod:`bootlab.profile.toml_writer`). Then bootlab builds the profile's argv with its own builder against this
 host's probe and compares it with the source, option by option (:mod:`bootlab.qemu.equivalence`); ``--lock``
-locks the profile at once. Exit 0 when the import is exact, 1 when some option differs (printed), 2 on bad input.
+locks the profile at once. Exit 0 when the import is exact (and locked, with ``--lock``), 1 when some option
+differs (printed) or ``--lock`` could not lock an exact import, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def import_parser() -> argparse.ArgumentParser:
         usage="%(prog)s NAME [options] [-- qemu-system-ARCH ARGS... | --script FILE [-- SCRIPT ARGS...]]",
         description="write [profiles.NAME] into bootlab.toml from a QEMU command line (after --) or from the "
         "qemu-system command a sh script runs (--script), then compare its argv with the source, option by option: "
-        "exit 0 when they match, 1 when something differs, 2 on bad input",
+        "exit 0 when they match (and, with --lock, it is locked), 1 when something differs or --lock could not "
+        "lock, 2 on bad input",
     )
     p.add_argument("name", metavar="NAME", help="the profile to write (letters, digits, '.', '_', '-')")
     p.add_argument("--script", type=Path, metavar="FILE", help="read the qemu-system command from this sh script")

@@ -26,7 +26,7 @@ def run_show(args: argparse.Namespace) -> int:
     from bootlab.errors import UsageError
     from bootlab.profile.loader import load_project
     from bootlab.store.db import open_store, parse_ref
-    from bootlab.store.rows import boot_json, trial_sets
+    from bootlab.store.rows import boot_json, boot_sets
 
     ref = parse_ref(args.id)
     if args.log and ref.kind != "boot":
@@ -40,7 +40,7 @@ def run_show(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(store.read_log(row["log_path"]))
                 return 0
             data = boot_json(row)
-            data["sets"] = trial_sets(store, row["trial_id"])
+            data["sets"] = boot_sets(store, row) or []
             data["notes"] = [n["text"] for n in store.notes(ref)]
             if args.json:
                 print(json.dumps(data, indent=2))
@@ -92,10 +92,14 @@ def _print_boot(d: dict[str, Any]) -> None:
     print(f"  outcome: {v['outcome']} at stage {v.get('stage') or '-'} after {v.get('duration_s')} s")
     from bootlab.lab.summary import replay_command
     from bootlab.report.text import verdict_lines
+    from bootlab.store.rows import revision_line
 
     for line in verdict_lines(v):
         print(line)
-    print(f"  seed: {d['seed']} (replay: {replay_command(d['profile'], d.get('sets', []), d['seed'])})")
+    *first, command = replay_command(d["profile"], d.get("sets", []), d["seed"], d.get("revision")).split("\n")
+    print(f"  seed: {d['seed']} (replay: {command})")
+    for line in first:  # a build bootlab made apart: which one to put in place first
+        print(f"    {line.removeprefix('# ')}")
     host = d["host"]
     where = f"{host['name']} " if host.get("name") else ""
     if host.get("worker"):
@@ -104,7 +108,7 @@ def _print_boot(d: dict[str, Any]) -> None:
     print(f"  host: {where}{host.get('os')}/{host.get('arch')}, qemu {qemu}, accel {accel}")
     for key, digest in d["images"].items():
         print(f"  {key}: sha256 {digest}")
-    print(f"  revision: {_revision_line(d.get('revision'))}")
+    print(f"  revision: {revision_line(d.get('revision'))}")
     if d["argv"]:
         import shlex
 
@@ -114,23 +118,14 @@ def _print_boot(d: dict[str, Any]) -> None:
         print(f"  note: {note}")
 
 
-def _revision_line(data: dict[str, Any] | None) -> str:
-    from bootlab.source.revision import Revision
-
-    rev = Revision.from_json(data)
-    if rev is None or not rev.commit:
-        return "unknown (the images are not in a git working tree)"
-    where = "bootlab's build of it" if rev.checkout else rev.dir
-    return f"{rev.short()} in {where}"
-
-
 def _print_trial(result: dict[str, Any], records: list[Any]) -> None:
     from bootlab.report.text import print_trial
+    from bootlab.store.rows import revision_line
 
     print_trial(result)
     revisions = result.get("revisions") or []
     if revisions:
-        print("  revision: " + "; ".join(_revision_line(r) for r in revisions))
+        print("  revision: " + "; ".join(revision_line(r) for r in revisions))
     for note in result.get("notes", []):
         print(f"  note: {note}")
     print("  boots:")

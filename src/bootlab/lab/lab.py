@@ -22,7 +22,7 @@ from bootlab.lab.results import Arm as ResultArm
 from bootlab.lab.results import ComparisonResult, MatrixCell, MatrixResult, TrialResult, to_json
 from bootlab.lab.runner import Arm, BootFn, Progress, RunResult, run_arms
 from bootlab.lab.sequential import PairStopper, sequential_sentence
-from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p
+from bootlab.lab.stats import boots_per_arm, compare_times, diff_interval, fisher_p, p_text
 from bootlab.lab.summary import (
     BootRecord,
     Stopper,
@@ -409,7 +409,7 @@ def timing_sentence(rows: list[dict[str, Any]], label_a: str, label_b: str) -> s
     stage, p = last["stage"], last["p_value"]
     if p is None:
         return f"too few boots reached {stage} to compare times ({last['n_a']} and {last['n_b']})"
-    medians = f"medians A {last['a_p50']:.2f} s, B {last['b_p50']:.2f} s; Mann-Whitney p = {p:.2g}"
+    medians = f"medians A {last['a_p50']:.2f} s, B {last['b_p50']:.2f} s; Mann–Whitney p = {p_text(p)}"
     if p < 0.05 and last["direction"]:
         how = "later" if last["direction"] > 0 else "earlier"
         return f"{label_b} reaches {stage} {how} than {label_a} ({medians})"
@@ -431,19 +431,19 @@ def comparison(
         sentence = "nothing to compare yet: one side has no counted boots"
     elif significant:
         better, worse = (label_b, label_a) if (pb or 0) > (pa or 0) else (label_a, label_b)
-        sentence = f"{better} passes more often than {worse} (p = {p:.2g})"
+        sentence = f"{better} passes more often than {worse} (p = {p_text(p)})"
     else:
         assert pa is not None and pb is not None
         need = boots_per_arm(pa, pb)
         if need is None:
             sentence = (
-                f"no difference seen ({pa:.0%} both, p = {p:.2g}); a real difference, if any, is smaller than "
+                f"no difference seen ({pa:.0%} both, p = {p_text(p)}); a real difference, if any, is smaller than "
                 f"these {min(na, nb)} boots each can show"
             )
         else:
             more = max(1, need - min(na, nb))
             sentence = (
-                f"not distinguishable yet (p = {p:.2g}): about {more} more boots each would settle a difference "
+                f"not distinguishable yet (p = {p_text(p)}): about {more} more boots each would settle a difference "
                 f"this size ({pa:.0%} vs {pb:.0%})"
             )
     return ComparisonResult(

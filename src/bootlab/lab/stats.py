@@ -1,7 +1,7 @@
 """The statistics behind trials and comparisons: Wilson intervals, Fisher's exact test, Wald's SPRT, sample sizes.
 
 The user's notes say "10/10 = 100% (up from 60%)". Ten boots cannot tell 60% from 100% with much confidence
-(Fisher p = 0.087), and every number bootlab prints should say how much it knows. The primitives come from
+(Fisher p = 0.0867), and every number bootlab prints should say how much it knows. The primitives come from
 scipy.stats (``binomtest(...).proportion_ci(method="wilson")``, ``fisher_exact``, ``binom``, ``norm``); what is
 written here is the thin layer on top: Newcombe's interval for a difference (built from two Wilson intervals),
 the SPRT bookkeeping and the sample-size formulas used to say "about K more boots each would settle it".
@@ -171,8 +171,14 @@ def percentile(values: list[float], q: float) -> float:
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
+def p_text(p: float | None) -> str:
+    """A p-value as every output prints it (sentences, terminal, reports, figures): three significant digits,
+    "0.0867" or "6.18e-07", so that the same test reads the same wherever it is shown; "-" when there is none."""
+    return "-" if p is None else f"{p:.3g}"
+
+
 def rank_test(a: list[float], b: list[float]) -> tuple[float, int] | None:
-    """Mann-Whitney U test of two samples of times: (two-sided p, direction), or None with fewer than 2 each.
+    """Mann–Whitney U test of two samples of times: (two-sided p, direction), or None with fewer than 2 each.
 
     direction is +1 when b tends to be larger than a (B is slower), -1 when smaller, 0 when neither, read from U
     itself (not from the medians, which can be equal while one sample is shifted). A rank test, because boot

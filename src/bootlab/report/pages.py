@@ -28,10 +28,11 @@ from bootlab.lab.stats import compare_times
 from bootlab.lab.summary import Tally, failure_title, judge, replay_command, stage_times
 from bootlab.report.logs import excerpt, fatal_index, log_lines
 from bootlab.store.db import Ref
-from bootlab.store.rows import boot_json, history_rows, trial_sets
+from bootlab.store.rows import boot_json, boot_sets, history_rows, revision_line
 from bootlab.verdict import Verdict
 
 if TYPE_CHECKING:
+    from bootlab.source.revision import Revision
     from bootlab.store.db import Store
 
 #: Failed boots shown with their log excerpt, registers and replay command, per page. Beyond it the verdict table
@@ -85,7 +86,7 @@ def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[s
         "ready_t": ready_t,
         "counted": passed is not None,
         "passed": bool(passed),
-        "replay": replay_command(b["profile"], sets, b["seed"]),
+        "replay": replay_command(b["profile"], sets, b["seed"], b["revision"]),
         "model": verdict,
     }
 
@@ -133,11 +134,14 @@ def _read_lines(store: Store, boot: dict[str, Any]) -> list[str] | None:
 
 
 def environment(boots: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where the boots ran: bootlab and QEMU versions, hosts, accelerators, image hashes, the resolved profile and
-    argv of the first boot. Values that changed during the trial are all listed, with how many boots saw each."""
+    """Where the boots ran: bootlab and QEMU versions, hosts, accelerators, image hashes, source revisions, the
+    resolved profile and argv of the first boot. Values that changed during the trial are all listed, with how
+    many boots saw each."""
     hosts: Counter[tuple[Any, ...]] = Counter()
     images: Counter[tuple[str, Any]] = Counter()
+    revisions: Counter[str] = Counter()
     for b in boots:
+        revisions[revision_line(b["revision"])] += 1
         h = b["host"]
         hosts[(h.get("bootlab"), h.get("os"), h.get("arch"), h.get("qemu"), h.get("qemu_version"), h.get("accel"))] += 1
         for key, digest in b["images"].items():
@@ -150,6 +154,8 @@ def environment(boots: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "hosts": [{**dict(zip(keys, h, strict=True)), "boots": n} for h, n in hosts.most_common()],
         "images": [{"key": k, "sha256": d, "boots": n} for (k, d), n in sorted(images.items())],
+        # where the images came from: a --rev trial booted a build of that revision, not the user's tree
+        "revisions": [{"text": text, "boots": n} for text, n in revisions.items()],
         "profile": profile,
         "argv": shlex.join(first["argv"]) if first and first["argv"] else None,
         "first_boot": first["boot"] if first else None,
@@ -198,10 +204,12 @@ def arm_view(store: Store, trial_id: int, cap: int = MAX_FAILURE_DETAILS) -> dic
     n = summary.get("n") or len(boots)
     seed_base = summary.get("seed_base")
     sets_text = "".join(f" --set {shlex.quote(s)}" for s in sets)
+    build = shared_build(boots)
     # a comparison arm's seeds are salted with its side: `bootlab trial --seed-base` would not boot them again
     replay_trial = None
     if seed_base is not None and row["comparison_id"] is None:
         replay_trial = f"bootlab trial {shlex.quote(summary['profile'])}{sets_text} -n {n} --seed-base {seed_base}"
+        replay_trial += f" --rev {build.commit}" if build else ""
     return {
         "summary": summary,
         "boots": boots,
@@ -210,8 +218,24 @@ def arm_view(store: Store, trial_id: int, cap: int = MAX_FAILURE_DETAILS) -> dic
         "env": environment(boots),
         "notes": [note["text"] for note in store.notes(Ref("trial", trial_id))],
         "replay_trial": replay_trial,
-        "replay_boot": replay_command(summary["profile"], sets, None),
+        "replay_boot": replay_command(summary["profile"], sets, None, build.to_json() if build else None),
+        "build": build,
     }
+
+
+def shared_build(boots: list[dict[str, Any]]) -> Revision | None:
+    """The revision a trial's boots were all built from in bootlab's own checkout (a ``--rev`` trial or arm), so
+    that its replay boots that build again with ``--rev``; None when they booted the user's tree (or mixed)."""
+    from bootlab.source.revision import Revision
+
+    found = {Revision.from_json(b["revision"]) for b in boots}
+    if len(found) != 1:
+        return None
+    (only,) = found
+    if only is None or not only.built_apart:
+        return None
+    # the commit, exactly: a tag or branch named at the time may point elsewhere now
+    return Revision(dir=only.dir, commit=str(only.commit)[:12], rev=only.rev, checkout=True)
 
 
 def _label(summary: dict[str, Any]) -> str:
@@ -279,13 +303,15 @@ def load_comparison(store: Store, ref: Ref) -> Page:
         "started": row["started"],
         "finished": row["finished"],
         "same_env": _env_key(a["env"]) == _env_key(b["env"]),
-        "replay": _replay_comparison(comparison, a["summary"], b["summary"]),
+        "replay": _replay_comparison(comparison, a, b),
     }
     return Page("comparison", str(ref), f"comparison {ref}: {label_a} vs {label_b}", data)
 
 
-def _replay_comparison(c: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) -> str | None:
-    """``bootlab compare`` with every --set of each arm given as --a/--b: the same arms, the same seeds."""
+def _replay_comparison(c: dict[str, Any], arm_a: dict[str, Any], arm_b: dict[str, Any]) -> str | None:
+    """``bootlab compare`` with every --set of each arm given as --a/--b: the same arms, the same seeds, and the
+    same builds (``--rev`` when both arms booted one revision's build, else ``--a-rev``/``--b-rev``)."""
+    a, b = arm_a["summary"], arm_b["summary"]
     if a.get("seed_base") is None or a.get("seed_base") != b.get("seed_base"):
         return None
     profiles = [a["profile"]] if a["profile"] == b["profile"] else [a["profile"], b["profile"]]
@@ -294,6 +320,13 @@ def _replay_comparison(c: dict[str, Any], a: dict[str, Any], b: dict[str, Any]) 
     words += [w for s in b.get("sets") or [] for w in ("--b", s)]
     n = max(a.get("n") or a["boots"], b.get("n") or b["boots"])
     strict = " --strict" if a.get("strict") else ""
+    build_a, build_b = arm_a["build"], arm_b["build"]
+    if build_a and build_b and build_a.commit == build_b.commit:
+        words += ["--rev", str(build_a.commit)]
+    else:
+        words += [
+            w for flag, rev in (("--a-rev", build_a), ("--b-rev", build_b)) if rev for w in (flag, str(rev.commit))
+        ]
     return f"{shlex.join(words)} -n {n} --seed-base {a['seed_base']}{strict}"
 
 
@@ -310,8 +343,8 @@ MAX_LOG_LINES = 4000
 
 def load_boot(store: Store, ref: Ref) -> Page:
     row = store.require(ref)
-    sets = trial_sets(store, row["trial_id"])
-    boot = boot_view(row, sets)
+    sets = boot_sets(store, row)
+    boot = {**boot_view(row, sets or []), "sets_recorded": sets is not None}
     lines = _read_lines(store, boot)
     log = None
     if lines is not None:
@@ -431,11 +464,6 @@ def load_bisect(store: Store, ref: Ref) -> Page:
             view = boot_view(stored, sets, strict)
             shows = symptom(view["model"], strict=strict, title=pattern)
             view["evidence"] = _evidence(shows, view)
-            # the image came from a build of that commit: the plain boot command boots whatever is built now
-            view["replay"] = (
-                f"# with the build of {str(commit)[:12]} in place (git switch --detach {str(commit)[:12]} && "
-                f"bootlab build {shlex.quote(summary['profile'])}):\n{view['replay']}"
-            )
             by_commit.setdefault(str(commit), []).append(view)
     post = line_posterior(summary) if line else []
     best = summary["best"]["index"]
@@ -488,7 +516,7 @@ def load_bisect(store: Store, ref: Ref) -> Page:
         "failures": failures,
         "every_boot": [{"commit": c, "arm": {"boots": c["boot_views"], "failures": []}} for c in commits],
         # the images differ per commit: listed per commit under the environment, not pooled with boot counts
-        "env": {**environment([b for c in commits for b in c["boot_views"]]), "images": []},
+        "env": {**environment([b for c in commits for b in c["boot_views"]]), "images": [], "revisions": []},
         "images": _images_per_commit(commits),
         "notes": [n["text"] for n in store.notes(ref)],
         "started": row["started"],

@@ -31,7 +31,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from bootlab.lab.stats import percentile
+from bootlab.lab.stats import p_text, percentile
 from bootlab.lab.summary import Tally, failure_title
 from bootlab.report.pages import Page
 from bootlab.report.text import difference_text, pct, rate_text
@@ -741,7 +741,7 @@ def comparison_rates(c: dict[str, Any], name: str = "rates") -> Figure:
     return Figure(
         name,
         "Pass rates and their difference",
-        f"{c['sentence']}. The verdict is Fisher's exact test (p = {c['p_value']:.3g}); right, B − A with its 95% "
+        f"{c['sentence']}. The verdict is Fisher's exact test (p = {p_text(c['p_value'])}); right, B − A with its 95% "
         f"Newcombe interval says how large the difference may be (near 0% and 100% it can clear zero while the "
         f"exact test, more cautious, does not yet).",
         _draw(name, draw),
@@ -762,7 +762,7 @@ def comparison_figures(page: Page) -> list[Figure]:
         p = row["p_value"]
         if p is not None:
             how = {1: ", B slower", -1: ", B faster", 0: ""}[row["direction"]] if p < 0.05 else ""
-            notes[row["stage"]] = f"p = {p:.2g}{how}"
+            notes[row["stage"]] = f"p = {p_text(p)}{how}"
     stage_fig = stage_times(series, stages, notes)
     if stage_fig is not None:
         stage_fig.caption = (

@@ -16,8 +16,9 @@ from typing import Any
 import jinja2
 
 from bootlab import __version__
+from bootlab.lab.stats import p_text
 from bootlab.report.pages import Page
-from bootlab.report.text import MARKS, decision_text, pct, rate_text, when
+from bootlab.report.text import MARKS, decision_text, pct, rate_text, register_lines, when
 from bootlab.store.rows import revision_text
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -28,10 +29,6 @@ def _secs(value: float | None, unit: bool = True) -> str:
     if value is None:
         return "-" if unit else ""
     return f"{value:.2f} s" if unit else f"{value:.2f}"
-
-
-def _pval(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def _prob(value: float | None) -> str:
@@ -48,8 +45,11 @@ def _md_cell(value: Any) -> str:
 
 
 def _register_keys(regs: list[dict[str, Any]]) -> list[str]:
-    """The register columns worth a column: those QEMU showed for some vCPU (aarch64 7.2 has no ELR/ESR/FAR)."""
-    return [k for k in ("pc", "sp", "lr", "elr", "esr", "far") if any(r.get(k) for r in regs)]
+    """The register columns worth a column: those some vCPU has (``info registers`` gives PC/SP/LR; the fault
+    registers come from the gdb stub, aarch64's ELR/ESR/FAR/SPSR or x86_64's CR2/CR3, and are absent when it
+    could not be read)."""
+    keys = ("pc", "sp", "lr", "elr", "esr", "far", "spsr", "cr2", "cr3")
+    return [k for k in keys if any(r.get(k) for r in regs)]
 
 
 def _env() -> jinja2.Environment:
@@ -66,13 +66,19 @@ def _env() -> jinja2.Environment:
         pct=pct,
         when=when,
         secs=_secs,
-        pval=_pval,
+        pval=p_text,
         decision=lambda seq, status: decision_text(seq, interrupted=status == "interrupted"),
         md=_md_cell,
         revision=revision_text,
         prob=_prob,
     )
-    env.globals.update(version=__version__, mark_names=MARK_NAMES, marks=MARKS, register_keys=_register_keys)
+    env.globals.update(
+        version=__version__,
+        mark_names=MARK_NAMES,
+        marks=MARKS,
+        register_keys=_register_keys,
+        register_lines=register_lines,
+    )
     return env
 
 

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bootlab.lab.stats import p_text
+
 #: How a trial's mark (:func:`bootlab.lab.summary.mark`) is drawn: the user's notes' emoji.
 MARKS = {"pass": "✅", "flaky": "⚠️", "fail": "❌", "refused": "🚫", "none": "❔"}
 
@@ -183,7 +185,7 @@ def print_comparison(c: dict[str, Any]) -> None:
     if c.get("difference") is not None:
         diff = difference_text(c["difference"], c["difference_ci95"])
         out.print(f"  difference B - A: {diff} (95% Newcombe)", markup=False)
-    out.print(f"  Fisher exact two-sided p = {c['p_value']:.3g}", markup=False)
+    out.print(f"  Fisher exact two-sided p = {p_text(c['p_value'])}", markup=False)
     mark = MARKS["pass"] if c.get("significant") else MARKS["flaky"]
     out.print(f"  {mark} {c['sentence']}", markup=False)
     for line in timing_lines(c.get("timing"), indent="  "):
@@ -219,9 +221,9 @@ def timing_lines(timing: dict[str, Any] | None, *, indent: str = "") -> list[str
         return []
     rows = timing["stages"]
     width = max(len(r["stage"]) for r in rows)
-    lines = [f"{indent}stage times, median A vs B (n), Mann-Whitney two-sided p:"]
+    lines = [f"{indent}stage times, median A vs B (n), Mann–Whitney two-sided p:"]
     for r in rows:
-        p = "-" if r["p_value"] is None else f"{r['p_value']:.2g}"
+        p = p_text(r["p_value"])
         how = ""
         if r["p_value"] is not None and r["p_value"] < 0.05 and r["direction"]:
             how = "  B slower" if r["direction"] > 0 else "  B faster"
@@ -239,14 +241,23 @@ def when(ts: float | None) -> str:
 
 def register_lines(registers: list[dict[str, Any]]) -> list[str]:
     """The registers of a crash (a verdict's ``registers``, as dicts), two lines per vCPU at most: PC/SP/LR with
-    their symbols, then the last exception decoded from ESR_EL1 with ESR and ELR (and the EL the vCPU is at)."""
+    their symbols, then what the gdb stub added: on aarch64 the last exception decoded from ESR_EL1 with ESR, ELR
+    and SPSR (and the EL the vCPU is at), on x86_64 CR2 and CR3; or, when the stub could not be read, why (so a
+    missing fault line is never mistaken for "no fault")."""
     lines = []
     for r in registers:
+        cpu = f"cpu{r['cpu']}"
         sym = "  ".join(f"{k}={v}" for k, v in (r.get("symbols") or {}).items())
-        lines.append(f"cpu{r['cpu']}: pc={r.get('pc')} sp={r.get('sp')} lr={r.get('lr')} {sym}".rstrip())
+        lines.append(f"{cpu}: pc={r.get('pc')} sp={r.get('sp')} lr={r.get('lr')} {sym}".rstrip())
         if r.get("exception"):
+            spsr = f" spsr={r['spsr']}" if r.get("spsr") else ""
             el = f" (cpu at EL{r['el']})" if r.get("el") is not None else ""
-            lines.append(f"cpu{r['cpu']}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{el}")
+            lines.append(f"{cpu}: last exception: {r['exception']}; esr={r.get('esr')} elr={r.get('elr')}{spsr}{el}")
+        x86 = " ".join(f"{k}={r[k]}" for k in ("cr2", "cr3") if r.get(k))
+        if x86:
+            lines.append(f"{cpu}: {x86}")
+        if r.get("stub_error"):
+            lines.append(f"{cpu}: no fault registers: {r['stub_error']}")
     return lines
 
 

@@ -41,6 +41,11 @@ class Revision:
             checkout=bool(data.get("checkout")),
         )
 
+    @property
+    def built_apart(self) -> bool:
+        """Built in bootlab's own checkout (``--rev``, a bisect): the user's tree does not hold these images."""
+        return self.checkout and bool(self.commit)
+
     def short(self) -> str:
         """``abc123def456+dirty (main)``, ``abc123def456 (v1.2)``; ``-`` when not in git."""
         if not self.commit:

@@ -270,11 +270,13 @@ class Store:
         idx: int | None = None,
         argv: list[str] | None = None,
         revision: Revision | None = None,
+        sets: list[str] | None = None,
     ) -> int:
         """Store one finished boot (its log compressed beside the database) in one transaction; return its id.
 
         ``revision`` is where the image came from; without it, the revision of the profile's source directory now
-        (see :mod:`bootlab.source.revision`)."""
+        (see :mod:`bootlab.source.revision`). ``sets``: a single boot's ``--set`` values (a trial's boots have their
+        trial's), what its replay command needs."""
         rel = self.save_log(verdict.log)
         stored = verdict.model_copy(update={"log": str(self.root / rel) if rel else verdict.log})
         qemu = host.qemu.get(profile.arch) if host is not None else None
@@ -298,8 +300,8 @@ class Store:
         with self.tx() as db:
             cur = db.execute(
                 "INSERT INTO boots(trial_id, idx, profile, profile_json, argv, images, host, accel, qemu_version,"
-                " seed, outcome, title, verdict, log_path, created, revision, rev_commit)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " seed, outcome, title, verdict, log_path, created, revision, rev_commit, sets)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     trial_id,
                     idx,
@@ -318,6 +320,7 @@ class Store:
                     _now(),
                     json.dumps(revision.to_json()) if revision else None,
                     revision.commit if revision else None,
+                    json.dumps(sets) if sets is not None else None,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -497,7 +500,8 @@ def record_boot(
     project: Project | None = None,
     trial_id: int | None = None,
     idx: int | None = None,
+    sets: list[str] | None = None,
 ) -> str:
-    """Store a single boot (what ``bootlab boot`` calls); returns its id, e.g. ``b42``."""
+    """Store a single boot (what ``bootlab boot`` calls) with its ``--set`` values; returns its id, e.g. ``b42``."""
     with open_store(project) as store:
-        return f"b{store.record_boot(verdict, profile, host, trial_id=trial_id, idx=idx)}"
+        return f"b{store.record_boot(verdict, profile, host, trial_id=trial_id, idx=idx, sets=sets)}"

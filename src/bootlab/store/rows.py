@@ -36,13 +36,14 @@ def boot_json(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def trial_sets(store: Store, trial_id: int | None) -> list[str]:
-    """The ``--set`` values a trial's boots ran with (a single boot's own are in its resolved profile)."""
-    if trial_id is None:
-        return []
+def boot_sets(store: Store, row: sqlite3.Row) -> list[str] | None:
+    """The ``--set`` values a stored boot ran with: its trial's, or a single boot's own; None for a single boot
+    stored before bootlab recorded them (its resolved profile still says what it ran with)."""
+    if row["trial_id"] is None:
+        return list(json.loads(row["sets"])) if row["sets"] is not None else None
     from bootlab.store.db import Ref
 
-    return list(json.loads(store.require(Ref("trial", trial_id))["sets"] or "[]"))
+    return list(json.loads(store.require(Ref("trial", row["trial_id"]))["sets"] or "[]"))
 
 
 def revision_text(revisions: list[dict[str, Any]]) -> str:
@@ -53,6 +54,17 @@ def revision_text(revisions: list[dict[str, Any]]) -> str:
     first = Revision.from_json(revisions[0])
     text = first.short() if first else "-"
     return text + (f" +{len(revisions) - 1} more" if len(revisions) > 1 else "")
+
+
+def revision_line(data: dict[str, Any] | None) -> str:
+    """Where a boot's images came from, in one line: the revision, and whether bootlab built it apart."""
+    from bootlab.source.revision import Revision
+
+    rev = Revision.from_json(data)
+    if rev is None or not rev.commit:
+        return "unknown (the images are not in a git working tree)"
+    where = "bootlab's build of it" if rev.checkout else rev.dir
+    return f"{rev.short()} in {where}"
 
 
 def history_rows(

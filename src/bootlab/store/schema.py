@@ -99,6 +99,11 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE trials ADD COLUMN bisect_id INTEGER REFERENCES bisects(id);
     """,
+    # 3: the --set values of a single boot (`bootlab boot --set ...`), so that its replay command boots the same
+    #    configuration; NULL for a trial's boots (their trial keeps them) and for single boots stored before.
+    """
+    ALTER TABLE boots ADD COLUMN sets TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
