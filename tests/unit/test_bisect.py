@@ -123,6 +123,26 @@ def test_a_commit_that_does_not_build_is_skipped_and_reported(
     assert "no commit reached 0.95" in text and f"{line[4][:12]}  skipped: build-error" in text
 
 
+def test_a_commit_without_the_build_command_is_skipped_not_an_abort(
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build command (argv ./build.sh) arrives with commit 4, as does the regression: commits 1-3 cannot be
+    built, which skips them as any failed build would (in the user's own tree it stays bad input: test_source),
+    and the bisect runs to its end instead of stopping at the first of them."""
+    builds = ["isb-barriers"] * 3 + ["icache-fix"] * 5
+    config, repo = image_project(builds, script="#!/bin/sh\n" + SIM_BUILD, script_from=4)
+    config.write_text(config.read_text().replace('["sh", "build.sh"]', '["./build.sh"]'))
+    line = commits(repo)
+    code, r = bisect(
+        capsys, config, "sim", "--good", "HEAD~7", "--bad", "HEAD", "--seed-base", "3", "--max-boots", "40"
+    )
+    assert code == 1 and r["decision"] == "budget" and r["boots"] == 40  # 2-4 could each be the culprit
+    assert r["best"]["commit"] in line[1:4]
+    skipped = [c for c in r["commits"] if c["skipped"]]
+    assert [c["commit"] for c in skipped] == line[:3]
+    assert all("build command './build.sh' not found at this revision" in c["skipped"] for c in skipped)
+
+
 def test_interrupted_bisect_resumes_without_repeating_a_boot(
     env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
