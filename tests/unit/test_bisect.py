@@ -321,5 +321,16 @@ def test_bisect_exit_skips_a_build_error_and_aborts_on_bad_input(
     assert "unknown revision" in err and "--bisect-exit 128 (abort: bad input)" in err
 
 
+@pytest.mark.parametrize("argv", [["-n", "0"], ["-n", "3", "--no-such-option"]])
+def test_bisect_exit_aborts_on_options_argparse_refuses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own exit code is 2, which `git bisect run` would take for "bad"."""
+    assert main(["trial", "x", *argv, "--bisect-exit"]) == 128
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == "bootlab: --bisect-exit 128 (abort: bad input)"
+    with pytest.raises(SystemExit) as exc:  # without --bisect-exit it stays argparse's 2
+        main(["trial", "x", *argv])
+    assert exc.value.code == 2
+
+
 def test_regression_line_is_the_one_the_issue_describes() -> None:
     assert len(REGRESSION) == 12 and REGRESSION.index("icache-fix") == 6
