@@ -319,6 +319,9 @@ def test_bisect_exit_skips_a_build_error_and_aborts_on_bad_input(
     assert main([*base, "--rev", "no-such-rev"]) == 128  # not "bad": git bisect run stops on 128
     err = capsys.readouterr().err
     assert "unknown revision" in err and "--bisect-exit 128 (abort: bad input)" in err
+    assert main([*base, "--title", "EXC", "--until-confident", "--target", "0.9"]) == 128
+    err = capsys.readouterr().err
+    assert "--title cannot go with --until-confident --target" in err and "--bisect-exit 128" in err
 
 
 @pytest.mark.parametrize("argv", [["-n", "0"], ["-n", "3", "--no-such-option"]])

@@ -6,7 +6,8 @@ when interrupted (finished boots are kept and the trial is marked interrupted).
 
 ``--bisect-exit`` makes the exit code what ``git bisect run`` reads, by this rule: 0 (good) when no counted boot
 showed a failure, 1 (bad) when one did (with ``--title REGEX`` only failures whose title matches count; others
-count for nothing); with ``--until-confident --target RATE`` the SPRT decides instead (reached 0, refuted 1).
+count for nothing); with ``--until-confident --target RATE`` the SPRT decides instead (reached 0, refuted 1;
+it counts every failure, so ``--title`` is refused there).
 125 (skip) when nothing was counted (every boot a qemu/infra error), the SPRT stayed undecided, or the build
 failed (``--build``/``--rev``); bad input exits 128 and an interrupt 130, which make ``git bisect run`` stop
 rather than mark the commit.
@@ -188,6 +189,12 @@ def run_trial(args: argparse.Namespace) -> int:
     try:
         if args.title is not None:
             title_pattern(args.title)
+            if args.until_confident and args.target is not None:
+                # the SPRT stops on every failure it sees, so the title could not be what decides
+                raise UsageError(
+                    "--title cannot go with --until-confident --target: the SPRT counts every failure, whatever "
+                    "its title; drop --title, or --until-confident to count only the failures it matches"
+                )
         code, result = _trial(args)
     except InfraError as exc:  # a build-error, or bootlab could not run the boots: skip this commit
         print(f"bootlab: {exc}", file=sys.stderr)
