@@ -194,6 +194,46 @@ def test_interrupted_bisect_resumes_without_repeating_a_boot(
     assert "has finished; `bootlab show s1` shows its answer" in capsys.readouterr().err
 
 
+def test_resume_takes_a_new_budget_and_batch_size(
+    env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-j and --max-boots may change on --resume (they change nothing already learnt); the rest is refused
+    (test_bad_bisect_input_is_one_line)."""
+    import asyncio
+
+    import bootlab.lab.runner
+    from bootlab.lab.simulate import sim_boot_fn
+    from gitrepo import image_outcome
+
+    config, _, _ = env
+    inner = sim_boot_fn(image_outcome)
+    seen = {"n": 0, "now": 0, "most": 0}
+
+    async def boot(profile, log_path):  # type: ignore[no-untyped-def]
+        seen["n"] += 1
+        if seen["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(0.01)
+            return await inner(profile, log_path)
+        finally:
+            seen["now"] -= 1
+
+    monkeypatch.setattr(bootlab.lab.runner, "real_boot_fn", lambda host, project_dir=None: boot)
+    code, r = bisect(capsys, config, "sim", "--good", "HEAD~11", "--bad", "main", "-j", "2", "--seed-base", "7")
+    assert code == 130 and seen["most"] == 2
+    budget = r["boots"] + 3
+    seen.update(n=100, most=0)
+    code, done = bisect(capsys, config, "--resume", r["bisect"], "-j", "1", "--max-boots", str(budget))
+    assert code == 1 and done["decision"] == "budget"
+    assert done["boots"] == done["max_boots"] == budget and seen["most"] == 1
+    with Store(Path(os.environ["BOOTLAB_STORE"])) as store:
+        params = json.loads(store.bisects()[0]["params"])
+    assert (params["jobs"], params["max_boots"], params["seed_base"]) == (1, budget, 7)
+
+
 def test_symptom_rules() -> None:
     crash = sim_verdict(1, True, False)
     clean = sim_verdict(1, False, False)
@@ -225,6 +265,9 @@ def test_symptom_rules() -> None:
         (["--resume", "s9"], "no bisect s9"),
         (["--resume", "t1"], "give a bisect id like s4"),
         (["sim", "--resume", "s1"], "carries on with the bisect's own settings"),
+        (["--resume", "s1", "--confidence", "0.9", "--strict"], "may change); drop --confidence, --strict"),
+        (["--resume", "s1", "--seed-base", "3", "--note", "x"], "drop --seed-base, --note"),
+        (["--resume", "s1", "--set", "memory=1G", "--fixed"], "drop --fixed, --set/--check"),
     ],
 )
 def test_bad_bisect_input_is_one_line(

@@ -374,10 +374,11 @@ class Store:
                 (status, json.dumps(summary), _now() if finished else None, bisect_id),
             )
 
-    def claim_bisect(self, bisect_id: int) -> None:
-        """This process resumes the bisect: it is running again, owned by this pid."""
+    def claim_bisect(self, bisect_id: int, changed: dict[str, Any] | None = None) -> None:
+        """This process resumes the bisect: it is running again, owned by this pid, with the ``changed`` params
+        (a new budget, say)."""
         row = self.require(Ref("bisect", bisect_id))
-        params = {**json.loads(row["params"] or "{}"), "pid": os.getpid()}
+        params = {**json.loads(row["params"] or "{}"), **(changed or {}), "pid": os.getpid()}
         with self.tx() as db:
             db.execute(
                 "UPDATE bisects SET status = 'running', params = ? WHERE id = ?", (json.dumps(params), bisect_id)
