@@ -314,12 +314,15 @@ def test_bench_cluster_reads_a_trial_result_by_its_fields(tmp_path: Path, fake_h
 
 
 class _FakeFuture:
-    def __init__(self, key: str, result: asyncio.Future[dict[str, Any]]) -> None:
+    def __init__(self, key: str, result: asyncio.Future[Any]) -> None:
         self.key = key
         self._result = result
 
     async def result(self) -> dict[str, Any]:
-        return await self._result
+        value = await self._result
+        if isinstance(value, BaseException):  # how Dask's future reports a cancelled task
+            raise value
+        return dict(value)
 
 
 class _FakeScheduler:
@@ -341,7 +344,7 @@ class _FakeClient:
         self.scheduler = _FakeScheduler(self)
         self.submitted: list[tuple[str, list[str]]] = []  # (key, the workers it may run on)
         self.resources: list[dict[str, float]] = []  # what each submitted boot asked for
-        self.futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.futures: dict[str, asyncio.Future[Any]] = {}
         self.cancelled: list[tuple[str, str]] = []  # (key, reason)
         self.on_start: Any = None
 
@@ -389,7 +392,7 @@ class _FakeClient:
         for f in futures:
             self.cancelled.append((f.key, reason))
             if not self.futures[f.key].done():
-                self.futures[f.key].set_exception(FutureCancelledError(f.key, reason))
+                self.futures[f.key].set_result(FutureCancelledError(f.key, reason))
 
     async def close(self) -> None:
         pass
@@ -433,3 +436,32 @@ def test_a_worker_that_cannot_boot_a_profile_stays_spared_in_later_runs(
         lab.trial(arm, n=2, jobs=1, seed_base=3)
     assert len(client.resources) == 2
     assert all("aarch64-tcg" in r and "aarch64-kvm" not in r for r in client.resources)  # one accelerator throughout
+
+
+def test_a_boot_whose_worker_dies_twice_is_an_infra_error_not_a_third_run(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each start of a boot on a worker is an event; a second one means the first worker died and Dask re-ran it,
+    a third means the second died too: the task is cancelled, and the boot is an infra-error naming both."""
+    from bootlab.cluster.client import LOST_TWICE, ClusterRun
+
+    workers = [_worker(name, "aarch64-tcg") for name in ("w1", "w2", "w3")]
+    client = _FakeClient(workers, fake_host, hold=True)
+    config = _fake_cluster(monkeypatch, client)
+
+    async def scenario() -> Verdict:
+        async with ClusterRun(config) as run:
+            boot = asyncio.ensure_future(run.boot(_profile(accel=["tcg"], seed=5), tmp_path / "boot.log"))
+            while not client.submitted:
+                await asyncio.sleep(0.01)
+            key = client.submitted[0][0]
+            for i, w in enumerate(workers):
+                client.on_start((0.0, {"key": key, "worker": w.address, "name": w.name}))
+                await asyncio.sleep(0.05)
+                assert bool(client.cancelled) == (i == 2)  # the first two starts are a run and its one re-run
+            return await asyncio.wait_for(boot, 10)
+
+    verdict = asyncio.run(scenario())
+    assert [reason for _, reason in client.cancelled] == [LOST_TWICE]
+    assert verdict.outcome == "infra-error" and verdict.seed == 5
+    assert verdict.title == "cluster: its worker died twice (w1, w2); not run a third time"
