@@ -188,9 +188,17 @@ class Store:
             )
         return digest
 
-    def images(self, profile: Profile) -> dict[str, str | None]:
-        """sha256 of every file the profile boots from: kernel, initrd, drives, firmware given as a path."""
-        return {k: self.file_sha256(v) for k, v in profile.files().items()}
+    def images(self, profile: Profile, host: Host | None = None) -> dict[str, str | None]:
+        """sha256 of every file the profile boots from: kernel, initrd, drives, firmware; firmware given by name
+        is the file ``host`` finds for it (as the boot's command line did), so a firmware update shows as a
+        changed image too. Without ``host`` (a boot that ran on a cluster worker, whose file this machine
+        cannot see), named firmware is left out."""
+        images = {k: self.file_sha256(v) for k, v in profile.files().items()}
+        if host is not None:
+            for role, name in profile.firmware_names().items():
+                found = host.find_firmware(name, pflash=role != "firmware.bios")
+                images[role] = self.file_sha256(found) if found else None
+        return images
 
     def save_log(self, src: str | Path | None) -> str | None:
         """Compress a console log into logs/ under a fresh name; return its path relative to the store."""
@@ -292,7 +300,7 @@ class Store:
         if verdict.worker is not None:  # a cluster worker ran it: record that host, not this one
             w = verdict.worker
             host_json.update(name=w.host, worker=w.name, os=w.os, arch=w.arch, qemu=w.qemu, qemu_version=w.qemu_version)
-        images = self.images(profile)
+        images = self.images(profile, host if verdict.worker is None else None)
         if revision is None:
             revision = self.revision_for(profile)
         with self.tx() as db:
