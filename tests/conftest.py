@@ -90,15 +90,16 @@ def sim_config(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def image_project(tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[Path, Path]]:
-    """``image_project(builds, script=...)`` -> (bootlab.toml, repository) in ``tmp_path``: a project whose profile
-    builds the images of a git repository of ``builds`` (tests/unit/bisect_support.py), with CLI commands booting
-    simulated guests that read their image on the fake host (store and cache under ``tmp_path``)."""
+    """``image_project(builds, script=..., script_from=...)`` -> (bootlab.toml, repository) in ``tmp_path``: a
+    project whose profile builds the images of a git repository of ``builds`` (tests/unit/bisect_support.py), with
+    CLI commands booting simulated guests that read their image on the fake host (store and cache under
+    ``tmp_path``)."""
     from bisect_support import REGRESSION, make_bisect_project, use_image_boots
 
     from gitrepo import SIM_BUILD
 
-    def make(builds: list[str] = REGRESSION, *, script: str = SIM_BUILD) -> tuple[Path, Path]:
-        config, repo = make_bisect_project(tmp_path, builds, script=script)
+    def make(builds: list[str] = REGRESSION, *, script: str = SIM_BUILD, script_from: int = 1) -> tuple[Path, Path]:
+        config, repo = make_bisect_project(tmp_path, builds, script=script, script_from=script_from)
         use_image_boots(monkeypatch, fake_host, tmp_path)
         return config, repo
 

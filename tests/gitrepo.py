@@ -50,13 +50,16 @@ def git(repo: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def make_repo(root: Path, builds: list[str], *, script: str = SIM_BUILD) -> Path:
-    """A repository at ``root`` with one commit per build name ("commit N: NAME"), on branch main."""
+def make_repo(root: Path, builds: list[str], *, script: str = SIM_BUILD, script_from: int = 1) -> Path:
+    """A repository at ``root`` with one commit per build name ("commit N: NAME"), on branch main. The build
+    script (executable) comes with commit ``script_from``: the commits before it have none."""
     root.mkdir(parents=True, exist_ok=True)
     git(root, "init", "-q", "-b", "main")
     (root / ".gitignore").write_text("out/\nstage/\n")
-    (root / "build.sh").write_text(script)
     for i, name in enumerate(builds, start=1):
+        if i == script_from:
+            (root / "build.sh").write_text(script)
+            (root / "build.sh").chmod(0o755)
         (root / "kernel.conf").write_text(name + "\n")
         (root / "counter").write_text(f"{i}\n")
         git(root, "add", "-A")

@@ -13,7 +13,8 @@ from bootlab.host import Host
 from bootlab.lab.simulate import sim_boot_fn
 from gitrepo import SIM_BUILD, image_outcome, make_repo
 
-#: The ``image_project`` fixture (conftest): ``image_project(builds, script=...)`` -> (bootlab.toml, repository).
+#: The ``image_project`` fixture (conftest): ``image_project(builds, script=..., script_from=...)`` ->
+#: (bootlab.toml, repository).
 ImageProject = Callable[..., tuple[Path, Path]]
 
 #: 12 commits: the regression (icache-fix: 80% of boots crash under -cpu max) comes with commit 7
@@ -38,9 +39,11 @@ build = { command = "true", dir = "repo", outputs = ["out/initrd"] }
 """
 
 
-def make_bisect_project(root: Path, builds: list[str] = REGRESSION, *, script: str = SIM_BUILD) -> tuple[Path, Path]:
+def make_bisect_project(
+    root: Path, builds: list[str] = REGRESSION, *, script: str = SIM_BUILD, script_from: int = 1
+) -> tuple[Path, Path]:
     """(bootlab.toml, repository) under ``root``; the kernel lives outside the repository."""
-    repo = make_repo(root / "repo", builds, script=script)
+    repo = make_repo(root / "repo", builds, script=script, script_from=script_from)
     (root / "vmlinuz").write_bytes(b"not a kernel")
     (root / "bootlab.toml").write_text(PROJECT)
     return root / "bootlab.toml", repo

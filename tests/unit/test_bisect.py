@@ -123,6 +123,26 @@ def test_a_commit_that_does_not_build_is_skipped_and_reported(
     assert "no commit reached 0.95" in text and f"{line[4][:12]}  skipped: build-error" in text
 
 
+def test_a_commit_without_the_build_command_is_skipped_not_an_abort(
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The build command (argv ./build.sh) arrives with commit 4, as does the regression: commits 1-3 cannot be
+    built, which skips them as any failed build would (in the user's own tree it stays bad input: test_source),
+    and the bisect runs to its end instead of stopping at the first of them."""
+    builds = ["isb-barriers"] * 3 + ["icache-fix"] * 5
+    config, repo = image_project(builds, script="#!/bin/sh\n" + SIM_BUILD, script_from=4)
+    config.write_text(config.read_text().replace('["sh", "build.sh"]', '["./build.sh"]'))
+    line = commits(repo)
+    code, r = bisect(
+        capsys, config, "sim", "--good", "HEAD~7", "--bad", "HEAD", "--seed-base", "3", "--max-boots", "40"
+    )
+    assert code == 1 and r["decision"] == "budget" and r["boots"] == 40  # 2-4 could each be the culprit
+    assert r["best"]["commit"] in line[1:4]
+    skipped = [c for c in r["commits"] if c["skipped"]]
+    assert [c["commit"] for c in skipped] == line[:3]
+    assert all("build command './build.sh' not found at this revision" in c["skipped"] for c in skipped)
+
+
 def test_interrupted_bisect_resumes_without_repeating_a_boot(
     env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -174,6 +194,46 @@ def test_interrupted_bisect_resumes_without_repeating_a_boot(
     assert "has finished; `bootlab show s1` shows its answer" in capsys.readouterr().err
 
 
+def test_resume_takes_a_new_budget_and_batch_size(
+    env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-j and --max-boots may change on --resume (they change nothing already learnt); the rest is refused
+    (test_bad_bisect_input_is_one_line)."""
+    import asyncio
+
+    import bootlab.lab.runner
+    from bootlab.lab.simulate import sim_boot_fn
+    from gitrepo import image_outcome
+
+    config, _, _ = env
+    inner = sim_boot_fn(image_outcome)
+    seen = {"n": 0, "now": 0, "most": 0}
+
+    async def boot(profile, log_path):  # type: ignore[no-untyped-def]
+        seen["n"] += 1
+        if seen["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        seen["now"] += 1
+        seen["most"] = max(seen["most"], seen["now"])
+        try:
+            await asyncio.sleep(0.01)
+            return await inner(profile, log_path)
+        finally:
+            seen["now"] -= 1
+
+    monkeypatch.setattr(bootlab.lab.runner, "real_boot_fn", lambda host, project_dir=None: boot)
+    code, r = bisect(capsys, config, "sim", "--good", "HEAD~11", "--bad", "main", "-j", "2", "--seed-base", "7")
+    assert code == 130 and seen["most"] == 2
+    budget = r["boots"] + 3
+    seen.update(n=100, most=0)
+    code, done = bisect(capsys, config, "--resume", r["bisect"], "-j", "1", "--max-boots", str(budget))
+    assert code == 1 and done["decision"] == "budget"
+    assert done["boots"] == done["max_boots"] == budget and seen["most"] == 1
+    with Store(Path(os.environ["BOOTLAB_STORE"])) as store:
+        params = json.loads(store.bisects()[0]["params"])
+    assert (params["jobs"], params["max_boots"], params["seed_base"]) == (1, budget, 7)
+
+
 def test_symptom_rules() -> None:
     crash = sim_verdict(1, True, False)
     clean = sim_verdict(1, False, False)
@@ -205,6 +265,9 @@ def test_symptom_rules() -> None:
         (["--resume", "s9"], "no bisect s9"),
         (["--resume", "t1"], "give a bisect id like s4"),
         (["sim", "--resume", "s1"], "carries on with the bisect's own settings"),
+        (["--resume", "s1", "--confidence", "0.9", "--strict"], "may change); drop --confidence, --strict"),
+        (["--resume", "s1", "--seed-base", "3", "--note", "x"], "drop --seed-base, --note"),
+        (["--resume", "s1", "--set", "memory=1G", "--fixed"], "drop --fixed, --set/--check"),
     ],
 )
 def test_bad_bisect_input_is_one_line(
@@ -299,6 +362,20 @@ def test_bisect_exit_skips_a_build_error_and_aborts_on_bad_input(
     assert main([*base, "--rev", "no-such-rev"]) == 128  # not "bad": git bisect run stops on 128
     err = capsys.readouterr().err
     assert "unknown revision" in err and "--bisect-exit 128 (abort: bad input)" in err
+    assert main([*base, "--title", "EXC", "--until-confident", "--target", "0.9"]) == 128
+    err = capsys.readouterr().err
+    assert "--title cannot go with --until-confident --target" in err and "--bisect-exit 128" in err
+
+
+@pytest.mark.parametrize("argv", [["-n", "0"], ["-n", "3", "--no-such-option"]])
+def test_bisect_exit_aborts_on_options_argparse_refuses(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own exit code is 2, which `git bisect run` would take for "bad"."""
+    assert main(["trial", "x", *argv, "--bisect-exit"]) == 128
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and err[1] == "bootlab: --bisect-exit 128 (abort: bad input)"
+    with pytest.raises(SystemExit) as exc:  # without --bisect-exit it stays argparse's 2
+        main(["trial", "x", *argv])
+    assert exc.value.code == 2
 
 
 def test_regression_line_is_the_one_the_issue_describes() -> None:

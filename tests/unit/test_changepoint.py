@@ -166,3 +166,23 @@ def test_every_posterior_sums_to_one() -> None:
     for i, f, s in itertools.product(range(4), range(3), range(3)):
         cp.record(i, f, s)
         assert cp.posterior().sum() == pytest.approx(1.0)
+
+
+def test_bench_counts_an_answer_below_the_confidence_as_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/bisect.py scores what `bootlab bisect` answers: a best guess still below --confidence when the budget
+    runs out names no culprit (decision "budget"), so it is not right even when it happens to be the culprit."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "bisect.py"
+    spec = importlib.util.spec_from_file_location("bench_bisect", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_bisect", bench)  # its dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    sc = bench.Scenario("100-60", 1.0, 0.6)
+    short = [bench.run_bootlab(random.Random(c), sc, 4, c, 0.95, 3) for c in range(1, 5)]
+    assert all(o.boots == 3 and o.stated < 0.95 and not o.right for o in short)
+    ample = [bench.run_bootlab(random.Random(c), sc, 4, c, 0.95, 200) for c in range(1, 5)]
+    assert all(o.right and o.stated >= 0.95 for o in ample)

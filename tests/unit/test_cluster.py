@@ -1,16 +1,20 @@
-"""The cluster's pure parts, without a cluster: addresses and settings, placement, files, worker resources."""
+"""The cluster's pure parts, without a cluster: addresses and settings, placement, files, worker resources; and
+the client's bookkeeping against a fake Dask client."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bootlab import __version__
 from bootlab.cluster.config import ClusterConfig, cluster_config, normalise_address, warn_if_exposed
 from bootlab.cluster.files import FileCache, Hasher, boot_files, project_packs, safe_name
 from bootlab.cluster.resources import SLOTS, WorkerView, capacity, host_resources, parse_resources, place
@@ -18,6 +22,7 @@ from bootlab.errors import InfraError, UsageError
 from bootlab.host import Host, as_dict, from_dict
 from bootlab.profile.loader import Project, load_project
 from bootlab.profile.model import Profile
+from bootlab.verdict import Verdict
 from prereq import need_module
 
 # -- addresses and settings ---------------------------------------------------------------------------------------
@@ -303,3 +308,160 @@ def test_bench_cluster_reads_a_trial_result_by_its_fields(tmp_path: Path, fake_h
     spec.loader.exec_module(bench)
     per_minute, trial = bench.run(make_lab(tmp_path, fake_host), "sim", [], 3, 1)
     assert per_minute > 0 and trial == "t1"
+
+
+# -- the client's bookkeeping, against a fake Dask client (tests/e2e: a real cluster) -----------------------------
+
+
+class _FakeFuture:
+    def __init__(self, key: str, result: asyncio.Future[Any]) -> None:
+        self.key = key
+        self._result = result
+
+    async def result(self) -> dict[str, Any]:
+        value = await self._result
+        if isinstance(value, BaseException):  # how Dask's future reports a cancelled task
+            raise value
+        return dict(value)
+
+
+class _FakeScheduler:
+    def __init__(self, client: _FakeClient) -> None:
+        self.client = client
+
+    async def identity(self) -> dict[str, Any]:
+        return {"workers": {w.address: {"name": w.name, "resources": w.resources} for w in self.client.pool}}
+
+
+class _FakeClient:
+    """What ClusterRun uses of ``distributed.Client``: workers from ``pool`` (all bootlab, with the probe of
+    ``host``); a boot runs on the first worker it may go to, and passes unless that worker is in ``broken`` (an
+    infra-error there, as a worker without QEMU gives); ``hold`` keeps every boot running until the test ends it."""
+
+    def __init__(self, pool: list[WorkerView], host: Host, *, broken: tuple[str, ...] = (), hold: bool = False):
+        self.pool, self.host, self.broken, self.hold = pool, host, broken, hold
+        self.status = "running"
+        self.scheduler = _FakeScheduler(self)
+        self.submitted: list[tuple[str, list[str]]] = []  # (key, the workers it may run on)
+        self.resources: list[dict[str, float]] = []  # what each submitted boot asked for
+        self.futures: dict[str, asyncio.Future[Any]] = {}
+        self.cancelled: list[tuple[str, str]] = []  # (key, reason)
+        self.on_start: Any = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _FakeClient:  # distributed.Client(address, ...)
+        return self
+
+    def __await__(self) -> Any:
+        async def connected() -> _FakeClient:
+            return self
+
+        return connected().__await__()
+
+    def subscribe_topic(self, topic: str, handler: Any) -> None:
+        self.on_start = handler
+
+    async def run(self, fn: Any, *args: Any, workers: list[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        addresses = workers or [w.address for w in self.pool]
+        if fn.__name__ == "describe":
+            return {a: {"bootlab": __version__, "host": a, "probe": as_dict(self.host)} for a in addresses}
+        if fn.__name__ == "have_files":
+            return {a: [True] * len(args[0]) for a in addresses}
+        return dict.fromkeys(addresses)
+
+    def submit(self, fn: Any, request: dict[str, Any], *, key: str, workers: list[str], **kwargs: Any) -> Any:
+        from bootlab.lab.simulate import sim_verdict
+
+        self.submitted.append((key, list(workers)))
+        self.resources.append(dict(kwargs.get("resources") or {}))
+        result = self.futures[key] = asyncio.get_running_loop().create_future()
+        if not self.hold:
+            name = next(w.name for w in self.pool if w.address == workers[0])
+            seed = request["profile"]["seed"]
+            verdict = (
+                Verdict(outcome="infra-error", seed=seed, title="qemu-system-aarch64 not found")
+                if name in self.broken
+                else sim_verdict(seed, False, False)
+            )
+            worker = {"name": name, "host": name, "address": workers[0]}
+            result.set_result({"verdict": verdict.model_dump(mode="json"), "worker": worker, "log_gz": None})
+        return _FakeFuture(key, result)
+
+    async def cancel(self, futures: list[Any], reason: str = "") -> None:
+        from distributed.client import FutureCancelledError
+
+        for f in futures:
+            self.cancelled.append((f.key, reason))
+            if not self.futures[f.key].done():
+                self.futures[f.key].set_result(FutureCancelledError(f.key, reason))
+
+    async def close(self) -> None:
+        pass
+
+
+def _fake_cluster(monkeypatch: pytest.MonkeyPatch, client: _FakeClient) -> ClusterConfig:
+    need_module("distributed", "needs Dask: pip install 'bootlab[cluster]' (make setup installs it)")
+    import distributed
+
+    monkeypatch.setattr(distributed, "Client", client)
+    return ClusterConfig("tcp://127.0.0.1:8786", "--cluster")
+
+
+def test_a_worker_that_cannot_boot_a_profile_stays_spared_in_later_runs(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run() (a bisect's every batch) is a new ClusterRun: what the first learnt (this worker has no QEMU;
+    which accelerator the profile asks for) holds for the next, which never sends a boot to that worker."""
+    from test_trial_support import make_project
+
+    from bootlab.cluster.lab import ClusterLab
+    from bootlab.lab.lab import ArmSpec
+    from bootlab.store.db import Store
+
+    broken, good = _worker("broken", "aarch64-tcg"), _worker("good", "aarch64-tcg")
+    client = _FakeClient([broken, good], fake_host, broken=("broken",))
+    config = _fake_cluster(monkeypatch, client)
+    with Store(tmp_path / "store") as store:
+        lab = ClusterLab(load_project(make_project(tmp_path)), fake_host, store, cluster=config, quiet=True)
+        arm = ArmSpec("sim", ['accel=["kvm", "tcg"]'])
+        first = lab.trial(arm, n=3, jobs=1, seed_base=1)
+        assert first.summary.excluded == 1 and first.summary.boots == 2
+        assert client.submitted[0][1][0] == broken.address  # it went to the broken worker once...
+        assert all(ws == [good.address] for _, ws in client.submitted[1:])  # ...and then never again
+        client.submitted.clear()
+        second = lab.trial(arm, n=3, jobs=1, seed_base=2)
+        assert second.summary.excluded == 0 and second.summary.boots == 3
+        assert len(client.submitted) == 3 and all(broken.address not in ws for _, ws in client.submitted)
+        client.resources.clear()
+        client.pool.append(_worker("kvm", "aarch64-kvm", "aarch64-tcg"))  # joins: a fresh placement would pick kvm
+        lab.trial(arm, n=2, jobs=1, seed_base=3)
+    assert len(client.resources) == 2
+    assert all("aarch64-tcg" in r and "aarch64-kvm" not in r for r in client.resources)  # one accelerator throughout
+
+
+def test_a_boot_whose_worker_dies_twice_is_an_infra_error_not_a_third_run(
+    tmp_path: Path, fake_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each start of a boot on a worker is an event; a second one means the first worker died and Dask re-ran it,
+    a third means the second died too: the task is cancelled, and the boot is an infra-error naming both."""
+    from bootlab.cluster.client import LOST_TWICE, ClusterRun
+
+    workers = [_worker(name, "aarch64-tcg") for name in ("w1", "w2", "w3")]
+    client = _FakeClient(workers, fake_host, hold=True)
+    config = _fake_cluster(monkeypatch, client)
+
+    async def scenario() -> Verdict:
+        async with ClusterRun(config) as run:
+            boot = asyncio.ensure_future(run.boot(_profile(accel=["tcg"], seed=5), tmp_path / "boot.log"))
+            while not client.submitted:
+                await asyncio.sleep(0.01)
+            key = client.submitted[0][0]
+            for i, w in enumerate(workers):
+                client.on_start((0.0, {"key": key, "worker": w.address, "name": w.name}))
+                await asyncio.sleep(0.05)
+                assert bool(client.cancelled) == (i == 2)  # the first two starts are a run and its one re-run
+            return await asyncio.wait_for(boot, 10)
+
+    verdict = asyncio.run(scenario())
+    assert [reason for _, reason in client.cancelled] == [LOST_TWICE]
+    assert verdict.outcome == "infra-error" and verdict.seed == 5
+    assert verdict.title == "cluster: its worker died twice (w1, w2); not run a third time"

@@ -18,6 +18,7 @@ from test_trial_support import make_project
 
 from bootlab.errors import UsageError
 from bootlab.profile.loader import load_project, resolve_profile
+from bootlab.profile.model import Firmware
 from bootlab.store.db import Ref, Store, parse_ref, record_boot, store_dir
 from bootlab.store.schema import SCHEMA_VERSION
 from bootlab.verdict import Verdict
@@ -119,6 +120,35 @@ def test_record_boot_round_trip_with_log_and_hashes(tmp_path: Path) -> None:
     assert (tmp_path / "s" / row["log_path"]).suffix == ".gz"
     stored = Verdict.model_validate_json(row["verdict"])
     assert stored.log and stored.log.endswith(".log.gz")
+
+
+def test_firmware_by_name_is_hashed_as_the_file_the_host_finds(tmp_path: Path) -> None:
+    """`firmware.code = "edk2-aarch64-code.fd"`: the boot records the sha256 of the file this host resolves the
+    name to (pflash for code/vars, as the command line does); a boot a cluster worker ran resolved it there, so
+    nothing is recorded for it here."""
+    import hashlib
+
+    from bootlab.verdict import WorkerInfo
+    from conftest import make_fake_host
+
+    code, bios = tmp_path / "AAVMF_CODE.fd", tmp_path / "QEMU_EFI.fd"
+    code.write_bytes(b"pflash code")
+    bios.write_bytes(b"bios image")
+    host = make_fake_host()
+    host.pflash["edk2-aarch64-code.fd"] = str(code)
+    host.firmware["edk2-aarch64-code.fd"] = str(bios)  # as -bios: a different file of the same name
+    profile = _profile(tmp_path).model_copy(update={"firmware": Firmware(code="edk2-aarch64-code.fd")})
+    with Store(tmp_path / "s") as store:
+        here = store.record_boot(Verdict(outcome="pass", seed=7), profile, host)
+        remote = Verdict(outcome="pass", seed=8, worker=WorkerInfo(name="w", host="w", address="tcp://w:1"))
+        there = store.record_boot(remote, profile, host)
+        images = {b: json.loads(store.require(Ref("boot", b))["images"]) for b in (here, there)}
+        bios_profile = profile.model_copy(update={"firmware": Firmware(bios="edk2-aarch64-code.fd")})
+        assert store.images(bios_profile, host)["firmware.bios"] == hashlib.sha256(b"bios image").hexdigest()
+        missing = profile.model_copy(update={"firmware": Firmware(code="edk2-riscv-code.fd")})
+        assert store.images(missing, host)["firmware.code"] is None  # named, but not found here
+    assert images[here]["firmware.code"] == hashlib.sha256(b"pflash code").hexdigest()
+    assert "firmware.code" not in images[there] and "kernel" in images[there]
 
 
 def test_sha256_cache_follows_mtime_and_size(tmp_path: Path) -> None:

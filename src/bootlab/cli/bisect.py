@@ -20,6 +20,21 @@ from typing import Any
 from bootlab.cli.common import add_config_arg, add_set_arg, count, fraction
 from bootlab.cli.trial import add_lab_args, emit_json
 
+#: What ``--resume`` refuses (option -> argparse dest): the search's own settings, which the stored boots were
+#: judged and seeded by. -j and --max-boots change nothing already learnt, so a resumed bisect may take new ones.
+RESUME_KEEPS = {
+    "PROFILE": "profile",
+    "--good": "good",
+    "--bad": "bad",
+    "--fixed": "fixed",
+    "--title": "title",
+    "--set/--check": "sets",
+    "--confidence": "confidence",
+    "--strict": "strict",
+    "--seed-base": "seed_base",
+    "--note": "note",
+}
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -33,12 +48,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bad", metavar="REV", help="a revision that fails (the newer end, unless --fixed)")
     p.add_argument("--fixed", action="store_true", help="find the commit that made it pass (bad is the older end)")
     p.add_argument("--title", metavar="REGEX", help="only failures whose title matches count; others are ignored")
-    p.add_argument("--confidence", type=fraction, default=0.95, metavar="P", help="stop at this posterior, in [0.5, 1)")
-    p.add_argument("--max-boots", type=count, default=200, metavar="N", help="boot budget (default 200)")
+    # defaults None, so that --resume can tell what was given (see RESUME_KEEPS); BisectSpec holds the defaults
+    p.add_argument(
+        "--confidence", type=fraction, metavar="P", help="stop at this posterior, in [0.5, 1) (default 0.95)"
+    )
+    p.add_argument(
+        "--max-boots", type=count, metavar="N", help="boot budget (default 200; with --resume, the new total budget)"
+    )
     p.add_argument("--resume", metavar="ID", help="carry on an interrupted bisect (s4) without repeating boots")
     add_lab_args(
         p,
-        jobs_help="boots per batch, at once (default: cores // vCPUs; on a cluster, its workers' slots)",
+        jobs_help="boots per batch, at once (default: cores // vCPUs; on a cluster, its workers' slots; "
+        "--resume may change it)",
         strict_help="a boot that passed with incidents shows the symptom",
         note_help="a note stored with the bisect",
     )
@@ -50,18 +71,18 @@ def run_bisect(args: argparse.Namespace) -> int:
 
     from bootlab.cli.trial import make_lab
     from bootlab.errors import UsageError
-    from bootlab.lab.bisect import BisectSpec
+    from bootlab.lab.bisect import CONFIDENCE, MAX_BOOTS, BisectSpec
     from bootlab.profile.loader import load_project
     from bootlab.report.bisect import make_bisect_progress
     from bootlab.store.db import open_store, parse_ref
 
     progress = make_bisect_progress(quiet=args.quiet)
     if args.resume:
-        given = [f for f in ("profile", "good", "bad", "title") if getattr(args, f)]
-        if given or args.sets or args.fixed:
+        given = [name for name, dest in RESUME_KEEPS.items() if getattr(args, dest) not in (None, False, [])]
+        if given:
             raise UsageError(
-                f"bisect --resume {args.resume} carries on with the bisect's own settings; drop "
-                f"{', '.join('--' + g if g != 'profile' else 'PROFILE' for g in given) or '--set/--check/--fixed'}"
+                f"bisect --resume {args.resume} carries on with the bisect's own settings (only -j and --max-boots "
+                f"may change); drop {', '.join(given)}"
             )
         ref = parse_ref(args.resume)
         if ref.kind != "bisect":
@@ -76,7 +97,7 @@ def run_bisect(args: argparse.Namespace) -> int:
             project = load_project(Path(config))
         lab = make_lab(args, project)
         try:
-            result = lab.resume_bisect(ref.id, progress=progress)
+            result = lab.resume_bisect(ref.id, progress=progress, jobs=args.jobs, max_boots=args.max_boots)
         finally:
             _close(lab)
         return _show(args, result)
@@ -92,8 +113,8 @@ def run_bisect(args: argparse.Namespace) -> int:
         bad=args.bad,
         fixed=args.fixed,
         title=args.title,
-        confidence=args.confidence,
-        max_boots=args.max_boots,
+        confidence=CONFIDENCE if args.confidence is None else args.confidence,
+        max_boots=MAX_BOOTS if args.max_boots is None else args.max_boots,
         jobs=args.jobs,
         strict=args.strict,
         seed_base=args.seed_base,

@@ -97,7 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # it belongs to someone else)
     debug = "--debug" in args_list[: args_list.index(command) if command else len(args_list)]
     parser = build_parser(only=command)
-    args = parser.parse_args(args_list)
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        if exc.code == EXIT_USAGE and command == "trial" and "--bisect-exit" in args_list:
+            # `git bisect run` would read 2 as "bad": a mistyped option must stop it, as other bad input does
+            from bootlab.cli.trial import BISECT_ABORT, bisect_said
+
+            return bisect_said(*BISECT_ABORT)
+        raise
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE

@@ -6,7 +6,8 @@ when interrupted (finished boots are kept and the trial is marked interrupted).
 
 ``--bisect-exit`` makes the exit code what ``git bisect run`` reads, by this rule: 0 (good) when no counted boot
 showed a failure, 1 (bad) when one did (with ``--title REGEX`` only failures whose title matches count; others
-count for nothing); with ``--until-confident --target RATE`` the SPRT decides instead (reached 0, refuted 1).
+count for nothing); with ``--until-confident --target RATE`` the SPRT decides instead (reached 0, refuted 1;
+it counts every failure, so ``--title`` is refused there).
 125 (skip) when nothing was counted (every boot a qemu/infra error), the SPRT stayed undecided, or the build
 failed (``--build``/``--rev``); bad input exits 128 and an interrupt 130, which make ``git bisect run`` stop
 rather than mark the commit.
@@ -188,13 +189,19 @@ def run_trial(args: argparse.Namespace) -> int:
     try:
         if args.title is not None:
             title_pattern(args.title)
+            if args.until_confident and args.target is not None:
+                # the SPRT stops on every failure it sees, so the title could not be what decides
+                raise UsageError(
+                    "--title cannot go with --until-confident --target: the SPRT counts every failure, whatever "
+                    "its title; drop --title, or --until-confident to count only the failures it matches"
+                )
         code, result = _trial(args)
     except InfraError as exc:  # a build-error, or bootlab could not run the boots: skip this commit
         print(f"bootlab: {exc}", file=sys.stderr)
-        return _bisect_said(125, "skip: " + str(exc).split(";")[0])
+        return bisect_said(125, "skip: " + str(exc).split(";")[0])
     except BootlabError as exc:  # bad input: stop `git bisect run` instead of marking commits
         print(f"bootlab: {exc}", file=sys.stderr)
-        return _bisect_said(128, "abort: bad input")
+        return bisect_said(*BISECT_ABORT)
     if result is None or code == 130:
         return code
     return bisect_exit(args, result)
@@ -230,7 +237,11 @@ def _print_held(holder: HoldFirst) -> None:
         print(f"  {line}", flush=True)
 
 
-def _bisect_said(code: int, why: str) -> int:
+#: ``--bisect-exit`` on bad input (options argparse refuses included): 128 makes ``git bisect run`` stop
+BISECT_ABORT = (128, "abort: bad input")
+
+
+def bisect_said(code: int, why: str) -> int:
     print(f"bootlab: --bisect-exit {code} ({why})", file=sys.stderr)
     return code
 
@@ -243,20 +254,20 @@ def bisect_exit(args: argparse.Namespace, result: dict[str, Any]) -> int:
     if seq.get("method") == "sprt":
         decision = seq.get("decision")
         if decision == "reached":
-            return _bisect_said(0, f"good: target {seq.get('target'):.0%} reached")
+            return bisect_said(0, f"good: target {seq.get('target'):.0%} reached")
         if decision == "refuted":
-            return _bisect_said(1, f"bad: target {seq.get('target'):.0%} refuted")
-        return _bisect_said(125, "skip: the SPRT is undecided at the cap")
+            return bisect_said(1, f"bad: target {seq.get('target'):.0%} refuted")
+        return bisect_said(125, "skip: the SPRT is undecided at the cap")
     if not result["boots"]:
-        return _bisect_said(125, "skip: no boot was counted (qemu/infra errors only)")
+        return bisect_said(125, "skip: no boot was counted (qemu/infra errors only)")
     failures = result["titles"]
     if args.title is not None:
         pattern = title_pattern(args.title)
         failures = [t for t in failures if pattern.search(t["title"])]
     bad = sum(t["count"] for t in failures)
     if bad:
-        return _bisect_said(1, f"bad: {bad} of {result['boots']} boots failed")
-    return _bisect_said(0, f"good: no failure in {result['boots']} boots")
+        return bisect_said(1, f"bad: {bad} of {result['boots']} boots failed")
+    return bisect_said(0, f"good: no failure in {result['boots']} boots")
 
 
 def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:

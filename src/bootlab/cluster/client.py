@@ -69,7 +69,18 @@ class _Submitted:
 class ClusterRun:
     """A connection to the scheduler for one run of arms (``async with``); :meth:`boot` is the runner's BootFn."""
 
-    def __init__(self, config: ClusterConfig, project_root: Path | None = None, *, stream: TextIO | None = None):
+    def __init__(
+        self,
+        config: ClusterConfig,
+        project_root: Path | None = None,
+        *,
+        stream: TextIO | None = None,
+        placements: dict[tuple[Any, ...], Placement] | None = None,
+        banned: dict[str, dict[str, str]] | None = None,
+    ):
+        """``placements`` and ``banned``, when given, are the lab's and outlive this run: a bisect runs one
+        ClusterRun per batch, and its next batch must ask for the same accelerator and spare the workers that
+        could not boot the profile."""
         self.config = config
         self.stream = stream or sys.stderr
         self.client: Any = None
@@ -77,8 +88,9 @@ class ClusterRun:
         self.ignored: set[str] = set()
         self.hasher = Hasher()
         self.packs = project_packs(project_root)
-        self.placements: dict[tuple[Any, ...], Placement] = {}
-        self.banned: dict[str, dict[str, str]] = {}  # profile name -> worker address -> why
+        self.placements: dict[tuple[Any, ...], Placement] = {} if placements is None else placements
+        # profile name -> worker address -> why
+        self.banned: dict[str, dict[str, str]] = {} if banned is None else banned
         self.staging: dict[tuple[str, str, str], asyncio.Future[None]] = {}
         self.submitted: dict[str, _Submitted] = {}
         self.lost: str | None = None

@@ -7,7 +7,8 @@ local store, seeds, the runner, summaries. This class changes three things only:
   else one line, exit 3) and linted against the probe of a worker that will run it, not against this machine
   (a laptop driving KVM boxes lints for KVM);
 - **run**: the runner's boot function is :meth:`ClusterRun.boot`, and ``jobs`` defaults to the boots the
-  matching workers can run at once (their slots);
+  matching workers can run at once (their slots); which accelerator each profile asks for and which workers
+  could not boot it are kept across runs (a bisect's batches are one run each);
 - a run stopped because the scheduler went away raises one line (exit 3) once the trial (or bisect) is stored
   as interrupted, naming where its finished boots are.
 
@@ -22,7 +23,7 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bootlab.cluster.client import ClusterRun
-from bootlab.cluster.resources import WorkerView, capacity, place
+from bootlab.cluster.resources import Placement, WorkerView, capacity, place
 from bootlab.errors import InfraError
 from bootlab.lab.lab import ArmSpec, Checked, Lab
 from bootlab.lab.runner import Arm, Progress, RunResult, run_arms
@@ -58,6 +59,9 @@ class ClusterLab(Lab):
         self.lost: str | None = None
         self._workers: list[WorkerView] | None = None
         self._said: set[str] = set()
+        # what the runs learn, kept across them (each run() is a new ClusterRun: a bisect's every batch)
+        self._placements: dict[tuple[Any, ...], Placement] = {}
+        self._banned: dict[str, dict[str, str]] = {}
 
     def workers(self) -> list[WorkerView]:
         """The bootlab workers there are now (asked once, before the first arm is checked)."""
@@ -88,7 +92,9 @@ class ClusterLab(Lab):
         return capacity([place(profile, self.workers(), self.cluster.address)])
 
     async def _run(self, arms: list[Arm], jobs: int | None, progress: Progress | None) -> RunResult:
-        async with ClusterRun(self.cluster, self.project.root, stream=self.stream) as run:
+        async with ClusterRun(
+            self.cluster, self.project.root, stream=self.stream, placements=self._placements, banned=self._banned
+        ) as run:
             run.main_task = asyncio.current_task()
             placements = [run.placement(arm.make_profile(0, arm.seed(0))) for arm in arms]
             result = await run_arms(

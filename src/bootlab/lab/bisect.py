@@ -239,7 +239,9 @@ class Bisection:
         bisect_id = self.store.begin_bisect(spec.profile, params, spec.note)
         return self._run(bisect_id, spec, repo, commits, {}, batch)
 
-    def resume(self, bisect_id: int) -> dict[str, Any]:
+    def resume(self, bisect_id: int, *, jobs: int | None = None, max_boots: int | None = None) -> dict[str, Any]:
+        """Carry on from the stored state. ``jobs`` and ``max_boots`` replace the stored batch size and budget
+        (and are stored): neither changes what the boots so far showed or the seeds of the boots to come."""
         from bootlab.store.db import Ref
 
         row = self.store.require(Ref("bisect", bisect_id))
@@ -249,7 +251,8 @@ class Bisection:
         if status == "running":
             raise UsageError(f"bisect s{bisect_id} is running in another bootlab (pid alive); let it finish")
         params = json.loads(row["params"])
-        spec = BisectSpec.from_params(params)
+        changed = {k: v for k, v in (("jobs", jobs), ("max_boots", max_boots)) if v is not None}
+        spec = BisectSpec.from_params({**params, **changed})
         check_spec(spec)
         repo = Path(params["repo"])
         commits = list(params["line"])
@@ -260,7 +263,7 @@ class Bisection:
                 raise UsageError(f"bisect s{bisect_id}: commit {end[:12]} is no longer in {repo}; it cannot resume")
         saved = json.loads(row["summary"]) if row["summary"] else {}
         batch = self._batch_size(spec)
-        self.store.claim_bisect(bisect_id)
+        self.store.claim_bisect(bisect_id, changed)
         return self._run(bisect_id, spec, repo, commits, saved, batch)
 
     # -- the loop -----------------------------------------------------------------------------------------------

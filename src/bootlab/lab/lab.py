@@ -386,11 +386,19 @@ class Lab:
 
         return Bisection(self, progress=progress).start(spec)
 
-    def resume_bisect(self, bisect_id: int, *, progress: BisectProgress | None = None) -> dict[str, Any]:
-        """Carry on a stored bisect that was interrupted, with its own settings, without repeating a boot."""
+    def resume_bisect(
+        self,
+        bisect_id: int,
+        *,
+        progress: BisectProgress | None = None,
+        jobs: int | None = None,
+        max_boots: int | None = None,
+    ) -> dict[str, Any]:
+        """Carry on a stored bisect that was interrupted, with its own settings (but a new batch size or budget
+        when given), without repeating a boot."""
         from bootlab.lab.bisect import Bisection
 
-        return Bisection(self, progress=progress).resume(bisect_id)
+        return Bisection(self, progress=progress).resume(bisect_id, jobs=jobs, max_boots=max_boots)
 
 
 def stage_timing(

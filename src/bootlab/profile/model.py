@@ -346,11 +346,18 @@ class Profile(_Strict):
         for i, drive in enumerate(self.drives):
             if drive.file:
                 files[f"drive{i}"] = drive.file
-        if self.firmware is not None:
-            for key, value in self.firmware.model_dump().items():
-                if isinstance(value, str) and "/" in value:
-                    files[f"firmware.{key}"] = value
+        files.update({role: v for role, v in self._firmware().items() if "/" in v})
         return files
+
+    def firmware_names(self) -> dict[str, str]:
+        """Firmware given by well-known name (``firmware.code`` -> ``edk2-aarch64-code.fd``), by role as in
+        :meth:`files`: the host that boots it finds the file (``Host.find_firmware``)."""
+        return {role: v for role, v in self._firmware().items() if "/" not in v}
+
+    def _firmware(self) -> dict[str, str]:
+        if self.firmware is None:
+            return {}
+        return {f"firmware.{k}": v for k, v in self.firmware.model_dump().items() if isinstance(v, str) and v}
 
     def check_files(self) -> dict[str, str]:
         """The host files that checks send to the guest (``check.NAME``): read by bootlab, not booted, so they are

@@ -160,10 +160,14 @@ def run_command(
     stream: IO[str] | None = None,
     env: dict[str, str] | None = None,
     on_start: Callable[[int | None], None] | None = None,
+    at_revision: bool = False,
 ) -> float:
     """Run the build command in ``cwd``, its output (stdout and stderr) to ``log`` and, line by line, to
     ``stream``. It runs in its own process group with a parent-death signal, and the group is stopped on any
-    exit of ours (Ctrl-C included). Returns the seconds it took; a failure is a :class:`BuildError`."""
+    exit of ours (Ctrl-C included). Returns the seconds it took; a failure is a :class:`BuildError`.
+
+    A command that is missing or not executable is the user's to fix (:class:`UsageError`) in their own tree,
+    but a build error ``at_revision`` (in a checkout of a commit): there it is what that commit contains."""
     from bootlab.qemu.process import child_setup
 
     argv = ["sh", "-c", build.command] if isinstance(build.command, str) else list(build.command)
@@ -183,12 +187,16 @@ def run_command(
                 start_new_session=True,
                 preexec_fn=child_setup(os.getpid(), signal.SIGKILL, umask=None),
             )
-        except FileNotFoundError:
-            raise UsageError(
-                f"{what}: build command {argv[0]!r} not found (in {cwd}); fix build.command or install it"
-            ) from None
-        except PermissionError:
-            raise UsageError(f"{what}: build command {argv[0]!r} is not executable; fix build.command") from None
+        except (FileNotFoundError, PermissionError) as exc:
+            problem = "not found" if isinstance(exc, FileNotFoundError) else "is not executable"
+            if not at_revision:
+                fix = "fix build.command or install it" if problem == "not found" else "fix build.command"
+                raise UsageError(f"{what}: build command {argv[0]!r} {problem} (in {cwd}); {fix}") from None
+            # a property of the commit (one from before its build script existed, say): that commit cannot be
+            # built, which a bisect skips, rather than a mistake of the user's that ends the whole command
+            message = f"{what}: build command {argv[0]!r} {problem} at this revision (in {cwd}); log: {log}"
+            out.write(message + "\n")
+            raise BuildError(message) from None
         if on_start is not None:
             on_start(proc.pid)
         timer = None
@@ -327,7 +335,9 @@ def build_revision(
     log = builds_root() / f"{key}.log"  # stays here when the build fails (the error names it)
     env = {"BOOTLAB_COMMIT": commit, "BOOTLAB_REV": rev or commit}
     try:
-        seconds = run_command(profile.build, cwd, log, what=what, stream=stream, env=env, on_start=tree.building)
+        seconds = run_command(
+            profile.build, cwd, log, what=what, stream=stream, env=env, on_start=tree.building, at_revision=True
+        )
         log.replace(staging / "build.log")
         for out in profile.build.outputs:
             src, dst = cwd / out, staging / "files" / out

@@ -188,9 +188,17 @@ class Store:
             )
         return digest
 
-    def images(self, profile: Profile) -> dict[str, str | None]:
-        """sha256 of every file the profile boots from: kernel, initrd, drives, firmware given as a path."""
-        return {k: self.file_sha256(v) for k, v in profile.files().items()}
+    def images(self, profile: Profile, host: Host | None = None) -> dict[str, str | None]:
+        """sha256 of every file the profile boots from: kernel, initrd, drives, firmware; firmware given by name
+        is the file ``host`` finds for it (as the boot's command line did), so a firmware update shows as a
+        changed image too. Without ``host`` (a boot that ran on a cluster worker, whose file this machine
+        cannot see), named firmware is left out."""
+        images = {k: self.file_sha256(v) for k, v in profile.files().items()}
+        if host is not None:
+            for role, name in profile.firmware_names().items():
+                found = host.find_firmware(name, pflash=role != "firmware.bios")
+                images[role] = self.file_sha256(found) if found else None
+        return images
 
     def save_log(self, src: str | Path | None) -> str | None:
         """Compress a console log into logs/ under a fresh name; return its path relative to the store."""
@@ -294,7 +302,7 @@ class Store:
         if verdict.worker is not None:  # a cluster worker ran it: record that host, not this one
             w = verdict.worker
             host_json.update(name=w.host, worker=w.name, os=w.os, arch=w.arch, qemu=w.qemu, qemu_version=w.qemu_version)
-        images = self.images(profile)
+        images = self.images(profile, host if verdict.worker is None else None)
         if revision is None:
             revision = self.revision_for(profile)
         with self.tx() as db:
@@ -377,10 +385,11 @@ class Store:
                 (status, json.dumps(summary), _now() if finished else None, bisect_id),
             )
 
-    def claim_bisect(self, bisect_id: int) -> None:
-        """This process resumes the bisect: it is running again, owned by this pid."""
+    def claim_bisect(self, bisect_id: int, changed: dict[str, Any] | None = None) -> None:
+        """This process resumes the bisect: it is running again, owned by this pid, with the ``changed`` params
+        (a new budget, say)."""
         row = self.require(Ref("bisect", bisect_id))
-        params = {**json.loads(row["params"] or "{}"), "pid": os.getpid()}
+        params = {**json.loads(row["params"] or "{}"), **(changed or {}), "pid": os.getpid()}
         with self.tx() as db:
             db.execute(
                 "UPDATE bisects SET status = 'running', params = ? WHERE id = ?", (json.dumps(params), bisect_id)
