@@ -189,7 +189,7 @@ def test_an_interrupted_build_leaves_the_repository_as_it_was(tmp_path: Path, ho
         proc.kill()
         proc.wait(timeout=30)
         assert snapshot(repo) != before  # the worktree is still registered: the next command must notice
-        later = bootlab_process(config, tmp_path, "history")
+        later = bootlab_process(config, tmp_path, "profiles")  # any command: recovery runs before each
         _, err = later.communicate(timeout=60)
         assert later.returncode == 0, err
         assert f"removed the checkout a killed bootlab (pid {proc.pid}) left of {repo}" in err
