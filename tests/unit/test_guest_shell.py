@@ -158,8 +158,11 @@ def test_a_prompt_answering_without_the_marker_fails_the_sync_at_once(tmp_path: 
             assert "the guest answered bootlab's exec framing with" in msg
             assert "Unknown command 'printf' - try 'help'" in msg and "POSIX sh" in msg
             assert shell.answered and not shell.synced
-            # each of the three attempts was typed and answered (the later ones after a Ctrl-C)
-            assert console.seen.count(b"Unknown command 'printf'") == 3
+            # each of the three attempts was typed and seen echoed (the later ones after a Ctrl-C); how many of the
+            # answers were read before giving up depends on when the Ctrl-C's own answer (<INTERRUPT>, a line that
+            # is not ours, then the prompt) arrived, which is already enough to know: at least the first one
+            assert console.seen.count(b"printf '%s%s") == 3
+            assert console.seen.count(b"Unknown command 'printf'") >= 1
         finally:
             await console.close()
 
