@@ -342,6 +342,58 @@ def test_a_shell_that_does_not_answer_fails_the_check_and_skips_the_rest(tmp_pat
     assert "could not write a file in its $TMPDIR" in (run.results[0].reason or "")
 
 
+# a shell that is not a POSIX sh (as Redox's ion is not): it reads each line and answers it in its own way
+FOREIGN_SHELL = r"""
+import signal, sys
+signal.signal(signal.SIGINT, lambda *_: (sys.stdout.write("\n/ # "), sys.stdout.flush()))
+sys.stdout.write("/ # "); sys.stdout.flush()
+for line in sys.stdin:
+    if line.split():
+        sys.stdout.write(f"foreign: no such command: {line.split()[0]}\n")
+    sys.stdout.write("/ # "); sys.stdout.flush()
+"""
+
+
+def test_a_guest_without_a_posix_sh_is_an_infra_error_not_a_failed_check(tmp_path: Path) -> None:
+    """bootlab cannot run checks in a shell that answers its framing without the marker: that boot says so as an
+    infra-error (left out of rates, exit 3, as `vm exec` there is), with what the guest answered; it used to be
+    `check-failed`, counted as the guest failing."""
+    from vm_support import FakeMachine
+
+    from bootlab.lab.boot import BootOptions, checked_verdict
+
+    script = tmp_path / "foreign"
+    script.write_text(f"#!{sys.executable}\n{FOREIGN_SHELL}")
+    script.chmod(0o755)
+    profile = Profile.model_validate(
+        {"name": "p", "arch": "aarch64", "machine": "virt", "pack": ["linux"], "checks": {"a": "true", "b": "true"}}
+    )
+
+    async def go() -> Verdict:
+        console = PtyShell(shell=str(script), prompt="/ # ")
+        hub = ConsoleHub(console)  # type: ignore[arg-type]
+        hub.start()
+        obs = Observer(load_packs(["linux"]), variables={})
+        clock = BootClock(timeout=300, quiet_timeout=60, start=console.now(), grace=0.3, max_grace=2.0)
+        loop = BootLoop(hub.tap(), obs, clock, skip_line=own_lines(hub))
+        try:
+            base = Verdict(outcome="infra-error", seed=0, log=str(tmp_path / "log"))
+            machine = FakeMachine()
+            return await asyncio.wait_for(
+                checked_verdict(machine, loop, hub, base, profile, BootOptions()), 60  # type: ignore[arg-type]
+            )
+        finally:
+            await loop.stop_drain()
+            await hub.close()
+
+    v = asyncio.run(go())
+    assert v.outcome == "infra-error"
+    assert v.title is not None and v.title.startswith("checks need a POSIX sh: the guest answered '")
+    assert "foreign: no such command: printf / / #" in v.title
+    assert [(r.name, r.status) for r in v.checks] == [("a", "skipped"), ("b", "skipped")]
+    assert "POSIX sh" in (v.checks[0].reason or "") and v.checks[1].reason == "the guest has no POSIX sh"
+
+
 # ------------------------------------------------------------------------------------------------ trials, show, export
 
 

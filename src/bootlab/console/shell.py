@@ -346,6 +346,15 @@ class ShellError(InfraError):
     """The guest's shell did not answer as framed (no POSIX sh, output damaged on the console)."""
 
 
+class NotPosixShell(ShellError):
+    """The guest's shell read bootlab's framing and answered it in its own way (U-Boot's ``=>``, Redox's ion): it is
+    not a POSIX sh, so bootlab cannot run commands there at all. ``answer`` is what it said (may be empty)."""
+
+    def __init__(self, message: str, answer: str) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
 class ExecAborted(BootlabError):
     """The caller's ``should_stop`` said so (the guest crashed, the VM is stopping): no result."""
 
@@ -449,9 +458,10 @@ class GuestShell:
             if self.should_stop():
                 raise ExecAborted
             if self.answered:
-                raise ShellError(
+                raise NotPosixShell(
                     f"the guest answered bootlab's exec framing with{self._answered(':')} bootlab's exec needs a "
-                    "POSIX sh with printf and base64 at the prompt; use `bootlab vm console` with this guest"
+                    "POSIX sh with printf and base64 at the prompt; use `bootlab vm console` with this guest",
+                    self.answer(),
                 )
             raise ShellError(f"the guest's shell does not answer on the console{self._answered()}")
         if self.gzip is None:
@@ -568,13 +578,18 @@ class GuestShell:
             await console.write(cleanup.encode())
         return ExecOutcome(partial, 124, round(time.monotonic() - start, 3), timed_out=True)
 
-    def _answered(self, style: str = "") -> str:
-        """What the guest printed when the sync failed, without the echo of our own line."""
+    def answer(self) -> str:
+        """What the guest printed when the sync failed, without the echo of our own line (its last 160
+        characters, lines joined with `` / ``)."""
         from bootlab.console.clean import clean
 
         lines = [ln.strip() for ln in clean(self.last_seen.decode(errors="replace")).split("\n")]
         lines = [ln for ln in lines if ln and f"{PREFIX} S" not in ln]
-        seen = " / ".join(lines)[-160:]
+        return " / ".join(lines)[-160:]
+
+    def _answered(self, style: str = "") -> str:
+        """:meth:`answer` as a clause of an error message."""
+        seen = self.answer()
         if style == ":":
             return f" {seen!r};" if seen else " something else;"
         return f" (it printed: {seen!r})" if seen else ""

@@ -10,6 +10,10 @@ so its echo cannot look like a failure to the observer, and a command or script 
 What fails a check: a non-zero exit status, outliving its timeout, output without its ``expect`` text, or a shell
 that stops answering. The first failed check titles the boot (``check NAME failed (exit N)``); later checks still
 run (each result is reported), unless the shell is gone.
+
+A guest whose shell is not a POSIX sh (it answers bootlab's framing in its own way: Redox's ion) fails no check:
+bootlab cannot run checks there at all, so the boot is ``infra-error`` (``checks need a POSIX sh: ...``), left out
+of a trial's rates as a guest without QEMU would be, and exit 3 as ``vm exec`` on such a guest is.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootlab.console.shell import CommandTooLong, ExecAborted, ExecOutcome, ShellError
+from bootlab.console.shell import CommandTooLong, ExecAborted, ExecOutcome, NotPosixShell, ShellError
 from bootlab.verdict import CHECK_OUTPUT_CAP, CheckResult
 
 if TYPE_CHECKING:
@@ -31,11 +35,13 @@ if TYPE_CHECKING:
 @dataclass
 class ChecksRun:
     """What running a profile's checks came to: each check's result, the title of the first failure (None: all
-    passed), and whether the watch ended while they ran (the guest crashed, or QEMU exited)."""
+    passed), whether the watch ended while they ran (the guest crashed, or QEMU exited), and why bootlab could
+    not run them at all (``cannot_run``: the guest has no POSIX sh; the boot is then an infra-error)."""
 
     results: list[CheckResult] = field(default_factory=list)
     title: str | None = None
     interrupted_by: str | None = None  # the check running when the watch ended
+    cannot_run: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -93,6 +99,13 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
             why = "the guest crashed (or QEMU exited) while it ran"
             run.results.append(base.model_copy(update={"status": "crash", "reason": why, **_took(started)}))
             gone = f"the guest crashed during check {check.name}"
+            continue
+        except NotPosixShell as exc:  # not the guest failing: bootlab cannot run checks in this shell
+            answered = f"answered {exc.answer!r}" if exc.answer else "answered bootlab's framing in its own way"
+            run.cannot_run = f"checks need a POSIX sh: the guest {answered}"
+            run.results.append(base.model_copy(update={"reason": str(exc), **_took(started)}))
+            gone = "the guest has no POSIX sh"
+            _event(on_event, f"{check.name}: not run, {run.cannot_run}", clock.now())
             continue
         except (ShellError, OSError, CommandTooLong) as exc:  # the last two: its script changed since the preflight
             what = _not_run(exc)
