@@ -385,7 +385,14 @@ def test_report_of_an_empty_store(
 
 @pytest.mark.parametrize(
     "argv",
-    [["report", "t1"], ["show", "t1"], ["history"], ["export", "t1"], ["note", "t1", "x"], ["bisect", "--resume", "s1"]],
+    [
+        ["report", "t1"],
+        ["show", "t1"],
+        ["history"],
+        ["export", "t1"],
+        ["note", "t1", "x"],
+        ["bisect", "--resume", "s1"],
+    ],
 )
 def test_commands_that_read_the_store_do_not_create_a_missing_one(
     argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
