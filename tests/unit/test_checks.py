@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -255,13 +256,20 @@ def test_echo_of_typed_text_is_not_read_as_a_failure() -> None:
 
 
 def run_session(
-    checks: dict[str, object], tmp: Path, *, make_tmp: bool = True
+    checks: dict[str, object], tmp: Path, *, make_tmp: bool = True, preflight: bool = False
 ) -> tuple[ChecksRun, str, list[tuple[str, str]]]:
     """Run ``checks`` (a profile's checks table) through a ShellSession over a real sh in a pty, with the boot
-    loop watching it with the linux pack; (the run, how the watch ended, the check events)."""
+    loop watching it with the linux pack; (the run, how the watch ended, the check events). With ``preflight``
+    the scripts are read as the preflight reads them, then their files are deleted before the checks run."""
+    from bootlab.lab.preflight import require_checks_sendable
+
     profile = Profile.model_validate(
         {"name": "p", "arch": "aarch64", "machine": "virt", "pack": ["linux"], "checks": checks}
     )
+    if preflight:
+        profile = require_checks_sendable(profile)
+        for check in profile.checks:
+            Path(check.script or "/nonexistent").unlink(missing_ok=True)
     events: list[tuple[str, str]] = []
     if make_tmp:
         tmp.mkdir(exist_ok=True)
@@ -314,7 +322,8 @@ def test_checks_run_in_order_and_the_first_failure_titles_the_boot(tmp_path: Pat
     assert by["script"].status == "pass" and by["script"].command.startswith("sh /")
     assert run.title == "check three failed (exit 3)"
     assert all(r.t is not None and r.duration_s is not None for r in run.results)
-    assert [k for k, _ in events] == ["check"] * 7 and events[1][1] == "three: FAILED, exit 3 (" + events[1][1][-7:]
+    assert [k for k, _ in events] == ["check"] * 7
+    assert re.fullmatch(r"three: FAILED, exit 3 \([0-9.]+s\)", events[1][1])  # its duration: 0.4s, 0.41s, 0.413s
 
 
 def test_a_crash_during_a_check_ends_the_checks(tmp_path: Path) -> None:
@@ -340,6 +349,100 @@ def test_a_shell_that_does_not_answer_fails_the_check_and_skips_the_rest(tmp_pat
     assert run.title == "check a could not run (shell error)"
     assert run.results[1].reason == "the guest's shell failed at check a"
     assert "could not write a file in its $TMPDIR" in (run.results[0].reason or "")
+
+
+# a shell that is not a POSIX sh (as Redox's ion is not): it reads each line and answers it in its own way
+FOREIGN_SHELL = r"""
+import signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the tty drops the line being typed; nothing to print
+sys.stdout.write("/ # "); sys.stdout.flush()
+for line in sys.stdin:
+    if line.split():
+        sys.stdout.write(f"foreign: no such command: {line.split()[0]}\n")
+    sys.stdout.write("/ # "); sys.stdout.flush()
+"""
+
+
+def test_a_guest_without_a_posix_sh_is_an_infra_error_not_a_failed_check(tmp_path: Path) -> None:
+    """bootlab cannot run checks in a shell that answers its framing without the marker: that boot says so as an
+    infra-error (left out of rates, exit 3, as `vm exec` there is), with what the guest answered; it used to be
+    `check-failed`, counted as the guest failing."""
+    from vm_support import FakeMachine
+
+    from bootlab.lab.boot import BootOptions, checked_verdict
+
+    script = tmp_path / "foreign"
+    script.write_text(f"#!{sys.executable}\n{FOREIGN_SHELL}")
+    script.chmod(0o755)
+    profile = Profile.model_validate(
+        {"name": "p", "arch": "aarch64", "machine": "virt", "pack": ["linux"], "checks": {"a": "true", "b": "true"}}
+    )
+
+    async def go() -> Verdict:
+        console = PtyShell(shell=str(script), prompt="/ # ")
+        hub = ConsoleHub(console)  # type: ignore[arg-type]
+        hub.start()
+        obs = Observer(load_packs(["linux"]), variables={})
+        clock = BootClock(timeout=300, quiet_timeout=60, start=console.now(), grace=0.3, max_grace=2.0)
+        loop = BootLoop(hub.tap(), obs, clock, skip_line=own_lines(hub))
+        try:
+            base = Verdict(outcome="infra-error", seed=0, log=str(tmp_path / "log"))
+            machine = FakeMachine()
+            return await asyncio.wait_for(
+                checked_verdict(machine, loop, hub, base, profile, BootOptions()),
+                60,  # type: ignore[arg-type]
+            )
+        finally:
+            await loop.stop_drain()
+            await hub.close()
+
+    v = asyncio.run(go())
+    assert v.outcome == "infra-error"
+    assert v.title is not None and v.title.startswith("checks need a POSIX sh: the guest answered '")
+    assert "foreign: no such command: printf / / #" in v.title
+    assert [(r.name, r.status) for r in v.checks] == [("a", "skipped"), ("b", "skipped")]
+    assert "POSIX sh" in (v.checks[0].reason or "") and v.checks[1].reason == "the guest has no POSIX sh"
+
+
+def test_a_check_script_deleted_after_the_preflight_still_runs_as_read(tmp_path: Path) -> None:
+    """The preflight reads each script once and the boots send that text (they used to read the file at every
+    boot: a script removed during a trial made its later boots check-failed)."""
+    (tmp_path / "s.sh").write_text("echo read at the preflight\n")
+    run, _, _ = run_session({"s": {"script": str(tmp_path / "s.sh")}}, tmp_path / "tmp", preflight=True)
+    assert not (tmp_path / "s.sh").exists()
+    assert [(r.name, r.status, r.output) for r in run.results] == [("s", "pass", "read at the preflight\n")]
+
+
+def test_a_check_script_gone_where_the_boot_reads_it_is_an_infra_error_not_a_failed_check(tmp_path: Path) -> None:
+    """Where no preflight read it (a held boot's supervisor, a cluster worker) and the file has gone: the host's
+    doing, so the boot is an infra-error (cannot_run); the other checks still run."""
+    run, _, events = run_session({"s": {"script": str(tmp_path / "gone.sh")}, "after": "true"}, tmp_path / "tmp")
+    assert [(r.name, r.status) for r in run.results] == [("s", "skipped"), ("after", "pass")]
+    assert run.cannot_run == "check s could not run (its script could not be read)" and run.title is None
+    assert events[0] == ("check", "s: not run, its script could not be read")
+
+
+def test_every_boot_of_a_trial_sends_the_scripts_its_preflight_read(tmp_path: Path) -> None:
+    """Each boot of a trial is resolved again ({seed}, {boot}) and carries the text read at the preflight: the
+    script deleted during the first boot is still what the later ones send."""
+    from bootlab.lab.lab import ArmSpec, Lab
+    from conftest import make_fake_host
+
+    (tmp_path / "k").write_bytes(b"kernel")
+    (tmp_path / "s.sh").write_text("echo hi\n")
+    (tmp_path / "bootlab.toml").write_text(LINUX.replace('"/k"', '"k"') + 'checks.s = { script = "s.sh" }\n')
+    sent: list[bytes] = []
+
+    async def boot_fn(profile: Profile, log: Path) -> Verdict:
+        sent.append(profile.checks[0].script_bytes())
+        (tmp_path / "s.sh").unlink(missing_ok=True)  # the user removes it during the trial
+        log.write_text("bootlab login: \n")
+        return verdict("pass", ("s", "pass"))
+
+    lab = Lab(load_project(tmp_path / "bootlab.toml"), make_fake_host(), None, boot_fn=boot_fn)
+    result = lab.trial(ArmSpec("g", []), n=3, seed_base=1, jobs=1)
+    assert result.summary.outcomes == {"pass": 3}
+    assert sent == [b"echo hi\n"] * 3
 
 
 # ------------------------------------------------------------------------------------------------ trials, show, export

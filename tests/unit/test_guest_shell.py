@@ -17,7 +17,7 @@ import pytest
 from pty_shell import PtyShell
 
 from bootlab.console.base import Chunk
-from bootlab.console.shell import MAX_LINE, GuestShell, ShellError
+from bootlab.console.shell import MAX_LINE, GuestShell, ShellError, stage_lines
 
 
 def run(coro_fn: object) -> object:
@@ -124,9 +124,9 @@ def test_a_guest_without_sh_is_said_with_what_it_answered() -> None:
 
 
 UBOOT_LIKE = r"""
-import signal, sys
-def interrupt(*_):
-    sys.stdout.write("<INTERRUPT>\n=> "); sys.stdout.flush()
+import os, signal, sys
+def interrupt(*_):  # os.write: sys.stdout.write here may land inside the loop's own write (a reentrant-call error)
+    os.write(1, b"<INTERRUPT>\n=> ")
 signal.signal(signal.SIGINT, interrupt)
 sys.stdout.write("=> "); sys.stdout.flush()
 for line in sys.stdin:
@@ -307,3 +307,40 @@ def test_no_writable_temp_directory_is_a_shell_error_saying_so(tmp_path: Path) -
             await GuestShell().run(console, "true", stage=True)
 
     run_in(tmp_path / "missing", body)
+
+
+class SlowStaging(PtyShell):
+    """A console over which each staging line takes ``delay`` seconds to be typed (a slow serial line)."""
+
+    delay = 0.5
+
+    async def write(self, data: bytes) -> None:
+        if data.startswith(b"if printf %s"):
+            await asyncio.sleep(self.delay)
+        await super().write(data)
+
+
+def test_a_script_still_being_sent_at_its_timeout_has_timed_out_and_the_duration_counts_the_sending(
+    tmp_path: Path,
+) -> None:
+    """The timeout covers sending the script: 8 staging lines at 0.5 s each outlive a 1.5 s timeout before the
+    script could start (it used to start its clock after the sending, and this quick script then passed)."""
+    text = b"".join(b"# padding line %04d of a long check script\n" % i for i in range(140)) + b"echo ran\n"
+    assert len(stage_lines("x", text)) >= 8
+
+    async def go() -> None:
+        console = SlowStaging(env={"TMPDIR": str(tmp_path)})
+        try:
+            sh = GuestShell()
+            await sh.run(console, ["true"])  # sync and gzip probe first: not part of the check
+            t0 = time.monotonic()
+            out = await asyncio.wait_for(sh.run_script(console, text, timeout=1.5), 60)
+            assert out.timed_out and out.exit_code == 124 and b"ran" not in out.output
+            assert 1.5 <= out.duration_s <= time.monotonic() - t0 + 0.001  # (rounded to ms)
+            assert out.duration_s < 4.0  # not the whole sending (8 x 0.5 s), then the run
+            again = await sh.run(console, 'ls -A "$TMPDIR"; echo usable', timeout=10)
+            assert again.output == b"usable\n"  # the shell is back, and what was staged is removed
+        finally:
+            await console.close()
+
+    asyncio.run(go())

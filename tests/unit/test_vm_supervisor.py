@@ -183,3 +183,50 @@ def test_launch_with_a_wrong_password_is_login_failed_at_the_first_refusal(tmp_p
     assert (sup.verdict.title, sup.verdict.fatal_line) == ("login failed", "Login incorrect")
     assert sup.verdict.duration_s is not None and refused <= sup.verdict.duration_s < refused + 5.0
     assert sup.state == "stopped" and "boot failed: login-failed: login failed" in vm.read("state.json")["note"]
+
+
+@pytest.mark.parametrize("gdb", [True, False])
+def test_launch_with_gdb_starts_the_stub_before_the_boot_and_publishes_its_socket(tmp_path: Path, gdb: bool) -> None:
+    """`vm launch --gdb` (vm.json's `gdb`): the stub is started before the guest's first line is read, beside the
+    control socket, and state.json (what `vm gdb NAME` reads) names it; without it no stub is started."""
+    from bootlab.console.rawlog import read_chunks
+    from bootlab.console.replay import ReplayConsole
+    from bootlab.packs.loader import load_packs
+    from bootlab.vm.state import VmState
+
+    uboot = TESTS / "packs" / "uboot"
+    vm = make_vm("withgdb", tmp_path, ["uboot"])
+    vm.write("vm.json", {**vm.read("vm.json"), "gdb": gdb})
+    sup = Supervisor(vm)
+    sup.run_dir = tmp_path / "run"
+    sup.packs = load_packs(["uboot"], uboot)
+    sup.obs = Observer(sup.packs, wait_for_shell=True)
+    console = ReplayConsole(read_chunks(uboot / "uboot-qemu_arm64-stop-autoboot.log"), speed=1.0, after_end="silence")
+    seen_at_start: list[tuple[int, int]] = []
+
+    class Machine(FakeMachine):
+        async def start_gdb(self, socket: Path) -> Path:
+            seen_at_start.append((len(sup.tail), len(sup.obs.stages)))  # nothing of the boot seen yet
+            return await super().start_gdb(socket)
+
+    machine = Machine()
+
+    async def go() -> None:
+        life = asyncio.create_task(sup._life(machine, console))  # type: ignore[arg-type]
+        try:
+            while sup.state != VmState.READY:
+                assert not life.done(), "the boot ended before ready"
+                await asyncio.sleep(0.01)
+        finally:
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+
+    asyncio.run(asyncio.wait_for(go(), 30))
+    state = vm.read("state.json")
+    assert sup.tail and sup.obs.stages  # the boot was seen by ready
+    if gdb:
+        assert seen_at_start == [(0, 0)] and machine.gdb_socket == tmp_path / "run" / "gdb.sock"
+        assert state["gdb_socket"] == str(tmp_path / "run" / "gdb.sock") and state["gdb_error"] is None
+    else:
+        assert seen_at_start == [] and state["gdb_socket"] is None

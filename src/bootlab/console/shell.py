@@ -346,6 +346,15 @@ class ShellError(InfraError):
     """The guest's shell did not answer as framed (no POSIX sh, output damaged on the console)."""
 
 
+class NotPosixShell(ShellError):
+    """The guest's shell read bootlab's framing and answered it in its own way (U-Boot's ``=>``, Redox's ion): it is
+    not a POSIX sh, so bootlab cannot run commands there at all. ``answer`` is what it said (may be empty)."""
+
+    def __init__(self, message: str, answer: str) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
 class ExecAborted(BootlabError):
     """The caller's ``should_stop`` said so (the guest crashed, the VM is stopping): no result."""
 
@@ -358,6 +367,11 @@ class ExecOutcome:
     exit_code: int
     duration_s: float
     timed_out: bool = False
+
+
+def _over(deadline: float | None, abandoned: asyncio.Event | None) -> bool:
+    """The exec must stop: its deadline has passed, or its client went away."""
+    return (abandoned is not None and abandoned.is_set()) or (deadline is not None and time.monotonic() >= deadline)
 
 
 class GuestShell:
@@ -408,10 +422,15 @@ class GuestShell:
         return False
 
     async def _wait_markers(
-        self, console: Console, markers: tuple[bytes, ...], sent: str, timeout: float
+        self,
+        console: Console,
+        markers: tuple[bytes, ...],
+        sent: str,
+        timeout: float,
+        abandoned: asyncio.Event | None = None,
     ) -> int | None:
         """The index of the first of ``markers`` to arrive as a line within ``timeout`` after we typed ``sent``;
-        None if none did."""
+        None if none did (or ``abandoned`` was set meanwhile)."""
         seen = bytearray()
         deadline = time.monotonic() + timeout
         while True:
@@ -420,7 +439,7 @@ class GuestShell:
                     self.last_seen = bytes(seen[-300:])
                     return i
             left = deadline - time.monotonic()
-            if left <= 0 or self.should_stop():
+            if left <= 0 or self.should_stop() or (abandoned is not None and abandoned.is_set()):
                 self.last_seen = bytes(seen[-300:])
                 return None
             chunk = await console.read(min(left, _POLL))
@@ -439,9 +458,10 @@ class GuestShell:
             if self.should_stop():
                 raise ExecAborted
             if self.answered:
-                raise ShellError(
+                raise NotPosixShell(
                     f"the guest answered bootlab's exec framing with{self._answered(':')} bootlab's exec needs a "
-                    "POSIX sh with printf and base64 at the prompt; use `bootlab vm console` with this guest"
+                    "POSIX sh with printf and base64 at the prompt; use `bootlab vm console` with this guest",
+                    self.answer(),
                 )
             raise ShellError(f"the guest's shell does not answer on the console{self._answered()}")
         if self.gzip is None:
@@ -481,15 +501,25 @@ class GuestShell:
         self, console: Console, text: bytes, timeout: float | None = None, abandoned: asyncio.Event | None = None
     ) -> ExecOutcome:
         """Send ``text`` (a shell script) to the guest over the console and run it with ``sh``, framed as
-        :meth:`run` frames a command. The staged files are removed afterwards (also after a timeout)."""
+        :meth:`run` frames a command. The staged files are removed afterwards (also after a timeout).
+
+        ``timeout`` covers the sending too: its clock starts before the first staging line is typed (a 1 MiB
+        script takes minutes to cross a serial console), and a script still being sent when it runs out is
+        interrupted like one that runs too long (``timed_out``), its ``duration_s`` counting the sending."""
         mid = new_id()
         lines = stage_lines(mid, text)  # a script too big is refused before anything is typed
         await self._ready(console)
+        start = time.monotonic()
+        deadline = None if timeout is None else start + timeout
+        cleanup = f"rm -f {staged_path(mid)}*\n"
         for line, ok, bad in lines:
             if self.should_stop():
                 raise ExecAborted
+            if _over(deadline, abandoned):
+                return await self._interrupted(console, b"", start, cleanup)
             await console.write(line.encode())
-            got = await self._wait_markers(console, (ok, bad), line, self.sync_timeout)
+            wait = self.sync_timeout if deadline is None else min(self.sync_timeout, deadline - time.monotonic())
+            got = await self._wait_markers(console, (ok, bad), line, max(wait, 0.0), abandoned)
             if got == 1:
                 raise ShellError(
                     f"the guest could not write a file in its $TMPDIR (default /tmp) to stage the command"
@@ -498,10 +528,11 @@ class GuestShell:
             if got is None:
                 if self.should_stop():
                     raise ExecAborted
+                if _over(deadline, abandoned):  # the line may still be in the guest's hands: Ctrl-C and resync
+                    return await self._interrupted(console, b"", start, cleanup)
                 self.synced = False
                 raise ShellError(f"the guest's shell did not take a staged command line{self._answered()}")
-        path = staged_path(mid)
-        return await self._run(console, wrap_staged(mid, gzip=bool(self.gzip)), timeout, abandoned, f"rm -f {path}*\n")
+        return await self._run(console, wrap_staged(mid, gzip=bool(self.gzip)), deadline, abandoned, cleanup, start)
 
     async def _run(
         self,
@@ -510,21 +541,23 @@ class GuestShell:
         timeout: float | None,
         abandoned: asyncio.Event | None,
         cleanup: str | None = None,
+        start: float | None = None,
     ) -> ExecOutcome:
-        start = time.monotonic()
+        """Type ``framed`` and collect its answer. With ``start`` (a staged script, whose clock started before
+        its text was sent) ``timeout`` is the deadline on that clock, and the duration counts from ``start``."""
+        if start is None:
+            start = time.monotonic()
+            deadline = None if timeout is None else start + timeout
+        else:
+            deadline = timeout
         collector = Collector(framed)
         await console.write(framed.line.encode())
-        deadline = None if timeout is None else start + timeout
         while True:
             if self.should_stop():
                 raise ExecAborted
             left = None if deadline is None else deadline - time.monotonic()
-            gone = abandoned is not None and abandoned.is_set()
-            if gone or (left is not None and left <= 0):
-                partial = collector.partial()
-                if await self.sync(console, attempts=4, interrupt=True) and cleanup:
-                    await console.write(cleanup.encode())  # the interrupted line never reached its own `rm`
-                return ExecOutcome(partial, 124, round(time.monotonic() - start, 3), timed_out=True)
+            if _over(deadline, abandoned):
+                return await self._interrupted(console, collector.partial(), start, cleanup)
             chunk = await console.read(_POLL if left is None else min(left, _POLL))
             if chunk is None:
                 continue
@@ -538,13 +571,25 @@ class GuestShell:
             if result is not None:
                 return ExecOutcome(result.output, result.exit_code, round(time.monotonic() - start, 3))
 
-    def _answered(self, style: str = "") -> str:
-        """What the guest printed when the sync failed, without the echo of our own line."""
+    async def _interrupted(self, console: Console, partial: bytes, start: float, cleanup: str | None) -> ExecOutcome:
+        """A command (or the sending of its script) that ran out of time or was abandoned: Ctrl-C, resync, and
+        remove what was staged (the interrupted line never reached its own ``rm``)."""
+        if await self.sync(console, attempts=4, interrupt=True) and cleanup:
+            await console.write(cleanup.encode())
+        return ExecOutcome(partial, 124, round(time.monotonic() - start, 3), timed_out=True)
+
+    def answer(self) -> str:
+        """What the guest printed when the sync failed, without the echo of our own line (its last 160
+        characters, lines joined with `` / ``)."""
         from bootlab.console.clean import clean
 
         lines = [ln.strip() for ln in clean(self.last_seen.decode(errors="replace")).split("\n")]
         lines = [ln for ln in lines if ln and f"{PREFIX} S" not in ln]
-        seen = " / ".join(lines)[-160:]
+        return " / ".join(lines)[-160:]
+
+    def _answered(self, style: str = "") -> str:
+        """:meth:`answer` as a clause of an error message."""
+        seen = self.answer()
         if style == ":":
             return f" {seen!r};" if seen else " something else;"
         return f" (it printed: {seen!r})" if seen else ""

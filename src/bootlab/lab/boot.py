@@ -152,7 +152,8 @@ async def checked_verdict(
     machine: QemuMachine, loop: BootLoop, hub: ConsoleHub, base: Verdict, profile: Profile, opts: BootOptions
 ) -> Verdict:
     """The verdict of a ready boot once its checks have run: ``pass``, ``check-failed`` (titled by the first
-    failed check), or, when the guest crashed or QEMU exited meanwhile, that crash or exit (with registers)."""
+    failed check), ``infra-error`` when the guest's shell is not a POSIX sh (no check could run), or, when the
+    guest crashed or QEMU exited meanwhile, that crash or exit (with registers)."""
     from bootlab.console.session import ShellSession
     from bootlab.lab.checks import run_checks
 
@@ -168,7 +169,9 @@ async def checked_verdict(
         else:
             await session.stop()
             verdict = await conclude(machine, loop, "pass", base, symbols=profile.symbols, registers=False)
-            if run.failed:
+            if run.cannot_run:  # the guest booted, but bootlab cannot run checks there: infra, not the guest
+                verdict = verdict.model_copy(update={"outcome": "infra-error", "title": run.cannot_run})
+            elif run.failed:
                 verdict = verdict.model_copy(update={"outcome": "check-failed", "title": run.title})
     finally:
         await session.stop()

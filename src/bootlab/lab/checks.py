@@ -10,16 +10,20 @@ so its echo cannot look like a failure to the observer, and a command or script 
 What fails a check: a non-zero exit status, outliving its timeout, output without its ``expect`` text, or a shell
 that stops answering. The first failed check titles the boot (``check NAME failed (exit N)``); later checks still
 run (each result is reported), unless the shell is gone.
+
+When bootlab cannot run a check, no check fails: the boot is ``infra-error`` (left out of a trial's rates, exit 3).
+That is a guest whose shell is not a POSIX sh (it answers bootlab's framing in its own way: Redox's ion), titled
+``checks need a POSIX sh: the guest answered ...`` (``vm exec`` on such a guest exits 3 too), and a script that
+could not be read where the boot ran (see :func:`_not_run`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootlab.console.shell import CommandTooLong, ExecAborted, ExecOutcome, ShellError
+from bootlab.console.shell import CommandTooLong, ExecAborted, ExecOutcome, NotPosixShell, ShellError
 from bootlab.verdict import CHECK_OUTPUT_CAP, CheckResult
 
 if TYPE_CHECKING:
@@ -31,11 +35,14 @@ if TYPE_CHECKING:
 @dataclass
 class ChecksRun:
     """What running a profile's checks came to: each check's result, the title of the first failure (None: all
-    passed), and whether the watch ended while they ran (the guest crashed, or QEMU exited)."""
+    passed), whether the watch ended while they ran (the guest crashed, or QEMU exited), and why bootlab could
+    not run one (``cannot_run``: the guest has no POSIX sh, a script could not be read; the boot is then an
+    infra-error)."""
 
     results: list[CheckResult] = field(default_factory=list)
     title: str | None = None
     interrupted_by: str | None = None  # the check running when the watch ended
+    cannot_run: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -84,7 +91,7 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
         started = time.monotonic()
         try:
             if check.script is not None:
-                out = await session.run_script(Path(check.script).read_bytes(), check.timeout)
+                out = await session.run_script(check.script_bytes(), check.timeout)
             else:
                 assert check.command is not None
                 out = await session.run(check.command, check.timeout, stage=True)
@@ -94,13 +101,24 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
             run.results.append(base.model_copy(update={"status": "crash", "reason": why, **_took(started)}))
             gone = f"the guest crashed during check {check.name}"
             continue
-        except (ShellError, OSError, CommandTooLong) as exc:  # the last two: its script changed since the preflight
-            what = _not_run(exc)
+        except NotPosixShell as exc:  # not the guest failing: bootlab cannot run checks in this shell
+            answered = f"answered {exc.answer!r}" if exc.answer else "answered bootlab's framing in its own way"
+            run.cannot_run = f"checks need a POSIX sh: the guest {answered}"
+            run.results.append(base.model_copy(update={"reason": str(exc), **_took(started)}))
+            gone = "the guest has no POSIX sh"
+            _event(on_event, f"{check.name}: not run, {run.cannot_run}", clock.now())
+            continue
+        except (OSError, CommandTooLong) as exc:  # the host's script, read where no preflight had (see below)
+            why = _not_run(exc)
+            run.cannot_run = run.cannot_run or f"check {check.name} could not run ({why})"
+            run.results.append(base.model_copy(update={"reason": str(exc), **_took(started)}))
+            _event(on_event, f"{check.name}: not run, {why}", clock.now())
+            continue
+        except ShellError as exc:
             run.results.append(base.model_copy(update={"status": "fail", "reason": str(exc), **_took(started)}))
-            run.title = run.title or f"check {check.name} could not run ({what})"
-            if isinstance(exc, ShellError):
-                gone = f"the guest's shell failed at check {check.name}"
-            _event(on_event, f"{check.name}: FAILED, {what}", clock.now())
+            run.title = run.title or f"check {check.name} could not run (shell error)"
+            gone = f"the guest's shell failed at check {check.name}"
+            _event(on_event, f"{check.name}: FAILED, shell error", clock.now())
             continue
         status, reason, title = judge(check, out)
         update = {
@@ -122,9 +140,9 @@ async def run_checks(session: ShellSession, profile: Profile, on_event: EventHoo
 
 
 def _not_run(exc: Exception) -> str:
-    """Why a check could not run, for its event line and title."""
-    if isinstance(exc, ShellError):
-        return "shell error"
+    """Why a check's script could not be sent. The preflight reads each script once and the boots send that text;
+    a boot that reads it itself (in a held boot's supervisor, on a cluster worker) finds it changed or gone only
+    when the user changed it meanwhile: the host's doing, so the boot is an infra-error, not a failed check."""
     if isinstance(exc, CommandTooLong):
         return "its script is too big"
     return "its script could not be read"

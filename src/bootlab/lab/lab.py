@@ -184,7 +184,8 @@ class Lab:
         spec = checked.spec
         return Arm(
             label=spec.label or spec.profile,
-            make_profile=lambda idx, seed: self.resolve(spec, seed, idx),
+            # each boot is resolved again ({seed}, {boot}), its check scripts as the preflight read them
+            make_profile=lambda idx, seed: self.resolve(spec, seed, idx).with_check_texts(checked.profile),
             n=n,
             cap=n,
             seed_base=seed_base,

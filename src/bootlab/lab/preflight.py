@@ -102,11 +102,14 @@ def require_packs(profile: Profile, project_dir: Path | None) -> PackSet:
     return packs
 
 
-def require_checks_sendable(profile: Profile) -> None:
+def require_checks_sendable(profile: Profile) -> Profile:
     """Every check must be able to reach the guest: its script a readable file, script or command no bigger than
-    what bootlab sends over a console. Said now, not as an error in every boot of a trial."""
+    what bootlab sends over a console. Said now, not as an error in every boot of a trial. Returns ``profile``
+    with each script's text read (:meth:`~bootlab.profile.model.Check.with_text`): the boots send that text, so a
+    script edited or removed during a trial does not change its later boots."""
     from bootlab.console.shell import MAX_STAGED, command_text
 
+    checks = []
     for check in profile.checks:
         where = f"profile {profile.name}: check {check.name}"
         if check.script is None:
@@ -114,18 +117,21 @@ def require_checks_sendable(profile: Profile) -> None:
         else:
             try:
                 with open(check.script, "rb") as fh:
-                    fh.read(1)
-                    size = os.fstat(fh.fileno()).st_size
+                    text = fh.read(MAX_STAGED + 1)
+                    size = max(len(text), os.fstat(fh.fileno()).st_size)
             except OSError as exc:
                 raise UsageError(
                     f"{where}: cannot read its script {check.script} ({exc.strerror or exc}); fix the path or its "
                     "permissions"
                 ) from None
+            check = check.with_text(text)
         if size > MAX_STAGED:
             raise UsageError(
                 f"{where}: it is {size} bytes, more than bootlab sends over a console ({MAX_STAGED} bytes); put the "
                 "work in a file the guest already has (its image, or a --mount share) and run that"
             )
+        checks.append(check)
+    return profile.model_copy(update={"checks": checks}) if profile.checks else profile
 
 
 def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:
@@ -167,7 +173,7 @@ def preflight(
     profile = resolve_profile(name, project=project, sets=sets, seed=seed, boot_index=boot_index)
     if observed:
         require_packs(profile, project.root)
-        require_checks_sendable(profile)
+        profile = require_checks_sendable(profile)
     check_fallback(profile, project, sets)
     inv = build_invocation(profile, host, runtime)
     if not booted:

@@ -11,7 +11,7 @@ import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bootlab.arch import Arch
 from bootlab.qemu.size import size_mib
@@ -199,6 +199,9 @@ class Check(_Strict):
     script: str | None = None
     timeout: float = Field(default=60.0, gt=0)
     expect: str | None = None
+    # the script's text as the preflight read it (see with_text): not a field, so no profile file can set it and
+    # no store, lock or hash sees it
+    _text: bytes | None = PrivateAttr(default=None)
 
     @field_validator("name")
     @classmethod
@@ -229,6 +232,22 @@ class Check(_Strict):
                 raise ValueError(f"check {self.name} has no command; give it {how}")
             raise ValueError(f"check {self.name} has both a command and a script; give one of them")
         return self
+
+    def with_text(self, text: bytes) -> Check:
+        """This check carrying its script's ``text``, read once (at the preflight) so that every boot of a trial
+        sends the same script, even when the file changes or goes meanwhile."""
+        check = self.model_copy()
+        check._text = text
+        return check
+
+    def script_bytes(self) -> bytes:
+        """The script to send: the text read at the preflight, else the file (a cluster worker's copy, a held
+        boot's supervisor). Raises OSError when it cannot be read."""
+        if self._text is not None:
+            return self._text
+        assert self.script is not None
+        with open(self.script, "rb") as fh:
+            return fh.read()
 
     def text(self) -> str:
         """What the check runs, as one line for people (the verdict, `show`, reports)."""
@@ -364,13 +383,25 @@ class Profile(_Strict):
         not :meth:`files` (a build of another revision does not replace them: like the profile, they are yours)."""
         return {f"check.{c.name}": c.script for c in self.checks if c.script is not None}
 
+    def with_check_texts(self, source: Profile) -> Profile:
+        """This profile (a trial's next boot, resolved again) with the script texts that ``source`` (its
+        preflighted first boot) carries, for the checks that name the same script file."""
+        read = {(c.name, c.script): c._text for c in source.checks if c._text is not None}
+        if not any((c.name, c.script) in read for c in self.checks):
+            return self
+        checks = [c.with_text(read[c.name, c.script]) if (c.name, c.script) in read else c for c in self.checks]
+        return self.model_copy(update={"checks": checks})
+
     def with_files(self, paths: dict[str, str]) -> Profile:
         """The same profile with some files (roles as in :meth:`files` and :meth:`check_files`, plus ``symbols``)
         at other paths."""
         update: dict[str, Any] = {k: v for k, v in paths.items() if k in ("kernel", "initrd", "symbols")}
-        if any(k.startswith("check.") for k in paths):
+        if any(k.startswith("check.") for k in paths):  # a script at another path is read there (no text carried)
             update["checks"] = [
-                c.model_copy(update={"script": paths.get(f"check.{c.name}", c.script)}) for c in self.checks
+                c
+                if paths.get(f"check.{c.name}", c.script) == c.script
+                else Check.model_validate({**c.model_dump(), "script": paths[f"check.{c.name}"]})
+                for c in self.checks
             ]
         if any(k.startswith("drive") for k in paths):
             update["drives"] = [

@@ -42,8 +42,6 @@ HOLDABLE = frozenset({"crash", "hang"})
 HoldRule = Callable[[Verdict], bool]
 
 GDB = "gdb-multiarch"
-# gdb's name for each architecture bootlab boots (what `set architecture` takes)
-GDB_ARCH = {"aarch64": "aarch64", "x86_64": "i386:x86-64", "riscv64": "riscv:rv64"}
 
 
 @dataclass
