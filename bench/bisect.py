@@ -18,8 +18,8 @@ issue checked.
 
 bootlab runs :class:`bootlab.lab.changepoint.ChangePoint` itself (the same object ``bootlab bisect`` drives), one
 boot per batch (``-j 1``) and stops at posterior >= 0.95 or when its budget is spent: by default
-``bootlab bisect``'s own (``--max-boots``, 200), printed on each of its lines because a rare crash needs more
-(``--budget 1000``; ``--scenario 100-90`` runs that one alone). syzkaller's rule has no budget.
+``bootlab bisect``'s own (``--max-boots``, 1000), printed on each of its lines (``--budget 200`` shows what a
+smaller one costs; ``--scenario 100-90`` runs that one alone). syzkaller's rule has no budget.
 
 syzkaller's rule, as syzkaller's ``pkg/bisect`` does it and as the issue describes it: 10 boots per commit, 20
 once the bug has shown itself flaky (a tested commit with both crashes and passes); a commit with 0 crashes is

@@ -143,6 +143,34 @@ def test_a_commit_without_the_build_command_is_skipped_not_an_abort(
     assert all("build command './build.sh' not found at this revision" in c["skipped"] for c in skipped)
 
 
+def test_a_build_program_that_is_not_installed_is_bad_input_not_a_skip_at_every_commit(
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A program looked up on PATH is missing at every commit alike: one line and exit 2, not a bisect that skips
+    every commit and ends exhausted, and not `git bisect run` told to skip each one."""
+    config, _ = image_project(["a", "b", "c", "d"])
+    config.write_text(config.read_text().replace('["sh", "build.sh"]', '["no-such-build-tool-xyz"]'))
+    code = main(["bisect", "sim", "--good", "HEAD~3", "--bad", "HEAD", "-q", "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2 and "'no-such-build-tool-xyz' not found" in err and "install it" in err
+    assert main(["trial", "sim", "-n", "1", "--rev", "HEAD", "--bisect-exit", "-q", "--config", str(config)]) == 128
+
+
+def test_git_bisect_run_skips_a_commit_that_has_no_build_script_yet(
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`git bisect run bootlab trial P --build --bisect-exit` builds in the user's tree at the commit git put there:
+    a ./build.sh that commit does not have is that commit's (125: skip), not an abort of the whole run (128)."""
+    config, repo = image_project(["a", "b"], script="#!/bin/sh\n" + SIM_BUILD, script_from=2)
+    config.write_text(config.read_text().replace('["sh", "build.sh"]', '["./build.sh"]'))
+    git(repo, "checkout", "-q", "HEAD~1")  # what git bisect does: the user's tree at an older commit
+    base = ["trial", "sim", "-n", "1", "--build", "-q", "--config", str(config)]
+    assert main([*base, "--bisect-exit"]) == 125
+    assert "--bisect-exit 125 (skip: " in capsys.readouterr().err
+    assert main(base) == 2  # without --bisect-exit, the user's own tree: fix the command
+    assert "build command './build.sh' not found" in capsys.readouterr().err
+
+
 def test_interrupted_bisect_resumes_without_repeating_a_boot(
     env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

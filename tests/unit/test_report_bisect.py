@@ -87,12 +87,12 @@ def test_bisect_page_names_the_culprit_with_its_posterior_and_estimates(bisected
     assert "commit 7: icache-fix" in text and c["commit"] in text and "Ada Tester" in text
     assert f"about {100 * r['symptom_rate_old']:.0f}% before the change (p_old)" in text
     assert f"{100 * r['symptom_rate_new']:.0f}% after it (p_new)" in text
-    assert f"{r['boots']} used of a budget of 200" in text
+    assert f"{r['boots']} used of a budget of 1000" in text
     assert "11 candidate commits from good HEAD~11" in text and "to bad main" in text
     for x in r["runners_up"]:
         assert x["commit"][:12] in section(page, "commits") or x["commit"][:12] in text
     assert "<title>bisect s1: sim, good HEAD~11 .. bad main</title>" in page
-    assert "bootlab bisect sim --good 'HEAD~11' --bad main --confidence 0.95 --max-boots 200 -j 2 --seed-base 7" in text
+    assert "bootlab bisect sim --good 'HEAD~11' --bad main --confidence 0.95 --max-boots 1000 -j 2 --seed-base 7" in text
 
 
 def test_commits_table_has_every_tested_commit_as_counted(bisected: Bisected) -> None:

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--confidence", type=fraction, metavar="P", help="stop at this posterior, in [0.5, 1) (default 0.95)"
     )
     p.add_argument(
-        "--max-boots", type=count, metavar="N", help="boot budget (default 200; with --resume, the new total budget)"
+        "--max-boots", type=count, metavar="N", help="boot budget (default 1000; with --resume, the new total budget)"
     )
     p.add_argument("--resume", metavar="ID", help="carry on an interrupted bisect (s4) without repeating boots")
     add_lab_args(

@@ -41,5 +41,11 @@ def build_here(args: argparse.Namespace, project: Project, profile: str, sets: l
     from bootlab.source.build import build_in_place
 
     quiet = getattr(args, "quiet", False)
-    built = build_in_place(project, profile, sets, stream=None if quiet else sys.stderr)
+    built = build_in_place(
+        project,
+        profile,
+        sets,
+        stream=None if quiet else sys.stderr,
+        at_revision=getattr(args, "bisect_exit", False),  # under `git bisect run`, a commit git put in place
+    )
     _say(args, f"built {profile} in {built.seconds:.1f} s (log: {built.log})")

@@ -166,8 +166,10 @@ def run_command(
     ``stream``. It runs in its own process group with a parent-death signal, and the group is stopped on any
     exit of ours (Ctrl-C included). Returns the seconds it took; a failure is a :class:`BuildError`.
 
-    A command that is missing or not executable is the user's to fix (:class:`UsageError`) in their own tree,
-    but a build error ``at_revision`` (in a checkout of a commit): there it is what that commit contains."""
+    A command that is missing or not executable is the user's to fix (:class:`UsageError`), except a file of the
+    tree (a path such as ``./build.sh``) ``at_revision``: in a checkout of a commit (``--rev``, a bisect, or the
+    commit `git bisect run` put in place) it is what that commit contains, a build error of that commit. A
+    program looked up on PATH (``make``, ``cargo``) that is not installed is missing at every commit alike."""
     from bootlab.qemu.process import child_setup
 
     argv = ["sh", "-c", build.command] if isinstance(build.command, str) else list(build.command)
@@ -189,7 +191,7 @@ def run_command(
             )
         except (FileNotFoundError, PermissionError) as exc:
             problem = "not found" if isinstance(exc, FileNotFoundError) else "is not executable"
-            if not at_revision:
+            if not (at_revision and "/" in argv[0]):
                 fix = "fix build.command or install it" if problem == "not found" else "fix build.command"
                 raise UsageError(f"{what}: build command {argv[0]!r} {problem} (in {cwd}); {fix}") from None
             # a property of the commit (one from before its build script existed, say): that commit cannot be
@@ -263,8 +265,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def build_in_place(project: Project, name: str, sets: list[str], *, stream: IO[str] | None = None) -> Built:
-    """``bootlab build``: run the build in the user's tree; the profile then boots the outputs where they are."""
+def build_in_place(
+    project: Project, name: str, sets: list[str], *, stream: IO[str] | None = None, at_revision: bool = False
+) -> Built:
+    """``bootlab build``: run the build in the user's tree; the profile then boots the outputs where they are.
+    ``at_revision``: the tree is a commit someone else picked (`git bisect run`), see :func:`run_command`."""
     from bootlab.source.revision import revision_of
 
     profile = build_profile(project, name, sets)
@@ -275,7 +280,9 @@ def build_in_place(project: Project, name: str, sets: list[str], *, stream: IO[s
     log = _state_log(name)
     revision = revision_of(profile)
     env = {"BOOTLAB_COMMIT": revision.commit} if revision and revision.commit else {}
-    seconds = run_command(profile.build, cwd, log, what=f"build of {name}", stream=stream, env=env)
+    seconds = run_command(
+        profile.build, cwd, log, what=f"build of {name}", stream=stream, env=env, at_revision=at_revision
+    )
     outputs = {o: str(cwd / o) for o in profile.build.outputs}
     return Built(name, revision_of(profile), outputs, log=str(log), seconds=seconds)
 
