@@ -295,6 +295,7 @@ def test_symptom_rules() -> None:
         (["sim", "--resume", "s1"], "carries on with the bisect's own settings"),
         (["--resume", "s1", "--confidence", "0.9", "--strict"], "may change); drop --confidence, --strict"),
         (["--resume", "s1", "--seed-base", "3", "--note", "x"], "drop --seed-base, --note"),
+        (["--resume", "s1", "--seed-base", "0"], "drop --seed-base"),  # 0 is given too
         (["--resume", "s1", "--set", "memory=1G", "--fixed"], "drop --fixed, --set/--check"),
     ],
 )

@@ -100,3 +100,29 @@ def test_store_commands_bad_input(
     assert main([*argv, "--config", str(filled)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_junit_of_a_strict_trial_fails_a_pass_with_incidents() -> None:
+    """`trial --strict` counted the pass with an incident as a failure; its JUnit export says the same."""
+    from bootlab.cli.export import to_junit
+
+    incident = {"kind": "warning", "title": "linux: WARNING in foo_probe", "process": None, "line": "WARNING", "t": 1.0}
+    boots = [
+        {
+            "boot": f"b{i}",
+            "trial": "t1",
+            "idx": i,
+            "profile": "sim",
+            "seed": i,
+            "sets": [],
+            "outcome": "pass",
+            "title": None,
+            "verdict": {"outcome": "pass", "stage": "login", "incidents": [incident] if i == 0 else []},
+        }
+        for i in range(2)
+    ]
+    for strict, failed in ((True, 1), (False, 0)):
+        trial = {"trial": "t1", "profile": "sim", "strict": strict, "sets": []}
+        suite = ET.fromstring(to_junit(trial, boots)).find("testsuite")
+        assert suite is not None and suite.get("failures") == str(failed)
+        assert len([c for c in suite.findall("testcase") if c.find("failure") is not None]) == failed

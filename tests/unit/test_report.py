@@ -314,7 +314,14 @@ def test_a_single_boot_replays_with_its_sets_in_show_export_and_report(
         store.db.execute("UPDATE boots SET sets = NULL")  # as a boot stored before bootlab recorded them
         store.db.commit()
         old = render.html(p := pages.load(store, Ref("boot", 1)), plots.figures(p), store=store.root)
-    assert "bootlab boot sim --seed 77" in text_of(old) and "add them" in text_of(old)
+        md = render.markdown(p)
+    # every replay of such a boot says the --set values are missing, not only the HTML page
+    note = "stored before bootlab recorded --set values: add the ones it ran with"
+    assert "bootlab boot sim --seed 77" in text_of(old) and note in text_of(old) and note in md
+    assert main(["show", "b1", "--config", config]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["export", "b1", "--config", config, "--format", "junit"]) == 0
+    assert note in capsys.readouterr().out
 
 
 def test_a_rev_trial_replays_that_build_and_shows_its_revision(
@@ -350,6 +357,9 @@ def test_a_rev_trial_replays_that_build_and_shows_its_revision(
     assert "\n    first put the build of 0123456789ab (v0.9) in place: git switch" in capsys.readouterr().out
     assert main(["export", "t1", "--format", "junit"]) == 0
     assert "replay: # first put the build of 0123456789ab (v0.9)" in capsys.readouterr().out
+    assert main(["show", "t1"]) == 0  # the trial's own text: its "replay one" line too
+    out = capsys.readouterr().out
+    assert "  # first put the build of 0123456789ab (v0.9) in place: git switch --detach 0123456789ab" in out
     # a comparison of that build against the user's tree: --a-rev only
     lab.compare(ArmSpec("sim", sets, label="v0.9", revision=v09), ArmSpec("sim", sets, label="here"), n=2, seed_base=1)
     replay = pages.load(lab.store, Ref("comparison", 1)).data["replay"]

@@ -78,7 +78,12 @@ def run_bisect(args: argparse.Namespace) -> int:
 
     progress = make_bisect_progress(quiet=args.quiet)
     if args.resume:
-        given = [name for name, dest in RESUME_KEEPS.items() if getattr(args, dest) not in (None, False, [])]
+        # "given" is anything but the unset default: `--seed-base 0` is given (0 == False, so `not in` would miss it)
+        given = [
+            name
+            for name, dest in RESUME_KEEPS.items()
+            if getattr(args, dest) is not None and getattr(args, dest) is not False and getattr(args, dest) != []
+        ]
         if given:
             raise UsageError(
                 f"bisect --resume {args.resume} carries on with the bisect's own settings (only -j and --max-boots "

@@ -57,7 +57,7 @@ def collect(store: Any, ref: Any) -> tuple[dict[str, Any] | None, list[dict[str,
 
     if ref.kind == "boot":
         row = store.require(ref)
-        return None, [{**boot_json(row), "sets": boot_sets(store, row) or []}]
+        return None, [{**boot_json(row), "sets": boot_sets(store, row)}]
     from bootlab.lab.lab import stored_trial
     from bootlab.lab.results import to_json
 
@@ -107,8 +107,10 @@ def to_junit(trial: dict[str, Any] | None, boots: list[dict[str, Any]]) -> str:
     name = f"bootlab {trial['trial']} {trial['profile']}" if trial else f"bootlab {boots[0]['boot']}"
     checks = [c for b in boots for c in b["verdict"].get("checks", [])]
     # a boot is a failure when the guest failed, an error when QEMU or bootlab did (not counted in a rate)
+    # a strict trial counted a pass with incidents as a failure: so does its JUnit (the rate property says so too)
+    strict = bool(trial and trial.get("strict"))
     tally = Tally()
-    judged = [tally.add(Verdict.model_validate(b["verdict"])) for b in boots]
+    judged = [tally.add(Verdict.model_validate(b["verdict"]), strict) for b in boots]
     failures = tally.failed + sum(1 for c in checks if c["status"] in ("fail", "timeout", "crash"))
     errors = tally.excluded
     skipped = sum(1 for c in checks if c["status"] == "skipped")

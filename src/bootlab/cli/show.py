@@ -40,7 +40,7 @@ def run_show(args: argparse.Namespace) -> int:
                 sys.stdout.buffer.write(store.read_log(row["log_path"]))
                 return 0
             data = boot_json(row)
-            data["sets"] = boot_sets(store, row) or []
+            data["sets"] = boot_sets(store, row)  # None: stored before they were recorded
             data["notes"] = [n["text"] for n in store.notes(ref)]
             if args.json:
                 print(json.dumps(data, indent=2))
@@ -96,7 +96,7 @@ def _print_boot(d: dict[str, Any]) -> None:
 
     for line in verdict_lines(v):
         print(line)
-    *first, command = replay_command(d["profile"], d.get("sets", []), d["seed"], d.get("revision")).split("\n")
+    *first, command = replay_command(d["profile"], d.get("sets"), d["seed"], d.get("revision")).split("\n")
     print(f"  seed: {d['seed']} (replay: {command})")
     for line in first:  # a build bootlab made apart: which one to put in place first
         print(f"    {line.removeprefix('# ')}")

@@ -317,7 +317,8 @@ def _trial(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     else:
         from bootlab.report.text import print_trial
 
-        print_trial(data)
+        # the build every boot came from (`show tN` reads the same from the store), so the replay names it
+        print_trial({**data, "revisions": [revision.to_json()]} if revision is not None else data)
         if holder is not None:
             _print_held(holder)
     if result.interrupted:

@@ -53,24 +53,30 @@ class BootRecord:
     ref: str | None = None
 
 
-def replay_command(profile: str, sets: list[str], seed: int | None, revision: Mapping[str, Any] | None = None) -> str:
+def replay_command(
+    profile: str, sets: list[str] | None, seed: int | None, revision: Mapping[str, Any] | None = None
+) -> str:
     """The command that boots one boot of a trial again: its profile, every ``--set`` of the trial, its seed.
 
     Shown by ``show``, ``trial``, ``export --format junit`` and reports; without the trial's ``--set`` values the
     command would boot a different configuration (``--set cpu=max`` is what made the boot crash). ``revision``
     (the boot's stored one): when its images were built in bootlab's own checkout (``--rev``, a bisect), plain
     ``bootlab boot`` would boot whatever the user's tree holds now, so the command is preceded by a comment line
-    saying which build to put in place first, and how."""
+    saying which build to put in place first, and how. ``sets`` None: a single boot stored before bootlab recorded
+    them (store schema 2), said in a comment line too, rather than a command that looks complete and is not."""
     from bootlab.source.revision import Revision
 
-    sets_text = "".join(f" --set {shlex.quote(x)}" for x in sets)
+    notes = []
+    if sets is None:
+        notes.append("# stored before bootlab recorded --set values: add the ones it ran with (see its profile)")
+    sets_text = "".join(f" --set {shlex.quote(x)}" for x in sets or [])
     command = f"bootlab boot {shlex.quote(profile)}{sets_text} --seed {seed if seed is not None else 'SEED'}"
     built = Revision.from_json(dict(revision)) if revision else None
-    if built is None or not built.built_apart:
-        return command
-    commit = str(built.commit)[:12]
-    how = f"git switch --detach {commit} && bootlab build {shlex.quote(profile)}{sets_text}"
-    return f"# first put the build of {built.short()} in place: {how}\n{command}"
+    if built is not None and built.built_apart:
+        commit = str(built.commit)[:12]
+        how = f"git switch --detach {commit} && bootlab build {shlex.quote(profile)}{sets_text}"
+        notes.append(f"# first put the build of {built.short()} in place: {how}")
+    return "\n".join([*notes, command])
 
 
 def stage_times(verdicts: Iterable[Verdict]) -> dict[str, list[float]]:

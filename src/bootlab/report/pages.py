@@ -65,7 +65,7 @@ def _plain(obj: Any) -> Any:
 # -- boots -------------------------------------------------------------------------------------------------------
 
 
-def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[str, Any]:
+def boot_view(row: sqlite3.Row, sets: list[str] | None, strict: bool = False) -> dict[str, Any]:
     """One stored boot as the templates and plots read it (the verdict's fields, flattened)."""
     b = boot_json(row)
     verdict = Verdict.model_validate(b["verdict"])
@@ -74,7 +74,7 @@ def boot_view(row: sqlite3.Row, sets: list[str], strict: bool = False) -> dict[s
     passed = judge(verdict, strict)
     return {
         **b,
-        "sets": sets,
+        "sets": sets or [],
         "stage": verdict.stage,
         "duration_s": verdict.duration_s,
         "fatal_line": verdict.fatal_line,
@@ -344,7 +344,7 @@ MAX_LOG_LINES = 4000
 def load_boot(store: Store, ref: Ref) -> Page:
     row = store.require(ref)
     sets = boot_sets(store, row)
-    boot = {**boot_view(row, sets or []), "sets_recorded": sets is not None}
+    boot = boot_view(row, sets)
     lines = _read_lines(store, boot)
     log = None
     if lines is not None:

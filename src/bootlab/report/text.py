@@ -87,7 +87,11 @@ def trial_lines(r: dict[str, Any], *, indent: str = "") -> list[str]:
     if r.get("titles"):
         from bootlab.lab.summary import replay_command
 
-        replay = replay_command(r["profile"], r.get("sets", []), None)
+        revisions = r.get("revisions") or []  # a --rev trial's boots all come from one build made apart
+        *notes, replay = replay_command(
+            r["profile"], r.get("sets", []), None, revisions[0] if len(revisions) == 1 else None
+        ).split("\n")
+        lines += [f"{indent}{line}" for line in notes]
         lines.append(f"{indent}failures by title (replay one: `{replay}`):")
         for t in r["titles"]:
             first = f" (first: {t['first_boot']}, " if t.get("first_boot") else " ("
