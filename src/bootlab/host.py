@@ -89,6 +89,12 @@ class Host:
         known = self.pflash.get(name) if pflash else self.firmware.get(name)
         return known or self.firmware_files.get(name)
 
+    def firmware_for(self, role: str, name: str) -> str | None:
+        """The file a profile's ``firmware.ROLE = NAME`` boots here: ``bios`` is loaded with -bios, ``code`` and
+        ``vars`` as pflash (a name may have a pflash-sized file apart). One rule, for the command line, the hashes
+        the store records and the importer's notes, so they always speak of the same file."""
+        return self.find_firmware(name, pflash=role.removeprefix("firmware.") != "bios")
+
 
 @cache
 def firmware_table() -> dict[str, Any]:

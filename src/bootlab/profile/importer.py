@@ -241,7 +241,7 @@ class _Importer:
         if "/" not in raw:
             if (self.a.base / raw).is_file():  # QEMU opens a file of that name in its directory first
                 return self.path(raw, str(self.a.base / raw))
-            if self.host.find_firmware(raw, pflash=role != "bios") is None:
+            if self.host.firmware_for(role, raw) is None:
                 self.out.notes.append(f"firmware {raw}: not found on this host (the profile names it all the same)")
             return raw
         name = self.firmware_name(where, pflash=role != "bios")

@@ -102,7 +102,7 @@ def _firmware_args(profile: Profile, host: Host, problems: list[Problem]) -> lis
                     )
                 )
             return value
-        found = host.find_firmware(value, pflash=role != "bios")
+        found = host.firmware_for(role, value)
         if found is None:
             problems.append(
                 Problem(

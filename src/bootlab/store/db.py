@@ -196,7 +196,7 @@ class Store:
         images = {k: self.file_sha256(v) for k, v in profile.files().items()}
         if host is not None:
             for role, name in profile.firmware_names().items():
-                found = host.find_firmware(name, pflash=role != "firmware.bios")
+                found = host.firmware_for(role, name)
                 images[role] = self.file_sha256(found) if found else None
         return images
 
