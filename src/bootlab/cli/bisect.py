@@ -97,10 +97,11 @@ def run_bisect(args: argparse.Namespace) -> int:
         project = load_project(args.config)
         with open_store(project, existing=True) as store:
             row = store.require(ref)
+            found_in = store.root
         config = json.loads(row["params"] or "{}").get("config")
         if args.config is None and config and Path(config).is_file():
             project = load_project(Path(config))
-        lab = make_lab(args, project)
+        lab = make_lab(args, project, store_root=found_in)  # on in the store that holds it, whatever project says
         try:
             result = lab.resume_bisect(ref.id, progress=progress, jobs=args.jobs, max_boots=args.max_boots)
         finally:

@@ -24,6 +24,8 @@ from bootlab.cli.common import add_check_args, add_json_arg, add_profile_args, c
 from bootlab.errors import UsageError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bootlab.lab.lab import Lab
     from bootlab.lab.results import Result
     from bootlab.lab.summary import Stopper
@@ -103,8 +105,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_trial)
 
 
-def make_lab(args: argparse.Namespace, project: Project | None = None, revision: Revision | None = None) -> Lab:
-    """Project, host probe, store: what every lab command opens (``project``: one that boots a --rev build)."""
+def make_lab(
+    args: argparse.Namespace,
+    project: Project | None = None,
+    revision: Revision | None = None,
+    store_root: Path | None = None,
+) -> Lab:
+    """Project, host probe, store: what every lab command opens (``project``: one that boots a --rev build;
+    ``store_root``: the store to carry on in, `bisect --resume`'s, whatever the project's own says)."""
     from bootlab.host import probe
     from bootlab.lab.lab import Lab
     from bootlab.profile.loader import load_project
@@ -113,10 +121,10 @@ def make_lab(args: argparse.Namespace, project: Project | None = None, revision:
     if project is None:
         project = load_project(args.config)
     force = getattr(args, "force", False)
-    cluster = cluster_lab(args, project, force, revision)
+    cluster = cluster_lab(args, project, force, revision, store_root)
     if cluster is not None:
         return cluster
-    return Lab(project, probe(), open_store(project), force=force, revision=revision)
+    return Lab(project, probe(), open_store(project, store_root), force=force, revision=revision)
 
 
 @overload
@@ -142,7 +150,11 @@ def stopper_from(args: argparse.Namespace, *, required: bool = False) -> Stopper
 
 
 def cluster_lab(
-    args: argparse.Namespace, project: Project, force: bool, revision: Revision | None = None
+    args: argparse.Namespace,
+    project: Project,
+    force: bool,
+    revision: Revision | None = None,
+    store_root: Path | None = None,
 ) -> Lab | None:
     """A Lab whose boots run on the cluster, when ``--cluster``/``$BOOTLAB_CLUSTER``/bootlab.toml names one."""
     from bootlab.cluster.config import cluster_config, warn_if_exposed
@@ -160,7 +172,7 @@ def cluster_lab(
     from bootlab.host import probe
     from bootlab.store.db import open_store
 
-    store = open_store(project)
+    store = open_store(project, store_root)
     return ClusterLab(project, probe(), store, cluster=config, force=force, quiet=args.quiet, revision=revision)
 
 
