@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,18 +32,19 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
-def start_cluster(tmp: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
+def start_cluster(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> str:
+    """A scheduler and two one-slot workers; each process goes into ``procs`` as soon as it exists, so the
+    caller's ``finally`` stops whatever started, even if start-up is interrupted or fails half-way."""
     info = tmp / "scheduler.json"
-    procs = [
+    procs.append(
         subprocess.Popen(
             [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(info)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-    ]  # fmt: skip
-    while not info.is_file() or not info.read_text().strip():
-        time.sleep(0.1)
-    address = json.loads(info.read_text())["address"]
+    )  # fmt: skip
+    _wait_for(lambda: info.is_file() and bool(info.read_text().strip()), "the scheduler")
+    address = str(json.loads(info.read_text())["address"])
     for name in ("bench-w1", "bench-w2"):
         log = tmp / f"{name}.log"
         with log.open("w") as out:
@@ -53,9 +55,16 @@ def start_cluster(tmp: Path) -> tuple[str, list[subprocess.Popen[bytes]]]:
                     stdout=out, stderr=subprocess.STDOUT,
                 )
             )  # fmt: skip
-        while "joined" not in log.read_text():
-            time.sleep(0.1)
-    return address, procs
+        _wait_for(lambda log=log: "joined" in log.read_text(), f"worker {name} (see {log})")
+    return address
+
+
+def _wait_for(done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench/cluster: {what} did not start within {timeout:.0f} s")
+        time.sleep(0.1)
 
 
 def stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -113,8 +122,9 @@ def main() -> int:
     args = ap.parse_args()
     quiet_dask_logs()
     with tempfile.TemporaryDirectory(prefix="bootlab-bench-") as tmp:
-        address, procs = start_cluster(Path(tmp))
+        procs: list[subprocess.Popen[bytes]] = []
         try:
+            address = start_cluster(Path(tmp), procs)
             project, store = load_project(args.config), Store(Path(tmp) / "store")
             rates: dict[str, list[float]] = {"cluster": [], "local": []}
             start, stored = [], []
