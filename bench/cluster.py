@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,8 +56,12 @@ def start_cluster(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> str:
                     stdout=out, stderr=subprocess.STDOUT,
                 )
             )  # fmt: skip
-        _wait_for(lambda log=log: "joined" in log.read_text(), f"worker {name} (see {log})")
+        _wait_for(partial(_joined, log), f"worker {name} (see {log})")
     return address
+
+
+def _joined(log: Path) -> bool:
+    return "joined" in log.read_text()
 
 
 def _wait_for(done: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
