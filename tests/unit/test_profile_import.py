@@ -330,3 +330,24 @@ def test_profiles_show_still_works(project: Path, capsys: pytest.CaptureFixture[
     assert json.loads(capsys.readouterr().out)["cpu"] == "cortex-a72"
     assert main(["profiles", "show", "redox-aarch64-tcg", "--set", "cpu=max"]) == 0
     assert json.loads(capsys.readouterr().out)["cpu"] == "max"
+
+
+def test_a_script_with_modes_imports_as_profiles_that_extend_one(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's recipe on a run script like the user's (a `case` over modes, the accelerator picked by host):
+    the default mode as one profile, with the accelerators of both branches and a cpu per accelerator; another
+    mode as a profile that extends it and writes only what differs."""
+    from test_script_reader import RUN_DEV
+
+    (project / "run-dev.sh").write_text(RUN_DEV)
+    code, data = run_import(capsys, "redox", "--script", "run-dev.sh")
+    assert code == 0, data
+    table = data["table"]
+    assert (table["accel"], table["cpu"]) == (["hvf", "tcg"], {"hvf": "host", "tcg": "cortex-a72"})
+    assert len(data["comparisons"]) == 2 and data["exact"]
+    code, gui = run_import(capsys, "redox-gui", "--script", "run-dev.sh", "--mode", "gui", "--extends", "redox")
+    assert code == 0, gui
+    assert gui["table"] == {"extends": "redox"}  # -serial stdio is what -nographic gives the console: nothing differs
+    text = (project / "bootlab.toml").read_text()
+    assert "[profiles.redox]" in text and "[profiles.redox-gui]" in text
