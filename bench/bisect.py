@@ -61,7 +61,6 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from bootlab.lab.bisect import MAX_BOOTS
 from bootlab.lab.changepoint import ChangePoint, Priors
 
 
@@ -162,6 +161,10 @@ def percentile(values: list[int], q: float) -> float:
 
 
 def main() -> int:
+    # here, not at the top: imported as the standard `bisect` (see above), this file's body still runs, inside the
+    # `random` module's own import; bootlab.lab.bisect brings pydantic, which imports `random` again (half-made)
+    from bootlab.lab.bisect import MAX_BOOTS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=1000, help="runs per scenario and method (default 1000)")
     ap.add_argument("--commits", type=int, default=64, help="candidate commits (default 64)")
