@@ -222,6 +222,27 @@ def test_interrupted_bisect_resumes_without_repeating_a_boot(
     assert "has finished; `bootlab show s1` shows its answer" in capsys.readouterr().err
 
 
+def test_resume_carries_on_in_the_store_that_holds_the_bisect(
+    env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lab of a resumed bisect writes where the bisect was found, not where its recorded project's own
+    [store] would point (a store created empty there would not know s1, or would know another s1)."""
+    import bootlab.cli.trial
+    from bootlab.errors import UsageError
+
+    config, _, _ = env
+    assert bisect(capsys, config, "sim", "--good", "HEAD~11", "--bad", "main", "--max-boots", "2")[0] == 1
+    opened: list[Path | None] = []
+
+    def make_lab(args, project=None, revision=None, store_root=None):  # type: ignore[no-untyped-def]
+        opened.append(store_root)
+        raise UsageError("stopped here by the test")
+
+    monkeypatch.setattr(bootlab.cli.trial, "make_lab", make_lab)
+    assert main(["bisect", "--resume", "s1", "--config", str(config)]) == 2
+    assert opened == [Path(os.environ["BOOTLAB_STORE"])]
+
+
 def test_resume_takes_a_new_budget_and_batch_size(
     env: tuple[Path, Path, list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
