@@ -82,7 +82,7 @@ def run_bisect(args: argparse.Namespace) -> int:
         given = [
             name
             for name, dest in RESUME_KEEPS.items()
-            if getattr(args, dest) is not None and getattr(args, dest) is not False and getattr(args, dest) != []
+            if (value := getattr(args, dest)) is not None and value is not False and value != []
         ]
         if given:
             raise UsageError(

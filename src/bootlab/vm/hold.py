@@ -219,11 +219,10 @@ async def _converse(
     hold: HoldRule | None,
     on_event: EventHook | None,
 ) -> SupervisedBoot:
+    from bootlab.vm.manager import read_message
+
     while line := await reader.readline():
-        try:
-            msg = protocol.parse_message(line)
-        except ValueError as exc:
-            raise InfraError(f"vm {vm.name}: the supervisor said something unexpected: {exc}") from None
+        msg = read_message(vm, line)
         if isinstance(msg, protocol.LoopEvent):
             if on_event is not None:
                 on_event(msg.kind, msg.text, msg.t)

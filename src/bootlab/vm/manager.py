@@ -109,13 +109,13 @@ def request(vm: VmDir, req: protocol._Message, timeout: float | None = 30.0) -> 
         sock.close()
     if not line:
         raise InfraError(f"vm {vm.name}: the supervisor closed the connection (see {vm.supervisor_out})")
-    reply = _message(vm, line)
+    reply = read_message(vm, line)
     if isinstance(reply, protocol.Event):
         raise InfraError(f"vm {vm.name}: the supervisor sent an event where a reply was due: {line[:80]!r}")
     return reply
 
 
-def _message(vm: VmDir, line: bytes) -> protocol.Event | protocol.Reply:
+def read_message(vm: VmDir, line: bytes) -> protocol.Event | protocol.Reply:
     """A supervisor's line, typed; one that bootlab does not understand is the infrastructure's fault."""
     try:
         return protocol.parse_message(line)
@@ -369,7 +369,7 @@ def wait_settled(
                 sock.sendall(protocol.WaitRequest(timeout=timeout, events=True).encode())
                 reader = sock.makefile("rb")
                 for line in reader:
-                    msg = _message(vm, line)
+                    msg = read_message(vm, line)
                     if isinstance(msg, protocol.StageEvent):
                         if on_stage is not None:
                             on_stage(msg.name, msg.t)
