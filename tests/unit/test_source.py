@@ -22,7 +22,7 @@ from bootlab.errors import UsageError
 from bootlab.host import Host
 from bootlab.source import git as source_git
 from bootlab.source.checkout import Checkout, journal_dir, recover
-from gitrepo import commits, git, make_repo, snapshot
+from gitrepo import SIM_BUILD, commits, git, make_repo, snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -214,6 +214,26 @@ def test_a_failing_build_is_a_build_error_and_changes_nothing(
     # a trial at that revision boots nothing and says why, with the same exit code
     assert main(["trial", "sim", "--rev", "HEAD~1", "-n", "2", "--config", str(config), "-q"]) == 3
     assert "build failed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("users", [None, "logfire"])
+def test_the_build_command_does_not_inherit_what_bootlab_set_for_itself(
+    image_project: ImageProject, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, users: str | None
+) -> None:
+    """bootlab turns pydantic's plugin scan off for itself; the user's build may run tools that use plugins."""
+    from bootlab import environ
+
+    monkeypatch.setattr(environ, "_OWN", set())
+    if users is None:
+        monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    else:
+        monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", users)
+    script = 'echo "plugins off: ${PYDANTIC_DISABLE_PLUGINS-unset}"\n' + SIM_BUILD
+    config, _repo = image_project(["a"], script=script)
+    assert main(["build", "sim", "--config", str(config), "--json", "-q"]) == 0
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == (users or "__all__")  # bootlab's own process: off
+    log = Path(json.loads(capsys.readouterr().out)["log"])
+    assert f"plugins off: {users or 'unset'}\n" in log.read_text()
 
 
 def test_build_in_place_and_of_a_revision(image_project: ImageProject, capsys: pytest.CaptureFixture[str]) -> None:

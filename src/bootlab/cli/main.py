@@ -90,8 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bootlab {__version__}")
         return 0
     # pydantic looks for plugins through importlib.metadata at its first model (a scan of every installed
-    # distribution: ~40 ms); bootlab uses none, and this process is ours
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # distribution); bootlab uses none. Not passed on to the user's build command, whose tools may use some.
+    from bootlab.environ import set_own
+
+    set_own("PYDANTIC_DISABLE_PLUGINS", "__all__")
     command = _command_name(args_list)
     # --debug is bootlab's own option: only before the command (after it, e.g. in `vm exec NAME -- cmd --debug`,
     # it belongs to someone else)

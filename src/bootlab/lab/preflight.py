@@ -107,6 +107,8 @@ def require_checks_sendable(profile: Profile) -> Profile:
     what bootlab sends over a console. Said now, not as an error in every boot of a trial. Returns ``profile``
     with each script's text read (:meth:`~bootlab.profile.model.Check.with_text`): the boots send that text, so a
     script edited or removed during a trial does not change its later boots."""
+    if not profile.checks:
+        return profile
     from bootlab.console.shell import MAX_STAGED, command_text
 
     checks = []
@@ -131,7 +133,7 @@ def require_checks_sendable(profile: Profile) -> Profile:
                 "work in a file the guest already has (its image, or a --mount share) and run that"
             )
         checks.append(check)
-    return profile.model_copy(update={"checks": checks}) if profile.checks else profile
+    return profile.model_copy(update={"checks": checks})
 
 
 def check_fallback(profile: Profile, project: Project, sets: list[str] | tuple[str, ...]) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from bootlab.environ import for_user_commands
 from bootlab.errors import InfraError, UsageError
 from bootlab.source.revision import Revision
 
@@ -173,7 +174,7 @@ def run_command(
     from bootlab.qemu.process import child_setup
 
     argv = ["sh", "-c", build.command] if isinstance(build.command, str) else list(build.command)
-    full_env = {**os.environ, **build.env, **(env or {})}
+    full_env = {**for_user_commands(), **build.env, **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     last = ""
